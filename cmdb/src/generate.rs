@@ -1,0 +1,1 @@
+//! eDeploy's `generate()`: expands a model dict with ranges into a list of dicts.

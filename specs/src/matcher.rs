@@ -1,0 +1,903 @@
+//! eDeploy's matcher (`match_all`): binds a profile's specs to an inventory's lines.
+//!
+//! The search is eDeploy's, step for step, because operators depend on *which* line a
+//! variable binds when several could (`$disk1` takes the first disk in inventory order):
+//!
+//! 1. Specs are taken in order. For each spec, a line equal to the whole spec is consumed
+//!    first (no binding); otherwise the first line (in the current order) whose four
+//!    elements all match is consumed, binding its variables.
+//! 2. When a spec binds a new variable, a retry point is recorded: the remaining specs
+//!    (this one included), the lines with the chosen one moved to the end, and the
+//!    variables as they were before.
+//! 3. When a spec matches nothing, the retry points are tried most recent first, each as
+//!    a nested search; nesting stops at depth 50.
+//! 4. On success, every `$$name` key is renamed `name` and reported as *forced*. Keys bound
+//!    by an abandoned attempt stay in the result (eDeploy's quirk).
+//!
+//! eDeploy's search can take exponential time before it gives up. This one returns the
+//! same answers but prunes a retry point when no assignment of the remaining specs to
+//! distinct remaining lines exists even ignoring variables not bound yet (a bipartite
+//! matching test, which every successful continuation satisfies), and remembers retry
+//! states that already failed at a given depth. A step budget bounds what is left.
+
+use crate::funcs::{self, Call, Parsed};
+use crate::model::{Inventory, Line, SpecLine};
+use crate::syntax::Pos;
+use crate::value::Value;
+use std::collections::HashMap;
+use std::fmt;
+
+/// eDeploy stops nesting retries at this depth.
+pub const MAX_LEVEL: u32 = 50;
+
+/// Default number of line checks before the search gives up.
+pub const DEFAULT_STEP_BUDGET: u64 = 20_000_000;
+
+/// How one spec element is matched against a line's element (the second pass).
+#[derive(Clone, Debug)]
+enum Elem {
+    /// Compare with the spec element as written.
+    Literal,
+    /// Never matches in the second pass (eDeploy `break`s).
+    Never,
+    /// `$name`: binds, or must equal an earlier binding.
+    Var(String),
+    /// `func(...)`: must be true.
+    Test(Call),
+    /// `$name=func(...)`: binds when true, else compares literally.
+    VarTest(String, Call),
+}
+
+#[derive(Clone, Debug)]
+struct CompiledSpec {
+    raw: Line,
+    elems: [Elem; 4],
+    /// No variable nor test: the first pass equals the second, skip it.
+    pure_literal: bool,
+}
+
+/// How serious a [`Diagnostic`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// eDeploy accepts it and so do we, but it is probably not what was meant.
+    Warning,
+    /// The element can never match (eDeploy would raise or skip it).
+    Error,
+}
+
+/// A problem found while compiling a specs file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub pos: Pos,
+    /// Index of the spec line (0-based).
+    pub spec: usize,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{}: {sev}: {}", self.pos, self.message)
+    }
+}
+
+/// A profile's specs, compiled once and matched against many inventories.
+#[derive(Clone, Debug)]
+pub struct Specs {
+    specs: Vec<CompiledSpec>,
+    lines: Vec<SpecLine>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Specs {
+    /// Compiles spec lines. Never fails: elements eDeploy would choke on are compiled to
+    /// "never matches" and described in [`Specs::diagnostics`].
+    pub fn compile(lines: Vec<SpecLine>) -> Specs {
+        let mut diagnostics = Vec::new();
+        let specs = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| compile_spec(i, line, &mut diagnostics))
+            .collect();
+        Specs {
+            specs,
+            lines,
+            diagnostics,
+        }
+    }
+
+    /// Compiles plain 4-tuples (no positions).
+    pub fn from_lines(lines: Vec<Line>) -> Specs {
+        Specs::compile(
+            lines
+                .into_iter()
+                .map(|elems| SpecLine {
+                    elems,
+                    pos: Pos::default(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Problems found while compiling.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// The spec lines as written.
+    pub fn lines(&self) -> &[SpecLine] {
+        &self.lines
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// Whether any spec binds a variable (a profile that binds none hands every node the
+    /// first CMDB entry — eDeploy's behaviour).
+    pub fn binds_variables(&self) -> bool {
+        self.specs.iter().any(|s| {
+            s.elems
+                .iter()
+                .any(|e| matches!(e, Elem::Var(_) | Elem::VarTest(..)))
+        })
+    }
+}
+
+fn compile_spec(index: usize, line: &SpecLine, diags: &mut Vec<Diagnostic>) -> CompiledSpec {
+    let mut diag = |severity, message: String| {
+        diags.push(Diagnostic {
+            pos: line.pos,
+            spec: index,
+            severity,
+            message,
+        })
+    };
+    let elems: [Elem; 4] = std::array::from_fn(|i| {
+        let Value::Str(text) = &line.elems[i] else {
+            return Elem::Literal;
+        };
+        if text.is_empty() {
+            diag(
+                Severity::Error,
+                format!("element {} is an empty string: eDeploy cannot match it", i + 1),
+            );
+            return Elem::Never;
+        }
+        let (var, func) = match text.strip_prefix('$') {
+            Some(_) => {
+                let parts: Vec<&str> = text.split('=').collect();
+                if parts.len() == 2 {
+                    (parts[0], parts[1])
+                } else {
+                    (text.as_str(), text.as_str())
+                }
+            }
+            None => (text.as_str(), text.as_str()),
+        };
+        let combined = var.len() != text.len();
+        if combined && func.is_empty() {
+            diag(
+                Severity::Error,
+                format!("'{text}': nothing after '=' (eDeploy fails on it)"),
+            );
+            return Elem::Never;
+        }
+        if func.ends_with(')') {
+            match funcs::parse_call(func) {
+                Parsed::Call(call) => {
+                    check_call(&call, text, &mut diag);
+                    return if combined {
+                        Elem::VarTest(var[1..].to_owned(), call)
+                    } else {
+                        Elem::Test(call)
+                    };
+                }
+                Parsed::Unknown(name) => {
+                    if combined {
+                        diag(
+                            Severity::Warning,
+                            format!(
+                                "'{text}': unknown function '{name}', so the element is compared as plain text{}",
+                                suggestion(&name)
+                            ),
+                        );
+                        return Elem::Literal;
+                    }
+                    diag(
+                        Severity::Error,
+                        format!(
+                            "'{text}': unknown function '{}'{}; eDeploy never matches this element (known: {})",
+                            name,
+                            suggestion(&name),
+                            funcs::Func::NAMES.join(" ")
+                        ),
+                    );
+                    return Elem::Never;
+                }
+                Parsed::NotACall => {}
+            }
+        }
+        if combined {
+            diag(
+                Severity::Warning,
+                format!("'{text}': the part after '=' is not a function call, so the element is compared as plain text"),
+            );
+            return Elem::Literal;
+        }
+        match text.strip_prefix('$') {
+            Some(name) => {
+                if name.is_empty() {
+                    diag(
+                        Severity::Warning,
+                        "a bare '$' binds a variable with an empty name".into(),
+                    );
+                }
+                Elem::Var(name.to_owned())
+            }
+            None => Elem::Literal,
+        }
+    });
+    let pure_literal = elems.iter().all(|e| matches!(e, Elem::Literal));
+    CompiledSpec {
+        raw: line.elems.clone(),
+        elems,
+        pure_literal,
+    }
+}
+
+fn suggestion(name: &str) -> String {
+    let trimmed = name.trim();
+    if trimmed != name && funcs::Func::from_name(trimmed).is_some() {
+        return format!(" (did you mean '{trimmed}' without blanks?)");
+    }
+    funcs::Func::NAMES
+        .iter()
+        .find(|known| edit_distance(known, name) == 1)
+        .map(|k| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Static checks of a call's arguments, for `rdeploy check`.
+fn check_call(call: &Call, text: &str, diag: &mut impl FnMut(Severity, String)) {
+    use funcs::Func;
+    let explicit = call.args.len();
+    let want: Option<(usize, &str)> = match call.func {
+        Func::Gt | Func::Ge | Func::Lt | Func::Le | Func::Network | Func::Regexp | Func::Not => {
+            Some((1, "1 argument"))
+        }
+        Func::Range | Func::And | Func::Or => Some((2, "2 arguments")),
+        Func::ExtractResult => Some((1, "1 argument")),
+        Func::In => None,
+        Func::Raises => {
+            diag(
+                Severity::Error,
+                format!("'{text}': {}() is internal to eDeploy's matcher and raises when called", call.name),
+            );
+            return;
+        }
+    };
+    if let Some((n, words)) = want {
+        if explicit != n {
+            diag(
+                Severity::Error,
+                format!(
+                    "'{text}': {}() takes {words}, {explicit} given (a comma inside an argument splits it); this element never matches",
+                    call.name
+                ),
+            );
+            return;
+        }
+    }
+    for arg in &call.args {
+        if let Some(inner) = &arg.call {
+            check_call(inner, text, diag);
+        }
+    }
+    let constant = |i: usize| call.args.get(i).filter(|a| a.call.is_none()).map(|a| a.text.as_str());
+    match call.func {
+        Func::Gt | Func::Ge | Func::Lt | Func::Le | Func::Range => {
+            for i in 0..explicit {
+                if let Some(a) = constant(i) {
+                    if funcs::python_float(a).is_none() {
+                        diag(
+                            Severity::Error,
+                            format!("'{text}': '{a}' is not a number; this element never matches"),
+                        );
+                    }
+                }
+            }
+        }
+        Func::Network => {
+            if let Some(a) = constant(0) {
+                let probe = Call {
+                    name: call.name.clone(),
+                    func: call.func,
+                    args: call.args.clone(),
+                };
+                // Evaluate against a valid address: only the network can fail.
+                if let Err(e) = probe.test(&Value::from("0.0.0.0")) {
+                    diag(
+                        Severity::Error,
+                        format!("'{text}': {e} (network '{a}'); this element never matches"),
+                    );
+                }
+            }
+        }
+        Func::Regexp => {
+            if let Some(a) = constant(0) {
+                if let Err(e) = funcs::compile_python_regex(a) {
+                    diag(Severity::Error, format!("'{text}': {e}; this element never matches"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An ordered map of bound variables (Python dict semantics: insertion order, replacing a
+/// key keeps its place).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Vars(pub Vec<(String, Value)>);
+
+impl Vars {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn set(&mut self, key: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// As a Python dict value.
+    pub fn to_value(&self) -> Value {
+        Value::Dict(
+            self.0
+                .iter()
+                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// As a JSON object (insertion order kept).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            m.insert(k.clone(), v.to_json());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Why a profile did not match.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoMatch {
+    /// The search (before any retry) stopped at this spec: no remaining line satisfied it.
+    Spec { index: usize },
+    /// The search was abandoned after the step budget (eDeploy would have searched for a
+    /// very long time); treated as no match.
+    GaveUp { steps: u64 },
+}
+
+/// The result of [`match_all`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchResult {
+    /// `Ok` with the bound variables, or why not.
+    pub outcome: Result<Vars, NoMatch>,
+    /// The `$$` variables (renamed without their extra `$`): CMDB lookup keys.
+    pub forced: Vars,
+    /// Line checks spent.
+    pub steps: u64,
+}
+
+impl MatchResult {
+    pub fn matched(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// Matches an inventory against specs with eDeploy's semantics.
+pub fn match_all(inventory: &Inventory, specs: &Specs) -> MatchResult {
+    match_all_with_budget(inventory, specs, DEFAULT_STEP_BUDGET)
+}
+
+/// [`match_all`] with an explicit step budget.
+pub fn match_all_with_budget(inventory: &Inventory, specs: &Specs, budget: u64) -> MatchResult {
+    let mut ctx = Ctx::new(&inventory.lines, &specs.specs, budget);
+    let lines: Vec<u32> = (0..inventory.lines.len() as u32).collect();
+    let mut arr = Arr::default();
+    let result = ctx.run(lines, 0, &mut arr, 0);
+    let to_vars = |a: &Arr<'_>| {
+        Vars(
+            a.0.iter()
+                .map(|(k, li, ei)| ((*k).to_owned(), inventory.lines[*li as usize][*ei as usize].clone()))
+                .collect(),
+        )
+    };
+    let outcome = match result {
+        Ok(true) => Ok(to_vars(&arr)),
+        Ok(false) => Err(NoMatch::Spec {
+            index: ctx.first_failure.unwrap_or(0),
+        }),
+        Err(GaveUp) => Err(NoMatch::GaveUp { steps: ctx.steps }),
+    };
+    MatchResult {
+        forced: if outcome.is_ok() { to_vars(&ctx.forced) } else { Vars::default() },
+        outcome,
+        steps: ctx.steps,
+    }
+}
+
+/// Bound variables during the search: key, and the (line, element) the value comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Arr<'a>(Vec<(&'a str, u32, u8)>);
+
+impl<'a> Arr<'a> {
+    fn get(&self, key: &str) -> Option<(u32, u8)> {
+        self.0.iter().find(|e| e.0 == key).map(|e| (e.1, e.2))
+    }
+
+    fn set(&mut self, key: &'a str, li: u32, ei: u8) {
+        match self.0.iter_mut().find(|e| e.0 == key) {
+            Some(slot) => {
+                slot.1 = li;
+                slot.2 = ei;
+            }
+            None => self.0.push((key, li, ei)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(i) = self.0.iter().position(|e| e.0 == key) {
+            self.0.remove(i);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GaveUp;
+
+/// Per-(spec, line) result of the variable-independent checks.
+const UNKNOWN: u8 = 0;
+const NEVER: u8 = 1;
+/// `OK_BASE + mask`: matches when the elements in `mask` agree with the bindings.
+const OK_BASE: u8 = 2;
+
+/// The state of one nested search, for the failure memo.
+type StateKey<'a> = (Vec<u32>, usize, Vec<(&'a str, u32, u8)>);
+
+struct Ctx<'a> {
+    inv: &'a [Line],
+    specs: &'a [CompiledSpec],
+    /// Category id of each line (interned first element).
+    line_cat: Vec<u32>,
+    /// Category filter of each spec: `Some(id)` lines must have, `None` any line.
+    spec_cat: Vec<Option<u32>>,
+    /// Static check cache, `specs × lines`.
+    cache: Vec<u8>,
+    /// Lines exactly equal to each non-literal spec (first pass), computed on demand.
+    exact: Vec<Option<Vec<u32>>>,
+    forced: Arr<'a>,
+    first_failure: Option<usize>,
+    memo: HashMap<StateKey<'a>, u32>,
+    steps: u64,
+    budget: u64,
+}
+
+const NO_CATEGORY: u32 = u32::MAX;
+
+impl<'a> Ctx<'a> {
+    fn new(inv: &'a [Line], specs: &'a [CompiledSpec], budget: u64) -> Self {
+        let mut cats: Vec<&str> = Vec::new();
+        let mut last: Option<(&str, u32)> = None;
+        let line_cat = inv
+            .iter()
+            .map(|l| {
+                let Value::Str(c) = &l[0] else {
+                    return NO_CATEGORY - 1;
+                };
+                if let Some((s, id)) = last {
+                    if s == c {
+                        return id;
+                    }
+                }
+                let id = match cats.iter().position(|k| *k == c) {
+                    Some(i) => i as u32,
+                    None => {
+                        cats.push(c);
+                        (cats.len() - 1) as u32
+                    }
+                };
+                last = Some((c, id));
+                id
+            })
+            .collect();
+        let spec_cat = specs
+            .iter()
+            .map(|s| match (&s.elems[0], &s.raw[0]) {
+                (Elem::Literal, Value::Str(c)) => Some(
+                    cats.iter()
+                        .position(|k| *k == c)
+                        .map_or(NO_CATEGORY, |i| i as u32),
+                ),
+                _ => None,
+            })
+            .collect();
+        Ctx {
+            inv,
+            specs,
+            line_cat,
+            spec_cat,
+            cache: vec![UNKNOWN; specs.len() * inv.len()],
+            exact: vec![None; specs.len()],
+            forced: Arr::default(),
+            first_failure: None,
+            memo: HashMap::new(),
+            steps: 0,
+            budget,
+        }
+    }
+
+    fn value(&self, li: u32, ei: u8) -> &'a Value {
+        &self.inv[li as usize][ei as usize]
+    }
+
+    /// The variable-independent part of matching spec `s` against line `l`.
+    fn static_check(&mut self, s: usize, l: u32) -> u8 {
+        let idx = s * self.inv.len() + l as usize;
+        let cached = self.cache[idx];
+        if cached != UNKNOWN {
+            return cached;
+        }
+        let spec = &self.specs[s];
+        let line = &self.inv[l as usize];
+        let mut mask = 0u8;
+        let mut ok = true;
+        for (i, elem) in spec.elems.iter().enumerate() {
+            let pass = match elem {
+                Elem::Literal => line[i] == spec.raw[i],
+                Elem::Never => false,
+                Elem::Var(_) => {
+                    mask |= 1 << i;
+                    true
+                }
+                Elem::Test(call) => matches!(call.test(&line[i]), Ok(true)),
+                Elem::VarTest(_, call) => {
+                    if matches!(call.test(&line[i]), Ok(true)) {
+                        mask |= 1 << i;
+                        true
+                    } else {
+                        line[i] == spec.raw[i]
+                    }
+                }
+            };
+            if !pass {
+                ok = false;
+                break;
+            }
+        }
+        let code = if ok { OK_BASE + mask } else { NEVER };
+        self.cache[idx] = code;
+        code
+    }
+
+    fn var_name(&self, s: usize, i: usize) -> &'a str {
+        match &self.specs[s].elems[i] {
+            Elem::Var(n) | Elem::VarTest(n, _) => n,
+            _ => "",
+        }
+    }
+
+    /// Whether line `l` satisfies spec `s` in the second pass under the bindings `arr`.
+    fn second_pass_ok(&mut self, s: usize, l: u32, arr: &Arr<'a>) -> Option<u8> {
+        if let Some(cat) = self.spec_cat[s] {
+            if self.line_cat[l as usize] != cat {
+                return None;
+            }
+        }
+        let code = self.static_check(s, l);
+        if code == NEVER {
+            return None;
+        }
+        let mask = code - OK_BASE;
+        for i in 0..4 {
+            if mask & (1 << i) != 0 {
+                let name = self.var_name(s, i);
+                if let Some((bl, be)) = arr.get(name) {
+                    if self.value(bl, be) != &self.inv[l as usize][i] {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(mask)
+    }
+
+    /// Original indices of the lines equal to spec `s` (first pass).
+    fn exact_lines(&mut self, s: usize) -> &[u32] {
+        if self.exact[s].is_none() {
+            let spec = &self.specs[s];
+            let filter = match &spec.raw[0] {
+                Value::Str(_) => self.spec_cat_exact(s),
+                _ => None,
+            };
+            let found: Vec<u32> = (0..self.inv.len() as u32)
+                .filter(|&l| filter.is_none_or(|c| self.line_cat[l as usize] == c))
+                .filter(|&l| self.inv[l as usize] == spec.raw)
+                .collect();
+            self.steps += self.inv.len() as u64;
+            self.exact[s] = Some(found);
+        }
+        self.exact[s].as_deref().unwrap_or(&[])
+    }
+
+    /// Category id for the first element of spec `s` taken literally.
+    fn spec_cat_exact(&self, s: usize) -> Option<u32> {
+        let Value::Str(c) = &self.specs[s].raw[0] else {
+            return None;
+        };
+        // Reuse the interned ids: find a line with that category.
+        Some(
+            self.inv
+                .iter()
+                .position(|l| l[0].as_str() == Some(c))
+                .map_or(NO_CATEGORY, |i| self.line_cat[i]),
+        )
+    }
+
+    /// eDeploy's `match_spec`: consumes and returns the matching line, binding variables.
+    fn match_spec(&mut self, s: usize, lines: &mut Vec<u32>, arr: &mut Arr<'a>) -> Option<u32> {
+        self.steps += lines.len() as u64;
+        if !self.specs[s].pure_literal && !self.exact_lines(s).is_empty() {
+            let exact = self.exact_lines(s).to_vec();
+            if let Some(pos) = lines.iter().position(|l| exact.contains(l)) {
+                return Some(lines.remove(pos));
+            }
+        }
+        for pos in 0..lines.len() {
+            let l = lines[pos];
+            if let Some(mask) = self.second_pass_ok(s, l, arr) {
+                for i in 0..4u8 {
+                    if mask & (1 << i) != 0 {
+                        arr.set(self.var_name(s, i as usize), l, i);
+                    }
+                }
+                return Some(lines.remove(pos));
+            }
+        }
+        None
+    }
+
+    /// eDeploy's `match_all` from spec `start` on, at nesting `level`.
+    fn run(&mut self, mut lines: Vec<u32>, start: usize, arr: &mut Arr<'a>, level: u32) -> Result<bool, GaveUp> {
+        if level == MAX_LEVEL {
+            return Ok(false);
+        }
+        if self.steps > self.budget {
+            return Err(GaveUp);
+        }
+        let mut copy_len = arr.0.len();
+        let mut points: Vec<(Vec<u32>, usize, usize)> = Vec::new();
+        for s in start..self.specs.len() {
+            match self.match_spec(s, &mut lines, arr) {
+                Some(line) => {
+                    // A retry point when the bindings changed (only new keys can change them).
+                    if arr.0.len() != copy_len {
+                        let mut retry_lines = lines.clone();
+                        retry_lines.push(line);
+                        points.push((retry_lines, s, copy_len));
+                        copy_len = arr.0.len();
+                    }
+                }
+                None => {
+                    if level == 0 && self.first_failure.is_none() {
+                        self.first_failure = Some(s);
+                    }
+                    while let Some((retry_lines, retry_spec, len)) = points.pop() {
+                        let mut retry_arr = Arr(arr.0[..len].to_vec());
+                        if !self.feasible(&retry_lines, retry_spec, &retry_arr) {
+                            continue;
+                        }
+                        let key: StateKey<'a> = (retry_lines, retry_spec, canonical(&retry_arr));
+                        if self.memo.get(&key).is_some_and(|&failed_at| failed_at <= level + 1) {
+                            continue;
+                        }
+                        if self.run(key.0.clone(), retry_spec, &mut retry_arr, level + 1)? {
+                            for (k, li, ei) in retry_arr.0 {
+                                arr.set(k, li, ei);
+                            }
+                            return Ok(true);
+                        }
+                        let slot = self.memo.entry(key).or_insert(u32::MAX);
+                        *slot = (*slot).min(level + 1);
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        // Success: `$$name` keys become `name`, and are the forced CMDB lookup keys.
+        let keys: Vec<&'a str> = arr.0.iter().map(|e| e.0).collect();
+        for key in keys {
+            if let Some(new_key) = key.strip_prefix('$') {
+                if let Some((li, ei)) = arr.get(key) {
+                    arr.set(new_key, li, ei);
+                    self.forced.set(new_key, li, ei);
+                    arr.remove(key);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// A necessary condition for the remaining specs to succeed: each can be given a
+    /// distinct remaining line that it could match, ignoring variables not yet bound.
+    fn feasible(&mut self, lines: &[u32], start: usize, arr: &Arr<'a>) -> bool {
+        let n_specs = self.specs.len() - start;
+        if n_specs > lines.len() {
+            return false;
+        }
+        self.steps += (n_specs * lines.len()) as u64;
+        let mut candidates: Vec<Vec<u32>> = Vec::with_capacity(n_specs);
+        for s in start..self.specs.len() {
+            let exact: Vec<u32> = if self.specs[s].pure_literal {
+                Vec::new()
+            } else {
+                self.exact_lines(s).to_vec()
+            };
+            let mut c: Vec<u32> = Vec::new();
+            for (pos, &l) in lines.iter().enumerate() {
+                if exact.contains(&l) || self.second_pass_ok(s, l, arr).is_some() {
+                    c.push(pos as u32);
+                }
+            }
+            if c.is_empty() {
+                return false;
+            }
+            candidates.push(c);
+        }
+        // Kuhn's augmenting paths, most constrained specs first.
+        let mut order: Vec<usize> = (0..n_specs).collect();
+        order.sort_by_key(|&i| candidates[i].len());
+        let mut owner: Vec<Option<usize>> = vec![None; lines.len()];
+        for &s in &order {
+            let mut seen = vec![false; lines.len()];
+            if !augment(s, &candidates, &mut owner, &mut seen) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn augment(s: usize, cand: &[Vec<u32>], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
+    for &l in &cand[s] {
+        let l = l as usize;
+        if seen[l] {
+            continue;
+        }
+        seen[l] = true;
+        match owner[l] {
+            None => {
+                owner[l] = Some(s);
+                return true;
+            }
+            Some(other) => {
+                if augment(other, cand, owner, seen) {
+                    owner[l] = Some(s);
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+fn canonical<'a>(arr: &Arr<'a>) -> Vec<(&'a str, u32, u8)> {
+    let mut v = arr.0.clone();
+    v.sort_unstable();
+    v
+}
+
+/// Why each line of the spec's category failed it, for "why didn't it match" reports.
+/// Returns at most `limit` lines of explanation.
+pub fn explain_spec(inventory: &Inventory, specs: &Specs, index: usize, limit: usize) -> Vec<String> {
+    let Some(spec) = specs.specs.get(index) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let same_category: Vec<&Line> = inventory
+        .lines
+        .iter()
+        .filter(|l| match (&spec.elems[0], &spec.raw[0]) {
+            (Elem::Literal, v) => &l[0] == v,
+            _ => true,
+        })
+        .collect();
+    if same_category.is_empty() {
+        out.push(format!("the inventory has no '{}' line", display_elem(&spec.raw[0])));
+        return out;
+    }
+    for line in same_category {
+        if out.len() >= limit {
+            break;
+        }
+        for (i, elem) in spec.elems.iter().enumerate() {
+            let reason = match elem {
+                Elem::Literal if line[i] != spec.raw[i] => {
+                    Some(format!("{} != {}", line[i], spec.raw[i]))
+                }
+                Elem::Never => Some(format!("{} can never match", spec.raw[i])),
+                Elem::Test(call) | Elem::VarTest(_, call) => match call.test(&line[i]) {
+                    Ok(true) => None,
+                    Ok(false) if matches!(elem, Elem::VarTest(..)) && line[i] == spec.raw[i] => None,
+                    Ok(false) => Some(format!("{} is false for {}", display_elem(&spec.raw[i]), line[i])),
+                    Err(e) => Some(format!("{} raised: {e}", display_elem(&spec.raw[i]))),
+                },
+                _ => None,
+            };
+            if let Some(r) = reason {
+                out.push(format!("line {}: {r}", display_line(line)));
+                break;
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("candidate lines exist but were used by earlier specs or disagree with variables bound earlier".into());
+    }
+    out
+}
+
+fn display_elem(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `('disk', 'sda', 'size', '100')`.
+pub fn display_line(line: &Line) -> String {
+    Value::Tuple(line.to_vec()).to_string()
+}
