@@ -901,3 +901,152 @@ fn display_elem(v: &Value) -> String {
 pub fn display_line(line: &Line) -> String {
     Value::Tuple(line.to_vec()).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::parse_value;
+
+    /// Matches Python-literal inputs; returns the variables and forced keys as JSON.
+    fn m(hw: &str, specs: &str) -> Option<(String, String)> {
+        let inv = Inventory::parse(hw).expect("inventory");
+        let specs = Specs::compile(crate::model::parse_specs(specs).expect("specs"));
+        let r = match_all(&inv, &specs);
+        r.outcome
+            .ok()
+            .map(|v| (v.to_json().to_string(), r.forced.to_json().to_string()))
+    }
+
+    fn vars(hw: &str, specs: &str) -> Option<String> {
+        m(hw, specs).map(|(v, _)| v)
+    }
+
+    // Each expectation below was obtained by running eDeploy's matcher (hardware 0.33).
+
+    #[test]
+    fn backtracks_when_a_later_spec_contradicts_a_binding() {
+        let hw = "[('disk','sda','size','100'),('disk','sdb','size','200'),('disk','sdb','slot','1')]";
+        assert_eq!(
+            vars(hw, "[('disk','$d','size','$s'),('disk','$d','slot','1')]").as_deref(),
+            Some(r#"{"d":"sdb","s":"200"}"#)
+        );
+    }
+
+    #[test]
+    fn abandoned_forced_keys_survive_a_backtrack() {
+        let hw = "[('net','eth0','serial','aa'),('net','eth1','serial','bb'),('net','eth1','ipv4','1.2.3.4')]";
+        let (v, forced) = m(hw, "[('net','$$eth','serial','$mac'),('net','$$eth','ipv4','$ip')]").unwrap();
+        assert_eq!(v, r#"{"$eth":"eth0","mac":"bb","ip":"1.2.3.4","eth":"eth1"}"#);
+        assert_eq!(forced, r#"{"eth":"eth1"}"#);
+    }
+
+    #[test]
+    fn a_line_equal_to_the_spec_is_consumed_first_without_binding() {
+        assert_eq!(
+            vars("[('a','$x','c','d'),('a','b','c','d')]", "[('a','$x','c','d')]").as_deref(),
+            Some("{}")
+        );
+    }
+
+    #[test]
+    fn ints_are_kept_and_never_equal_strings() {
+        let hw = "[('ipmi','lan','channel',2)]";
+        assert_eq!(vars(hw, "[('ipmi','lan','channel','$ch')]").as_deref(), Some(r#"{"ch":2}"#));
+        assert_eq!(vars(hw, "[('ipmi','lan','channel','2')]"), None);
+        assert_eq!(vars(hw, "[('ipmi','lan','channel','gt(1)')]"), None, "eDeploy raises on ints");
+    }
+
+    #[test]
+    fn same_variable_twice_in_one_spec_is_not_cross_checked() {
+        assert_eq!(vars("[('a','x','y','z')]", "[('a','$v','y','$v')]").as_deref(), Some(r#"{"v":"z"}"#));
+    }
+
+    #[test]
+    fn variable_forms() {
+        let hw = "[('a','x','y','z')]";
+        assert_eq!(vars(hw, "[('a','$v=abc','y','z')]"), None);
+        assert_eq!(vars("[('a','$v=abc','y','z')]", "[('a','$v=abc','y','z')]").as_deref(), Some("{}"));
+        assert_eq!(vars(hw, "[('a','$a=b=c','y','z')]").as_deref(), Some(r#"{"a=b=c":"x"}"#));
+        let (v, forced) = m(hw, "[('a','$$','y','z')]").unwrap();
+        assert_eq!((v.as_str(), forced.as_str()), (r#"{"":"x"}"#, r#"{"":"x"}"#));
+    }
+
+    #[test]
+    fn var_with_test_binds_only_when_true() {
+        let hw = "[('disk','sda','size','50'),('disk','sdb','size','150')]";
+        assert_eq!(
+            vars(hw, "[('disk','$d','size','$sz=gt(100)')]").as_deref(),
+            Some(r#"{"d":"sdb","sz":"150"}"#)
+        );
+    }
+
+    #[test]
+    fn unknown_functions_only_match_a_whole_equal_line() {
+        assert_eq!(vars("[('disk','sda','size','50')]", "[('disk','sda','size','gt (1)')]"), None);
+        assert_eq!(
+            vars("[('disk','sda','size','gtt(4)')]", "[('disk','sda','size','gtt(4)')]").as_deref(),
+            Some("{}")
+        );
+        assert_eq!(
+            vars("[('disk','sda','size','gtt(4)'),('x','y','z','w')]", "[('disk','$d','size','gtt(4)')]"),
+            None
+        );
+    }
+
+    #[test]
+    fn first_line_in_inventory_order_wins() {
+        let hw = "[('disk','sdb','size','100'),('disk','sda','size','100')]";
+        assert_eq!(vars(hw, "[('disk','$d','size','100')]").as_deref(), Some(r#"{"d":"sdb"}"#));
+    }
+
+    #[test]
+    fn a_spec_without_new_variable_consumes_its_line_for_good() {
+        // The literal spec takes sda's size line; no retry can give it back.
+        let hw = "[('disk','sda','size','100'),('disk','sda','rot','1')]";
+        assert_eq!(
+            vars(hw, "[('disk','sda','size','100'),('disk','$d','size','100')]"),
+            None
+        );
+    }
+
+    #[test]
+    fn pigeonhole_failures_are_fast_and_bounded() {
+        // 8 identical disks, 9 disk specs: eDeploy explores an exponential tree; the
+        // bipartite test rejects it at once.
+        let hw: Vec<String> = (0..8).map(|i| format!("('disk','sd{}','size','300')", (b'a' + i) as char)).collect();
+        let specs: Vec<String> = (0..9).map(|i| format!("('disk','$d{i}','size','300')")).collect();
+        let inv = Inventory::parse(&format!("[{}]", hw.join(","))).unwrap();
+        let s = Specs::compile(crate::model::parse_specs(&format!("[{}]", specs.join(","))).unwrap());
+        let r = match_all(&inv, &s);
+        assert!(!r.matched());
+        assert!(r.steps < 10_000, "steps {}", r.steps);
+    }
+
+    #[test]
+    fn budget_exhaustion_is_reported_not_hung() {
+        // Two NICs with link: feasible in the relaxation, impossible jointly.
+        let mut hw = Vec::new();
+        for i in 0..4 {
+            hw.push(format!("('network','eth{i}','serial','m{i}')"));
+            hw.push(format!("('network','eth{i}','link','{}')", if i == 0 { "yes" } else { "no" }));
+        }
+        let specs = "[('network','$a','serial','$ma'),('network','$a','link','yes'),('network','$b','serial','$mb'),('network','$b','link','yes')]";
+        let inv = Inventory::parse(&format!("[{}]", hw.join(","))).unwrap();
+        let s = Specs::compile(crate::model::parse_specs(specs).unwrap());
+        let r = match_all_with_budget(&inv, &s, 1_000_000);
+        assert!(!r.matched());
+    }
+
+    #[test]
+    fn diagnostics_name_the_problem() {
+        let specs = Specs::compile(
+            crate::model::parse_specs("[('disk','$d','size','gtt(4)'),\n ('disk','$d','size','gt(abc)'),\n ('a','b','c','gt (1)')]")
+                .unwrap(),
+        );
+        let msgs: Vec<String> = specs.diagnostics().iter().map(ToString::to_string).collect();
+        assert!(msgs[0].starts_with("1:2: error: 'gtt(4)': unknown function 'gtt' (did you mean 'gt'?)"), "{msgs:?}");
+        assert!(msgs[1].starts_with("2:2: error: 'gt(abc)': 'abc' is not a number"), "{msgs:?}");
+        assert!(msgs[2].contains("did you mean 'gt' without blanks?"), "{msgs:?}");
+        let _ = parse_value("1");
+    }
+}
