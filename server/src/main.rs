@@ -1,1 +1,44 @@
-fn main() {}
+//! `rdeploy`: the provisioning server and the operator's command line.
+//!
+//! Thin: parse the command line, set up logging, run one function per subcommand, turn
+//! the outcome into an exit code (0 ok, 1 no match, 2 error).
+
+mod check;
+mod cli;
+mod commands;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        cli::Command::TryMatch(args) => commands::try_match(&args),
+        cli::Command::Match(args) => commands::match_cmd(&args),
+        cli::Command::Generate(args) => commands::generate(&args),
+        cli::Command::Check(args) => check::run(&args),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("rdeploy: error: {e:#}");
+            commands::Outcome::Error.into()
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RDEPLOY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,440 @@
+//! The config dir on disk: the only place this crate does IO.
+//!
+//! Every change happens inside [`ConfigDir::transaction`], which holds an exclusive
+//! `fd-lock` on `<dir>/.rdeploy.lock` for the whole read-modify-write, so concurrent
+//! `rdeploy match` processes (or a server and an operator's CLI) never hand out the same
+//! CMDB entry.
+//!
+//! A commit that changes several files (the quota in `state` *and* the entry in the CMDB)
+//! is atomic through a journal:
+//!
+//! 1. each new content is written to `.<name>.rdeploy-new` and fsynced;
+//! 2. the journal `.rdeploy-journal` naming those files is written (temp file, fsync,
+//!    rename, fsync of the directory) — this is the commit point;
+//! 3. each new file is renamed over its target, the directory fsynced, the journal removed.
+//!
+//! A process killed before step 2 leaves the old files (the stray `.rdeploy-new` files are
+//! removed by the next transaction); killed after it, the next transaction finishes the
+//! renames. Either way readers see all of the change or none of it.
+
+use crate::cmdb::{Cmdb, CmdbError, Loaded};
+use crate::pipeline::ProfileSource;
+use crate::state::{check_profile_name, State};
+use rdeploy_specs::{Problems, Specs};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const LOCK_FILE: &str = ".rdeploy.lock";
+const JOURNAL: &str = ".rdeploy-journal";
+const NEW_SUFFIX: &str = ".rdeploy-new";
+
+/// Errors of the store, each naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {problems}", path.display())]
+    Parse { path: PathBuf, problems: Problems },
+    #[error("{}: the state file is missing (it lists the profiles to try, e.g. [('hp', 4), ('vm', '*')])", path.display())]
+    NoState { path: PathBuf },
+    #[error("{}: the journal of an interrupted commit cannot be read: {reason}", path.display())]
+    Journal { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A config dir (`state`, `<profile>.specs`, `<profile>.cmdb`, `<profile>.configure`).
+#[derive(Clone, Debug)]
+pub struct ConfigDir {
+    dir: PathBuf,
+}
+
+impl ConfigDir {
+    pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
+        ConfigDir { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of a file in the dir.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Runs `f` with the dir locked exclusively; finishes an interrupted commit first.
+    pub fn transaction<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lock_path = self.file(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let mut lock = fd_lock::RwLock::new(file);
+        let _guard = lock.write().map_err(io_err(&lock_path))?;
+        recover(&self.dir)?;
+        let mut tx = Transaction {
+            dir: self,
+            specs: HashMap::new(),
+            cmdbs: HashMap::new(),
+        };
+        f(&mut tx)
+    }
+
+    /// Reads a file of the dir; `None` when it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let path = self.file(name);
+        match fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// Reads and parses `state`.
+    pub fn read_state(&self) -> Result<State, StoreError> {
+        let path = self.file("state");
+        let text = self.read("state")?.ok_or(StoreError::NoState { path: path.clone() })?;
+        State::parse(&text).map_err(|problems| StoreError::Parse { path, problems })
+    }
+
+    /// Whether an interrupted commit is waiting to be finished.
+    pub fn has_pending_commit(&self) -> bool {
+        self.file(JOURNAL).exists()
+    }
+}
+
+/// The locked dir: reads go through caches, writes through [`Transaction::commit`].
+#[derive(Debug)]
+pub struct Transaction<'a> {
+    dir: &'a ConfigDir,
+    specs: HashMap<String, Result<Arc<Specs>, String>>,
+    cmdbs: HashMap<String, (Option<String>, Option<Cmdb>)>,
+}
+
+impl Transaction<'_> {
+    pub fn dir(&self) -> &ConfigDir {
+        self.dir
+    }
+
+    /// The CMDB of a profile as loaded (after [`ProfileSource::cmdb`]), with its file text.
+    pub fn loaded_cmdb(&mut self, profile: &str) -> Option<(&Option<String>, &mut Cmdb)> {
+        self.cmdbs
+            .get_mut(profile)
+            .and_then(|(text, c)| c.as_mut().map(|c| (&*text, c)))
+    }
+
+    /// Writes files atomically as one change (see the module doc).
+    pub fn commit(&mut self, writes: &[(String, String)]) -> Result<(), StoreError> {
+        commit(&self.dir.dir, writes)
+    }
+}
+
+impl ProfileSource for Transaction<'_> {
+    fn specs(&mut self, profile: &str) -> Result<Arc<Specs>, String> {
+        if let Some(s) = self.specs.get(profile) {
+            return s.clone();
+        }
+        let loaded = load_specs(self.dir, profile);
+        self.specs.insert(profile.to_owned(), loaded.clone());
+        loaded
+    }
+
+    fn cmdb(&mut self, profile: &str) -> Result<Option<&Cmdb>, CmdbError> {
+        if !self.cmdbs.contains_key(profile) {
+            let name = format!("{profile}.cmdb");
+            let text = match self.dir.read(&name) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(file = %self.dir.file(&name).display(), error = %e, "cannot read CMDB; treating as no CMDB");
+                    None
+                }
+            };
+            let cmdb = match Cmdb::load(text.as_deref()) {
+                Loaded::Present(c) => Some(c),
+                Loaded::Absent => None,
+                Loaded::Unusable(CmdbError::Generate { pos, source }) => {
+                    return Err(CmdbError::Generate { pos, source })
+                }
+                Loaded::Unusable(e) => {
+                    // eDeploy ignores a CMDB it cannot parse; keep that, loudly.
+                    tracing::warn!(file = %self.dir.file(&name).display(), error = %e, "CMDB does not parse; eDeploy treats it as no CMDB");
+                    None
+                }
+            };
+            self.cmdbs.insert(profile.to_owned(), (text, cmdb));
+        }
+        Ok(self.cmdbs.get(profile).and_then(|(_, c)| c.as_ref()))
+    }
+}
+
+/// Reads and compiles `<profile>.specs`; the error says why it cannot be used.
+pub fn load_specs(dir: &ConfigDir, profile: &str) -> Result<Arc<Specs>, String> {
+    check_profile_name(profile).map_err(|why| format!("profile name '{profile}' {why}"))?;
+    let name = format!("{profile}.specs");
+    match dir.read(&name) {
+        Ok(Some(text)) => rdeploy_specs::model::parse_specs(&text)
+            .map(|lines| Arc::new(Specs::compile(lines)))
+            .map_err(|p| format!("{}: {p}", dir.file(&name).display())),
+        Ok(None) => Err(format!("{} not found", dir.file(&name).display())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn new_name(target: &str) -> String {
+    format!(".{target}{NEW_SUFFIX}")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Writes `content` to `path` durably, keeping the target's permissions if it exists.
+fn write_synced(path: &Path, content: &[u8], like: &Path) -> Result<(), StoreError> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(content).map_err(io_err(path))?;
+    if let Ok(meta) = fs::metadata(like) {
+        f.set_permissions(meta.permissions()).map_err(io_err(path))?;
+    }
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Replaces one file atomically (temp, fsync, rename, fsync dir).
+pub fn write_atomic(dir: &Path, name: &str, content: &str) -> Result<(), StoreError> {
+    let target = dir.join(name);
+    let tmp = dir.join(new_name(name));
+    write_synced(&tmp, content.as_bytes(), &target)?;
+    fs::rename(&tmp, &target).map_err(io_err(&target))?;
+    sync_dir(dir)
+}
+
+fn commit(dir: &Path, writes: &[(String, String)]) -> Result<(), StoreError> {
+    match writes {
+        [] => Ok(()),
+        [(name, content)] => write_atomic(dir, name, content),
+        _ => {
+            for (name, content) in writes {
+                write_synced(&dir.join(new_name(name)), content.as_bytes(), &dir.join(name))?;
+            }
+            let journal: Vec<serde_like::Entry> =
+                writes.iter().map(|(n, _)| serde_like::Entry(n.clone())).collect();
+            write_atomic(dir, JOURNAL, &serde_like::to_text(&journal))?;
+            finish(dir, &journal)
+        }
+    }
+}
+
+/// Renames every journaled file into place, then drops the journal.
+fn finish(dir: &Path, journal: &[serde_like::Entry]) -> Result<(), StoreError> {
+    for serde_like::Entry(name) in journal {
+        let tmp = dir.join(new_name(name));
+        if tmp.exists() {
+            fs::rename(&tmp, dir.join(name)).map_err(io_err(&tmp))?;
+        }
+    }
+    sync_dir(dir)?;
+    let j = dir.join(JOURNAL);
+    fs::remove_file(&j).map_err(io_err(&j))?;
+    sync_dir(dir)
+}
+
+/// Finishes an interrupted commit, or removes the leftovers of one that never committed.
+fn recover(dir: &Path) -> Result<(), StoreError> {
+    let jpath = dir.join(JOURNAL);
+    if let Some(text) = match fs::read_to_string(&jpath) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::Io { path: jpath, source: e }),
+    } {
+        let entries = serde_like::from_text(&text).map_err(|reason| StoreError::Journal {
+            path: jpath.clone(),
+            reason,
+        })?;
+        tracing::warn!(dir = %dir.display(), files = entries.len(), "finishing an interrupted commit");
+        finish(dir, &entries)?;
+    }
+    // Leftovers of a commit that died before its commit point.
+    if let Ok(read) = fs::read_dir(dir) {
+        for entry in read.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(NEW_SUFFIX) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The journal format: one file name per line (names never contain a newline: they are
+/// `state` or `<profile>.<ext>` with checked profile names).
+mod serde_like {
+    #[derive(Debug)]
+    pub struct Entry(pub String);
+
+    pub fn to_text(entries: &[Entry]) -> String {
+        let mut s = String::from("rdeploy-journal v1\n");
+        for Entry(name) in entries {
+            s.push_str(name);
+            s.push('\n');
+        }
+        s.push_str("end\n");
+        s
+    }
+
+    pub fn from_text(text: &str) -> Result<Vec<Entry>, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some("rdeploy-journal v1") {
+            return Err("unknown journal format".into());
+        }
+        let mut out = Vec::new();
+        for line in lines {
+            if line == "end" {
+                return Ok(out);
+            }
+            if line.is_empty() || line.contains('/') {
+                return Err(format!("bad entry '{line}'"));
+            }
+            out.push(Entry(line.to_owned()));
+        }
+        Err("truncated journal".into())
+    }
+}
+
+/// Why an upload got nothing: the files, or the match.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Match(#[from] crate::pipeline::MatchError),
+}
+
+/// One upload, the eDeploy CGI way: lock the dir, match, allocate, save `state` and the
+/// CMDB as one atomic change. On any error nothing is written.
+pub fn match_and_save(
+    dir: &ConfigDir,
+    inventory: &rdeploy_specs::Inventory,
+) -> Result<crate::pipeline::Plan, UploadError> {
+    dir.transaction(|tx| {
+        let mut state = tx.dir().read_state()?;
+        let plan = crate::pipeline::find_match(&state, inventory, tx)?;
+        let before = state.clone();
+        plan.apply(&mut state, None);
+        let mut writes = Vec::new();
+        if state != before {
+            writes.push(("state".to_owned(), state.to_python()));
+        }
+        if let Some(alloc) = &plan.cmdb {
+            let name = format!("{}.cmdb", plan.profile);
+            if let Some((text, cmdb)) = tx.loaded_cmdb(&plan.profile) {
+                if cmdb.generated {
+                    // eDeploy keeps the generate() model as <profile>.cmdb.orig.
+                    if let Some(original) = text.clone() {
+                        writes.push((format!("{name}.orig"), original));
+                    }
+                }
+                cmdb.apply(alloc);
+                writes.push((name, cmdb.to_python()));
+            }
+        }
+        tx.commit(&writes)?;
+        Ok(plan)
+    })
+}
+
+/// A failure report (`failure=<profile>`): gives one install back. Returns whether
+/// `state` changed.
+pub fn report_failure(dir: &ConfigDir, profile: &str) -> Result<bool, StoreError> {
+    dir.transaction(|tx| {
+        let mut state = tx.dir().read_state()?;
+        let changed = state.failed_profile(profile);
+        if changed {
+            tx.commit(&[("state".to_owned(), state.to_python())])?;
+        }
+        Ok(changed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_file_commit_is_all_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::new(tmp.path());
+        fs::write(tmp.path().join("state"), "[('a', 1)]").unwrap();
+        fs::write(tmp.path().join("a.cmdb"), "[{'ip': '1'}]").unwrap();
+        // Simulate a crash after the commit point: new files and journal, no renames.
+        for (n, c) in [("state", "[('a', 0)]\n"), ("a.cmdb", "[{'ip': '1', 'used': 1}]\n")] {
+            fs::write(tmp.path().join(new_name(n)), c).unwrap();
+        }
+        let journal = vec![serde_like::Entry("state".into()), serde_like::Entry("a.cmdb".into())];
+        fs::write(tmp.path().join(JOURNAL), serde_like::to_text(&journal)).unwrap();
+        assert!(dir.has_pending_commit());
+        dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
+        assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "[('a', 0)]\n");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("a.cmdb")).unwrap(),
+            "[{'ip': '1', 'used': 1}]\n"
+        );
+        assert!(!dir.has_pending_commit());
+    }
+
+    #[test]
+    fn leftovers_before_the_commit_point_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::new(tmp.path());
+        fs::write(tmp.path().join("state"), "[('a', 1)]").unwrap();
+        fs::write(tmp.path().join(new_name("state")), "[('a', 0)]").unwrap();
+        dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
+        assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "[('a', 1)]");
+        assert!(!tmp.path().join(new_name("state")).exists());
+    }
+
+    #[test]
+    fn commit_writes_every_file_and_keeps_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::new(tmp.path());
+        fs::write(tmp.path().join("state"), "old").unwrap();
+        fs::set_permissions(tmp.path().join("state"), fs::Permissions::from_mode(0o640)).unwrap();
+        dir.transaction(|tx| {
+            tx.commit(&[("state".into(), "new".into()), ("x.cmdb".into(), "[]".into())])
+        })
+        .unwrap();
+        assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(tmp.path().join("x.cmdb")).unwrap(), "[]");
+        let mode = fs::metadata(tmp.path().join("state")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert!(!dir.has_pending_commit());
+    }
+
+    #[test]
+    fn journal_parse_rejects_garbage() {
+        assert!(serde_like::from_text("rdeploy-journal v1\nstate\n").is_err());
+        assert!(serde_like::from_text("x").is_err());
+        assert!(serde_like::from_text("rdeploy-journal v1\n../x\nend\n").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! The command line: every subcommand, with help that teaches by example.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// rdeploy: bare-metal provisioning the eDeploy way.
+///
+/// Machines PXE boot, send their hardware inventory, get matched against ordered hardware
+/// profiles (the `state` file), receive settings from the profile's CMDB and a configure
+/// script. An existing eDeploy config dir (state, *.specs, *.cmdb) works unchanged.
+#[derive(Debug, Parser)]
+#[command(name = "rdeploy", version, propagate_version = true, after_help = EXAMPLES)]
+pub struct Cli {
+    /// More logging on stderr (-v info, -vv debug); RDEPLOY_LOG overrides (e.g. RDEPLOY_LOG=debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  rdeploy try-match hw/node1.json hp.specs     # which variables would hp.specs bind?
+  rdeploy match --config-dir /etc/rdeploy hw/node1.json
+                                               # allocate like one eDeploy upload
+  rdeploy generate model.cmdb                  # expand generate({...}) ranges to JSON
+  rdeploy check --config-dir /etc/rdeploy hw/*.json
+                                               # lint the config dir, explain matches
+
+Exit status: 0 success, 1 no match, 2 error (bad file, bad input).";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Match one inventory against one specs file and print the bound variables as JSON.
+    ///
+    /// Nothing is read or written besides the two files. Prints one JSON object, e.g.
+    /// {"disk1": "sda", "eth": "eth0", "mac": "52:54:00:12:34:56"}, and exits 0;
+    /// exits 1 with the first spec that could not be satisfied when there is no match.
+    #[command(after_help = "Example:\n  rdeploy try-match tests/fixtures/hw/kvm-1.json tests/fixtures/config/edeploy-example/vm.specs")]
+    TryMatch(TryMatchArgs),
+
+    /// Run the whole pipeline of one upload in process (the eDeploy CGI way).
+    ///
+    /// Locks the config dir, tries the profiles of `state` in order, decrements the
+    /// matched profile's quota, hands out its CMDB entry and saves `state` and the CMDB
+    /// atomically. Prints {"profile": NAME, "var": {...}}. On no match or an exhausted
+    /// CMDB: exit 1, a one-line reason on stderr, and no file changed.
+    #[command(after_help = "Examples:\n  rdeploy match --config-dir /etc/rdeploy node1.json\n  rdeploy match --config-dir /etc/rdeploy --failure hp   # give one install back to hp")]
+    Match(MatchArgs),
+
+    /// Expand an eDeploy generate() model into the list of CMDB entries, as JSON.
+    ///
+    /// MODEL_FILE holds a dict such as {'ip': '192.168.122.3-7', 'hostname': 'node3-7'}
+    /// or a whole CMDB file (generate({...}), a list, or both joined with +). Ranges:
+    /// '10-12', zero-padded '001-010', descending '5-3', joined '1-3:10-12', IPv4 per
+    /// octet '10.0.1-2.1-254'; lists give their elements; the shortest sequence wins.
+    #[command(after_help = "Example:\n  echo \"{'ip': '10.0.0.1-3', 'hostname': 'node1-3'}\" > model && rdeploy generate model")]
+    Generate(GenerateArgs),
+
+    /// Check a config dir: every file parsed, every problem with file:line:column.
+    ///
+    /// Reports unbalanced brackets, entries that are not 4-tuples, unknown functions
+    /// (gtt(4)), profiles in state without a .specs, malformed generate() ranges, missing
+    /// .configure scripts, and eDeploy quirks worth knowing (a profile that binds no
+    /// variable hands every node the first CMDB entry). With inventories, says which
+    /// profile each would get and, when none, why — per profile, the quota or the first
+    /// spec line that could not be satisfied. Changes no file. Exit 0 when no error was
+    /// found (warnings allowed), 2 otherwise, 1 when an inventory matches no profile.
+    #[command(after_help = "Example:\n  rdeploy check --config-dir /etc/rdeploy hw/*.json")]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TryMatchArgs {
+    /// Inventory: a Python-literal or JSON list of 4-element lists.
+    #[arg(value_name = "HW_FILE")]
+    pub hw: PathBuf,
+    /// Specs file: a list of 4-tuples with $variables and tests.
+    #[arg(value_name = "SPECS_FILE")]
+    pub specs: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// The config dir (state, <profile>.specs, <profile>.cmdb).
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Inventory to match (required unless --failure is given).
+    #[arg(value_name = "HW_FILE", required_unless_present = "failure")]
+    pub hw: Option<PathBuf>,
+    /// Report a failed install of PROFILE instead: gives its quota one install back.
+    #[arg(long, value_name = "PROFILE", conflicts_with = "hw")]
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// File with a generate() model (a dict) or a whole CMDB file.
+    #[arg(value_name = "MODEL_FILE")]
+    pub model: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config dir to check.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Inventories to explain: which profile each would get, and why not the others.
+    #[arg(value_name = "HW_FILE")]
+    pub hw: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

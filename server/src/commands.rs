@@ -1,0 +1,183 @@
+//! The file-based subcommands: `try-match`, `match`, `generate`.
+
+use crate::cli::{GenerateArgs, MatchArgs, TryMatchArgs};
+use anyhow::{Context, Result};
+use rdeploy_cmdb::store::{self, ConfigDir, UploadError};
+use rdeploy_cmdb::{generate, MatchError};
+use rdeploy_specs::matcher::{display_line, explain_spec, NoMatch, Severity};
+use rdeploy_specs::{match_all, model, syntax, Inventory, Problems, Specs};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    NoMatch,
+    Error,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::NoMatch => ExitCode::from(1),
+            Outcome::Error => ExitCode::from(2),
+        }
+    }
+}
+
+/// An input file that did not parse: every problem, one line each, `file:line:col: what`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.path, .problems))]
+pub struct BadFile {
+    pub path: std::path::PathBuf,
+    pub problems: Problems,
+}
+
+fn render(path: &Path, problems: &Problems) -> String {
+    problems
+        .0
+        .iter()
+        .map(|p| format!("{}:{}: {}", path.display(), p.pos, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn read_inventory(path: &Path) -> Result<Inventory> {
+    let text = read(path)?;
+    Inventory::parse(&text).map_err(|problems| {
+        BadFile {
+            path: path.to_owned(),
+            problems,
+        }
+        .into()
+    })
+}
+
+pub fn read_specs(path: &Path) -> Result<Specs> {
+    let text = read(path)?;
+    let lines = model::parse_specs(&text).map_err(|problems| BadFile {
+        path: path.to_owned(),
+        problems,
+    })?;
+    Ok(Specs::compile(lines))
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+}
+
+pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
+    let inventory = read_inventory(&args.hw)?;
+    let specs = read_specs(&args.specs)?;
+    for d in specs.diagnostics() {
+        if d.severity == Severity::Error {
+            eprintln!("{}:{}: warning: {}", args.specs.display(), d.pos, d.message);
+        }
+    }
+    let result = match_all(&inventory, &specs);
+    match result.outcome {
+        Ok(vars) => {
+            print_json(&vars.to_json());
+            Ok(Outcome::Ok)
+        }
+        Err(NoMatch::Spec { index }) => {
+            let line = &specs.lines()[index];
+            let why = explain_spec(&inventory, &specs, index, 3);
+            eprintln!(
+                "no match: {}:{}: spec #{} {} is not satisfied by {}{}",
+                args.specs.display(),
+                line.pos,
+                index + 1,
+                display_line(&line.elems),
+                args.hw.display(),
+                why.first().map(|w| format!(": {w}")).unwrap_or_default()
+            );
+            Ok(Outcome::NoMatch)
+        }
+        Err(NoMatch::GaveUp { steps }) => {
+            eprintln!(
+                "no match: gave up after {steps} matching steps: {} backtracks too much on {} (eDeploy would search for minutes here)",
+                args.specs.display(),
+                args.hw.display()
+            );
+            Ok(Outcome::NoMatch)
+        }
+    }
+}
+
+pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
+    let dir = ConfigDir::new(&args.config_dir);
+    if let Some(profile) = &args.failure {
+        let changed = store::report_failure(&dir, profile)?;
+        if changed {
+            eprintln!("gave one install back to profile '{profile}'");
+        } else {
+            eprintln!("profile '{profile}' unchanged (unlimited quota or not in state)");
+        }
+        return Ok(Outcome::Ok);
+    }
+    let hw = args.hw.as_deref().context("an inventory file is required")?;
+    let inventory = read_inventory(hw)?;
+    match store::match_and_save(&dir, &inventory) {
+        Ok(plan) => {
+            print_json(&serde_json::json!({
+                "profile": plan.profile,
+                "var": plan.vars.to_json(),
+            }));
+            Ok(Outcome::Ok)
+        }
+        Err(UploadError::Match(e)) => {
+            eprintln!("rdeploy: no match for {}: {}", hw.display(), one_line(&e));
+            Ok(match e {
+                MatchError::CmdbFile { .. } => Outcome::Error,
+                _ => Outcome::NoMatch,
+            })
+        }
+        Err(UploadError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The error and each profile's reason on one line.
+pub fn one_line(e: &MatchError) -> String {
+    let mut s = e.to_string();
+    let reasons: Vec<String> = e.tried().iter().map(|(n, why)| format!("{n}: {why}")).collect();
+    if !reasons.is_empty() {
+        s.push_str(" [");
+        s.push_str(&reasons.join("; "));
+        s.push(']');
+    }
+    s
+}
+
+pub fn generate(args: &GenerateArgs) -> Result<Outcome> {
+    let text = read(&args.model)?;
+    let node = syntax::parse(&text).map_err(|e| BadFile {
+        path: args.model.clone(),
+        problems: Problems(vec![e.into()]),
+    })?;
+    let entries = match &node.kind {
+        syntax::NodeKind::Dict(_) => {
+            let model = node.to_value().map_err(|e| BadFile {
+                path: args.model.clone(),
+                problems: Problems(vec![e.into()]),
+            })?;
+            generate::generate(&model)
+        }
+        _ => generate::expand_cmdb(&node),
+    }
+    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", args.model.display(), node.pos))?;
+    let mut out = String::from("[");
+    for (i, e) in entries.iter().enumerate() {
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        out.push_str(&serde_json::to_string(&e.to_json())?);
+    }
+    out.push_str("\n]");
+    println!("{out}");
+    Ok(Outcome::Ok)
+}
