@@ -1,1 +1,46 @@
-//! rdeploy's configure engine: runs a profile's Rhai `.configure` script against a `Host`.
+//! rdeploy's configure engine: runs a profile's Rhai `.configure` script against a [`Host`].
+//!
+//! The script gets `var` (the matched variables and CMDB settings) and the configure API
+//! (`run`, `set_role`, `config`, `raid`, `partition`, `mkfs`, `mount`, `lvm`, `ipmi_*`,
+//! `network_interfaces`, `netplan`, ...; see `docs/configure-api.md`). Every side effect goes
+//! through the [`Host`]: [`SystemHost`] on a machine being installed, [`RecordingHost`] for dry
+//! runs and tests. A run returns an [`Outcome`]: the role to install, boot options, facts, and
+//! the commands and files in order.
+//!
+//! ```
+//! use std::rc::Rc;
+//! use rdeploy_configure::{compile, run, Options, RecordingHost};
+//!
+//! let script = compile("demo.configure", r#"
+//!     mkfs("sda1", "ext4", "root");
+//!     set_role("base", "1.0", "sda");
+//! "#).map_err(|e| e.to_string())?;
+//! let vars = serde_json::Map::new();
+//! let host = Rc::new(RecordingHost::new());
+//! let outcome = run(&script, &vars, host.clone(), &Options::default()).map_err(|e| e.to_string())?;
+//! assert_eq!(host.command_lines(), ["mkfs.ext4 -F -L root /dev/sda1"]);
+//! assert_eq!(outcome.role.map(|r| r.disk).as_deref(), Some("/dev/sda"));
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! The module [`wire`] holds the JSON shapes the server and the agent exchange.
+
+mod api;
+mod convert;
+mod engine;
+mod error;
+mod host;
+pub mod network;
+mod outcome;
+mod system;
+pub mod tools;
+pub mod wire;
+
+pub use convert::{to_dynamic, to_json};
+pub use engine::{compile, compile_with, dry_run, run, Limits, Options, Script};
+pub use error::{CommandFailure, ErrorKind, RunError, ScriptError};
+pub use host::{
+    command_line, Action, Canned, Command, CommandOutput, FileWrite, Host, HostError, RecordingHost,
+};
+pub use outcome::{CommandRecord, Filesystem, Mount, Outcome, RoleSelection};
+pub use system::SystemHost;
