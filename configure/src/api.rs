@@ -26,7 +26,7 @@ const USAGE: &[(&str, &str)] = &[
     ("run", "run(cmd: string | array) or run(cmd, timeout_seconds: int)"),
     ("run_status", "run_status(cmd: string | array) or run_status(cmd, timeout_seconds: int)"),
     ("set_role", "set_role(role: string, version: string, disk: string)"),
-    ("config", "config(path: string, content: string[, mode: int | string | #{mode, owner}]) or config(path: string[, mode])"),
+    ("config", "config(path: string, content: string[, mode: int | string | #{mode, owner}]) or config(path: string[, mode: int])"),
     ("write", "file.write(text: string)"),
     ("line", "file.line(text: string)"),
     ("close", "file.close()"),
@@ -669,10 +669,7 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
     engine.register_fn("config", move |path: &str, mode: INT| {
         open(&s, path, mode_int(mode)?)
     });
-    let s = Rc::clone(session);
-    engine.register_fn("config", move |path: &str, mode: &str| {
-        open(&s, path, mode_str(mode)?)
-    });
+    // No `config(path, mode: string)` writer: it would clash with `config(path, content)`.
     fn append(f: &mut ConfigFile, text: &str) -> Res<()> {
         let mut w = f.0.borrow_mut();
         if w.closed {

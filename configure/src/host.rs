@@ -210,6 +210,33 @@ pub enum Action {
     Write(FileWrite),
 }
 
+/// Renders actions as [`RecordingHost::render`] does.
+pub fn render_actions(actions: &[Action]) -> String {
+    let mut out = String::new();
+    for a in actions {
+        match a {
+            Action::Run(c) => {
+                out.push_str("$ ");
+                out.push_str(&c.line());
+                out.push('\n');
+            }
+            Action::Write(f) => {
+                out.push_str(&format!("--- {} (mode {:04o}", f.path, f.mode));
+                if let Some(o) = &f.owner {
+                    out.push_str(&format!(", owner {o}"));
+                }
+                out.push_str(")\n");
+                out.push_str(&f.contents);
+                if !f.contents.is_empty() && !f.contents.ends_with('\n') {
+                    out.push_str("\n\\ no newline at end of file\n");
+                }
+                out.push_str("--- end\n");
+            }
+        }
+    }
+    out
+}
+
 /// A canned answer of a [`RecordingHost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Canned {
@@ -299,6 +326,12 @@ impl RecordingHost {
                 Action::Write(_) => None,
             })
             .collect()
+    }
+
+    /// The journal as text, one `$ COMMAND` line per command and each file as
+    /// `--- PATH (mode 0644[, owner USER:GROUP])`, its content, `--- end`: what a dry run prints.
+    pub fn render(&self) -> String {
+        render_actions(&self.actions())
     }
 
     /// The files written so far, in order.

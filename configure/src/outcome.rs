@@ -70,3 +70,44 @@ pub struct Outcome {
     /// What the script printed with `print` and `debug`.
     pub log: Vec<String>,
 }
+
+impl Outcome {
+    /// The settings of the run as `# key: value` lines (role, grub options, facts, filesystems,
+    /// mounts), for dry-run listings.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        match &self.role {
+            Some(r) => out.push_str(&format!("# role: {} {} on {}\n", r.role, r.version, r.disk)),
+            None => out.push_str("# role: none (set_role was not called)\n"),
+        }
+        if !self.grub_options.is_empty() {
+            out.push_str(&format!("# grub options: {}\n", self.grub_options));
+        }
+        if !self.facts.is_empty() {
+            out.push_str(&format!(
+                "# facts: {}\n",
+                serde_json::Value::Object(self.facts.clone())
+            ));
+        }
+        for f in &self.filesystems {
+            out.push_str(&format!("# filesystem: {} {}", f.device, f.fs));
+            if let Some(l) = &f.label {
+                out.push_str(&format!(" label {l}"));
+            }
+            out.push('\n');
+        }
+        for m in &self.mounts {
+            out.push_str(&format!(
+                "# mount: {} on {} ({}, {})\n",
+                m.device,
+                m.path,
+                m.mountpoint,
+                m.fs.as_deref().unwrap_or("fs unknown")
+            ));
+        }
+        for l in &self.log {
+            out.push_str(&format!("# log: {l}\n"));
+        }
+        out
+    }
+}
