@@ -36,7 +36,10 @@ pub enum CmdbError {
         source: GenerateError,
     },
     #[error("{pos}: a CMDB must be a list of dicts or generate({{...}}), found {found}")]
-    Shape { pos: rdeploy_specs::Pos, found: String },
+    Shape {
+        pos: rdeploy_specs::Pos,
+        found: String,
+    },
     #[error("entry {index} is {found}, not a dict")]
     NotADict { index: usize, found: String },
 }
@@ -106,7 +109,10 @@ impl Cmdb {
 
     /// How many entries are marked used.
     pub fn used(&self) -> usize {
-        self.entries.iter().filter(|e| e.dict_get("used").is_some()).count()
+        self.entries
+            .iter()
+            .filter(|e| e.dict_get("used").is_some())
+            .count()
     }
 }
 
@@ -219,7 +225,12 @@ mod tests {
     #[test]
     fn first_unused_entry_is_taken_and_merged() {
         let c = cmdb("[{'ip': '10.0.0.1', 'used': 1}, {'ip': '10.0.0.2'}, {'ip': '10.0.0.3'}]");
-        let a = allocate(&c.entries, &vars(&[("disk", "sda".into())]), &Vars::default()).unwrap();
+        let a = allocate(
+            &c.entries,
+            &vars(&[("disk", "sda".into())]),
+            &Vars::default(),
+        )
+        .unwrap();
         assert_eq!(a.index, 1);
         assert!(!a.reused);
         assert_eq!(
@@ -237,7 +248,12 @@ mod tests {
         let again = allocate(&c.entries, &v, &Vars::default()).unwrap();
         assert_eq!(again.index, 0);
         assert!(again.reused);
-        let other = allocate(&c.entries, &vars(&[("serial", "XYZ".into())]), &Vars::default()).unwrap();
+        let other = allocate(
+            &c.entries,
+            &vars(&[("serial", "XYZ".into())]),
+            &Vars::default(),
+        )
+        .unwrap();
         assert_eq!(other.index, 1);
     }
 
@@ -291,7 +307,10 @@ mod tests {
         assert!(matches!(Cmdb::load(None), Loaded::Absent));
         assert!(matches!(Cmdb::load(Some("[]")), Loaded::Absent));
         assert!(matches!(Cmdb::load(Some("[{'a': 1}")), Loaded::Unusable(_)));
-        assert!(matches!(Cmdb::load(Some("['x']")), Loaded::Unusable(CmdbError::NotADict { .. })));
+        assert!(matches!(
+            Cmdb::load(Some("['x']")),
+            Loaded::Unusable(CmdbError::NotADict { .. })
+        ));
     }
 
     #[test]

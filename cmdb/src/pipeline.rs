@@ -106,7 +106,9 @@ pub enum MatchError {
     #[error("unable to match requirements on the available roles: {}", available(.tried))]
     UnableToMatch { tried: Vec<(String, Skip)> },
     /// The matched profile's CMDB could not give an entry (later profiles not tried).
-    #[error("profile '{profile}' matched but its CMDB ({profile}.cmdb) cannot give an entry: {source}")]
+    #[error(
+        "profile '{profile}' matched but its CMDB ({profile}.cmdb) cannot give an entry: {source}"
+    )]
     Cmdb {
         profile: String,
         #[source]
@@ -186,7 +188,9 @@ pub fn find_match(
                     entry.profile.clone(),
                     Skip::Spec {
                         index: spec_index,
-                        spec: line.map(|l| rdeploy_specs::matcher::display_line(&l.elems)).unwrap_or_default(),
+                        spec: line
+                            .map(|l| rdeploy_specs::matcher::display_line(&l.elems))
+                            .unwrap_or_default(),
                         line: line.map_or(0, |l| l.pos.line),
                         why: explain_spec(inventory, &specs, spec_index, 3),
                     },
@@ -286,7 +290,11 @@ mod tests {
             Some("[('disk', '$disk', 'size', 'le(200)'), ('network', '$eth', 'serial', '$$mac')]"),
             Some("[{'mac': 'aa:bb', 'ip': '10.0.0.5'}, {'mac': 'cc', 'ip': '10.0.0.6'}]"),
         );
-        s.add("vm", Some("[('disk', '$disk', 'size', '$size')]"), Some("[{'ip': '1'}]"));
+        s.add(
+            "vm",
+            Some("[('disk', '$disk', 'size', '$size')]"),
+            Some("[{'ip': '1'}]"),
+        );
         s
     }
 
@@ -305,7 +313,10 @@ mod tests {
         let mut state2 = state.clone();
         let mut cmdb = src.cmdbs["small"].clone();
         plan.apply(&mut state2, Some(&mut cmdb));
-        assert_eq!(state2.to_python(), "[('big', 1),\n ('small', 1),\n ('vm', '*')]\n");
+        assert_eq!(
+            state2.to_python(),
+            "[('big', 1),\n ('small', 1),\n ('vm', '*')]\n"
+        );
         assert_eq!(cmdb.used(), 1);
     }
 
@@ -325,14 +336,21 @@ mod tests {
         let text = err.explain();
         assert!(text.contains("unable to match"), "{text}");
         assert!(text.contains("big: spec #1 ('disk', '$disk', 'size', 'gt(200)') (line 1) not satisfied: line ('disk', 'sda', 'size', '100'): gt(200) is false for '100'"), "{text}");
-        assert!(text.contains("missing: specs unusable: missing.specs not found"), "{text}");
+        assert!(
+            text.contains("missing: specs unusable: missing.specs not found"),
+            "{text}"
+        );
         assert!(text.contains("done: quota used up"), "{text}");
     }
 
     #[test]
     fn cmdb_error_stops_at_the_matched_profile() {
         let mut src = MemorySource::default();
-        src.add("a", Some("[('disk', '$disk', 'size', '$s')]"), Some("[{'ip': '1', 'used': 1}]"));
+        src.add(
+            "a",
+            Some("[('disk', '$disk', 'size', '$s')]"),
+            Some("[{'ip': '1', 'used': 1}]"),
+        );
         src.add("b", Some("[('disk', '$disk', 'size', '$s')]"), None);
         let state = State::parse("[('a', 5), ('b', '*')]").unwrap();
         let inv = Inventory::parse(HW).unwrap();

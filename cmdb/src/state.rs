@@ -246,7 +246,12 @@ mod tests {
         let q: Vec<Quota> = s.entries.iter().map(|e| e.quota).collect();
         assert_eq!(
             q,
-            vec![Quota::Left(4), Quota::Unlimited, Quota::Left(2), Quota::Left(0)]
+            vec![
+                Quota::Left(4),
+                Quota::Unlimited,
+                Quota::Left(2),
+                Quota::Left(0)
+            ]
         );
         assert!(!Quota::Left(0).available());
         assert!(!Quota::Left(-1).available());
@@ -255,7 +260,10 @@ mod tests {
     #[test]
     fn untouched_entries_are_written_back_as_they_were() {
         let mut s = State::parse("[('hp', 4), ('dell', '2'), ('vm', '*')]").unwrap();
-        assert_eq!(s.to_python(), "[('hp', 4),\n ('dell', '2'),\n ('vm', '*')]\n");
+        assert_eq!(
+            s.to_python(),
+            "[('hp', 4),\n ('dell', '2'),\n ('vm', '*')]\n"
+        );
         s.decrement(1);
         s.decrement(2);
         assert_eq!(s.to_python(), "[('hp', 4),\n ('dell', 1),\n ('vm', '*')]\n");
@@ -273,7 +281,8 @@ mod tests {
 
     #[test]
     fn bad_entries_are_all_reported() {
-        let err = State::parse("[('hp', 'many'),\n ('../etc', 1),\n ('x',),\n (3, 1)]").unwrap_err();
+        let err =
+            State::parse("[('hp', 'many'),\n ('../etc', 1),\n ('x',),\n (3, 1)]").unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
         assert_eq!(err.0[0].pos.line, 1);
         assert!(err.0[0].message.contains("quota"), "{err}");

@@ -112,7 +112,9 @@ impl ConfigDir {
     /// Reads and parses `state`.
     pub fn read_state(&self) -> Result<State, StoreError> {
         let path = self.file("state");
-        let text = self.read("state")?.ok_or(StoreError::NoState { path: path.clone() })?;
+        let text = self
+            .read("state")?
+            .ok_or(StoreError::NoState { path: path.clone() })?;
         State::parse(&text).map_err(|problems| StoreError::Parse { path, problems })
     }
 
@@ -214,7 +216,8 @@ fn write_synced(path: &Path, content: &[u8], like: &Path) -> Result<(), StoreErr
     let mut f = File::create(path).map_err(io_err(path))?;
     f.write_all(content).map_err(io_err(path))?;
     if let Ok(meta) = fs::metadata(like) {
-        f.set_permissions(meta.permissions()).map_err(io_err(path))?;
+        f.set_permissions(meta.permissions())
+            .map_err(io_err(path))?;
     }
     f.sync_all().map_err(io_err(path))
 }
@@ -234,10 +237,16 @@ fn commit(dir: &Path, writes: &[(String, String)]) -> Result<(), StoreError> {
         [(name, content)] => write_atomic(dir, name, content),
         _ => {
             for (name, content) in writes {
-                write_synced(&dir.join(new_name(name)), content.as_bytes(), &dir.join(name))?;
+                write_synced(
+                    &dir.join(new_name(name)),
+                    content.as_bytes(),
+                    &dir.join(name),
+                )?;
             }
-            let journal: Vec<serde_like::Entry> =
-                writes.iter().map(|(n, _)| serde_like::Entry(n.clone())).collect();
+            let journal: Vec<serde_like::Entry> = writes
+                .iter()
+                .map(|(n, _)| serde_like::Entry(n.clone()))
+                .collect();
             write_atomic(dir, JOURNAL, &serde_like::to_text(&journal))?;
             finish(dir, &journal)
         }
@@ -264,7 +273,12 @@ fn recover(dir: &Path) -> Result<(), StoreError> {
     if let Some(text) = match fs::read_to_string(&jpath) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(StoreError::Io { path: jpath, source: e }),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: jpath,
+                source: e,
+            })
+        }
     } {
         let entries = serde_like::from_text(&text).map_err(|reason| StoreError::Journal {
             path: jpath.clone(),
@@ -327,7 +341,13 @@ pub enum UploadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Match(#[from] crate::pipeline::MatchError),
+    Match(Box<crate::pipeline::MatchError>),
+}
+
+impl From<crate::pipeline::MatchError> for UploadError {
+    fn from(e: crate::pipeline::MatchError) -> Self {
+        UploadError::Match(Box::new(e))
+    }
 }
 
 /// One upload, the eDeploy CGI way: lock the dir, match, allocate, save `state` and the
@@ -387,14 +407,23 @@ mod tests {
         fs::write(tmp.path().join("state"), "[('a', 1)]").unwrap();
         fs::write(tmp.path().join("a.cmdb"), "[{'ip': '1'}]").unwrap();
         // Simulate a crash after the commit point: new files and journal, no renames.
-        for (n, c) in [("state", "[('a', 0)]\n"), ("a.cmdb", "[{'ip': '1', 'used': 1}]\n")] {
+        for (n, c) in [
+            ("state", "[('a', 0)]\n"),
+            ("a.cmdb", "[{'ip': '1', 'used': 1}]\n"),
+        ] {
             fs::write(tmp.path().join(new_name(n)), c).unwrap();
         }
-        let journal = vec![serde_like::Entry("state".into()), serde_like::Entry("a.cmdb".into())];
+        let journal = vec![
+            serde_like::Entry("state".into()),
+            serde_like::Entry("a.cmdb".into()),
+        ];
         fs::write(tmp.path().join(JOURNAL), serde_like::to_text(&journal)).unwrap();
         assert!(dir.has_pending_commit());
         dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
-        assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "[('a', 0)]\n");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("state")).unwrap(),
+            "[('a', 0)]\n"
+        );
         assert_eq!(
             fs::read_to_string(tmp.path().join("a.cmdb")).unwrap(),
             "[{'ip': '1', 'used': 1}]\n"
@@ -409,7 +438,10 @@ mod tests {
         fs::write(tmp.path().join("state"), "[('a', 1)]").unwrap();
         fs::write(tmp.path().join(new_name("state")), "[('a', 0)]").unwrap();
         dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
-        assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "[('a', 1)]");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("state")).unwrap(),
+            "[('a', 1)]"
+        );
         assert!(!tmp.path().join(new_name("state")).exists());
     }
 
@@ -421,12 +453,18 @@ mod tests {
         fs::write(tmp.path().join("state"), "old").unwrap();
         fs::set_permissions(tmp.path().join("state"), fs::Permissions::from_mode(0o640)).unwrap();
         dir.transaction(|tx| {
-            tx.commit(&[("state".into(), "new".into()), ("x.cmdb".into(), "[]".into())])
+            tx.commit(&[
+                ("state".into(), "new".into()),
+                ("x.cmdb".into(), "[]".into()),
+            ])
         })
         .unwrap();
         assert_eq!(fs::read_to_string(tmp.path().join("state")).unwrap(), "new");
         assert_eq!(fs::read_to_string(tmp.path().join("x.cmdb")).unwrap(), "[]");
-        let mode = fs::metadata(tmp.path().join("state")).unwrap().permissions().mode();
+        let mode = fs::metadata(tmp.path().join("state"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o640);
         assert!(!dir.has_pending_commit());
     }

@@ -57,7 +57,12 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
     let state_path = dir.file("state");
     let state = match dir.read("state")? {
         None => {
-            report.say(Severity::Error, &state_path, None, "missing: the state file lists the profiles to try, e.g. [('hp', 4), ('vm', '*')]");
+            report.say(
+                Severity::Error,
+                &state_path,
+                None,
+                "missing: the state file lists the profiles to try, e.g. [('hp', 4), ('vm', '*')]",
+            );
             None
         }
         Some(text) => match State::parse(&text) {
@@ -74,7 +79,12 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
     let mut seen = BTreeSet::new();
     if let Some(state) = &state {
         if state.entries.is_empty() {
-            report.say(Severity::Warning, &state_path, None, "no profile listed: every upload will fail");
+            report.say(
+                Severity::Warning,
+                &state_path,
+                None,
+                "no profile listed: every upload will fail",
+            );
         }
         for entry in &state.entries {
             if seen.insert(entry.profile.clone()) {
@@ -86,7 +96,12 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
     if let Ok(read) = std::fs::read_dir(dir.path()) {
         let mut orphans: Vec<String> = read
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".specs")).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".specs"))
+                    .map(str::to_owned)
+            })
             .filter(|p| !seen.contains(p))
             .collect();
         orphans.sort();
@@ -150,7 +165,12 @@ fn check_profile(
 ) -> Result<()> {
     let state_path = dir.file("state");
     if let Err(why) = rdeploy_cmdb::state::check_profile_name(profile) {
-        report.say(Severity::Error, &state_path, Some(state_pos), &format!("profile name '{profile}' {why}"));
+        report.say(
+            Severity::Error,
+            &state_path,
+            Some(state_pos),
+            &format!("profile name '{profile}' {why}"),
+        );
         return Ok(());
     }
     let specs_name = format!("{profile}.specs");
@@ -172,7 +192,12 @@ fn check_profile(
                 for p in problems.0 {
                     report.say(Severity::Error, &specs_path, Some(p.pos), &p.message);
                 }
-                report.say(Severity::Warning, &specs_path, None, "eDeploy never matches a specs file it cannot read");
+                report.say(
+                    Severity::Warning,
+                    &specs_path,
+                    None,
+                    "eDeploy never matches a specs file it cannot read",
+                );
             }
             Ok(lines) => {
                 let specs = Specs::compile(lines);
@@ -181,7 +206,12 @@ fn check_profile(
                 }
                 binds = specs.binds_variables();
                 if specs.is_empty() {
-                    report.say(Severity::Warning, &specs_path, None, "no spec: every inventory matches this profile");
+                    report.say(
+                        Severity::Warning,
+                        &specs_path,
+                        None,
+                        "no spec: every inventory matches this profile",
+                    );
                 }
             }
         },
@@ -196,17 +226,35 @@ fn check_profile(
                         Severity::Warning,
                         &cmdb_path,
                         None,
-                        &format!("all {} entries are used: the next match of '{profile}' fails", c.entries.len()),
+                        &format!(
+                            "all {} entries are used: the next match of '{profile}' fails",
+                            c.entries.len()
+                        ),
                     );
                 }
                 cmdb_entries = Some(c.entries.len());
             }
-            Ok(None) => report.say(Severity::Warning, &cmdb_path, None, "empty: eDeploy treats it as no CMDB"),
+            Ok(None) => report.say(
+                Severity::Warning,
+                &cmdb_path,
+                None,
+                "empty: eDeploy treats it as no CMDB",
+            ),
             Err(CmdbError::Syntax(e)) => {
-                report.say(Severity::Error, &cmdb_path, Some(e.pos), &format!("{} (eDeploy would ignore the whole CMDB)", e.message));
+                report.say(
+                    Severity::Error,
+                    &cmdb_path,
+                    Some(e.pos),
+                    &format!("{} (eDeploy would ignore the whole CMDB)", e.message),
+                );
             }
             Err(CmdbError::Generate { pos, source }) => {
-                report.say(Severity::Error, &cmdb_path, Some(pos), &format!("generate(): {source}"));
+                report.say(
+                    Severity::Error,
+                    &cmdb_path,
+                    Some(pos),
+                    &format!("generate(): {source}"),
+                );
             }
             Err(e) => report.say(Severity::Error, &cmdb_path, None, &e.to_string()),
         }

@@ -69,7 +69,10 @@ pub fn read_specs(path: &Path) -> Result<Specs> {
 }
 
 pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+    println!(
+        "{}",
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+    );
 }
 
 pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
@@ -122,7 +125,10 @@ pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::Ok);
     }
-    let hw = args.hw.as_deref().context("an inventory file is required")?;
+    let hw = args
+        .hw
+        .as_deref()
+        .context("an inventory file is required")?;
     let inventory = read_inventory(hw)?;
     match store::match_and_save(&dir, &inventory) {
         Ok(plan) => {
@@ -134,7 +140,7 @@ pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
         }
         Err(UploadError::Match(e)) => {
             eprintln!("rdeploy: no match for {}: {}", hw.display(), one_line(&e));
-            Ok(match e {
+            Ok(match *e {
                 MatchError::CmdbFile { .. } => Outcome::Error,
                 _ => Outcome::NoMatch,
             })
@@ -146,7 +152,11 @@ pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
 /// The error and each profile's reason on one line.
 pub fn one_line(e: &MatchError) -> String {
     let mut s = e.to_string();
-    let reasons: Vec<String> = e.tried().iter().map(|(n, why)| format!("{n}: {why}")).collect();
+    let reasons: Vec<String> = e
+        .tried()
+        .iter()
+        .map(|(n, why)| format!("{n}: {why}"))
+        .collect();
     if !reasons.is_empty() {
         s.push_str(" [");
         s.push_str(&reasons.join("; "));

@@ -55,8 +55,9 @@ impl Func {
             "or" => Func::Or,
             "extract_result" => Func::ExtractResult,
             "adder" | "appender" | "call_func" | "FUNC_REGEXP" | "_name__" | "_doc__"
-            | "_package__" | "_loader__" | "_spec__" | "_file__" | "_cached__"
-            | "_builtins__" => Func::Raises,
+            | "_package__" | "_loader__" | "_spec__" | "_file__" | "_cached__" | "_builtins__" => {
+                Func::Raises
+            }
             _ => return None,
         })
     }
@@ -244,7 +245,11 @@ impl Call {
                     (Some(l), Some(r)) => (l, r),
                     _ => return Err(EvalError("missing argument".into())),
                 };
-                let pick_left = if self.func == Func::And { !l.truthy() } else { l.truthy() };
+                let pick_left = if self.func == Func::And {
+                    !l.truthy()
+                } else {
+                    l.truthy()
+                };
                 Ok(if pick_left { l } else { r })
             }
             Func::Network => {
@@ -290,7 +295,9 @@ impl Call {
 /// of a known function, else return it unchanged.
 fn extract<'a>(implicit: &Value, expr: Obj<'a>) -> Result<Obj<'a>, EvalError> {
     let Obj::Str(text) = &expr else {
-        return Err(EvalError("expected a string where a boolean was given".into()));
+        return Err(EvalError(
+            "expected a string where a boolean was given".into(),
+        ));
     };
     // Quick reject: every call ends with ')' (possibly followed by one newline).
     if !(text.ends_with(')') || text.ends_with(")\n")) {
@@ -370,7 +377,11 @@ pub fn parse_ipv4(s: &str) -> Option<u32> {
     let mut count = 0;
     for part in s.split('.') {
         count += 1;
-        if count > 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        if count > 4
+            || part.is_empty()
+            || part.len() > 3
+            || !part.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         if part.len() > 1 && part.starts_with('0') {
@@ -472,7 +483,9 @@ fn translate_regex(pattern: &str) -> Result<String, String> {
         match c {
             '\\' => {
                 let Some(n) = chars.next() else {
-                    return Err(format!("invalid regular expression '{pattern}': trailing backslash"));
+                    return Err(format!(
+                        "invalid regular expression '{pattern}': trailing backslash"
+                    ));
                 };
                 if n == 'Z' && !in_class {
                     out.push_str("\\z");
@@ -536,23 +549,39 @@ mod tests {
         assert_eq!(t("gt(1)", "nan"), Ok(false));
         assert_eq!(t("range(10, 20)", "15"), Ok(true));
         assert_eq!(t("range(10, 20)", "20.5"), Ok(false));
-        assert_eq!(t("gt(4)", "'5'"), Ok(true), "quotes are stripped from the value");
+        assert_eq!(
+            t("gt(4)", "'5'"),
+            Ok(true),
+            "quotes are stripped from the value"
+        );
         assert_eq!(t("gt('4')", "5"), Ok(true));
         assert!(t("gt(4)", "abc").is_err());
         assert!(t("gt(4)", "1__0").is_err());
         assert!(t("gt(4, 5)", "6").is_err(), "wrong argument count raises");
-        assert!(call("gt(4)").test(&Value::Int(5)).is_err(), "ints raise in eDeploy");
+        assert!(
+            call("gt(4)").test(&Value::Int(5)).is_err(),
+            "ints raise in eDeploy"
+        );
     }
 
     #[test]
     fn network_is_strict_like_ipaddress() {
         assert_eq!(t("network(10.0.0.0/8)", "10.1.2.3"), Ok(true));
         assert_eq!(t("network(10.0.0.0/8)", "11.1.2.3"), Ok(false));
-        assert_eq!(t("network(192.168.1.0/255.255.255.0)", "192.168.1.7"), Ok(true));
+        assert_eq!(
+            t("network(192.168.1.0/255.255.255.0)", "192.168.1.7"),
+            Ok(true)
+        );
         assert_eq!(t("network(192.168.1.0/0.0.0.255)", "192.168.1.7"), Ok(true));
         assert_eq!(t("network(10.0.0.5)", "10.0.0.5"), Ok(true));
-        assert!(t("network(10.0.0.1/8)", "10.0.0.1").is_err(), "host bits set");
-        assert!(t("network(10.0.0.0/8)", "010.0.0.1").is_err(), "leading zero");
+        assert!(
+            t("network(10.0.0.1/8)", "10.0.0.1").is_err(),
+            "host bits set"
+        );
+        assert!(
+            t("network(10.0.0.0/8)", "010.0.0.1").is_err(),
+            "leading zero"
+        );
         assert!(t("network(10.0.0.0/33)", "10.0.0.1").is_err());
         assert!(t("network(10.0.0.0/8)", "not-an-ip").is_err());
     }
@@ -562,7 +591,11 @@ mod tests {
         assert_eq!(t("regexp(^Dell)", "Dell Inc."), Ok(true));
         assert_eq!(t("regexp(Gen9)", "ProLiant DL360 Gen9"), Ok(true));
         assert_eq!(t("regexp(^Gen9)", "ProLiant DL360 Gen9"), Ok(false));
-        assert_eq!(t("regexp(Gen9$)", "Gen9\n"), Ok(true), "Python's $ before final newline");
+        assert_eq!(
+            t("regexp(Gen9$)", "Gen9\n"),
+            Ok(true),
+            "Python's $ before final newline"
+        );
         assert_eq!(t("regexp([$]x)", "$x"), Ok(true));
         assert!(t("regexp(()", "x").is_err());
     }

@@ -168,7 +168,10 @@ fn compile_spec(index: usize, line: &SpecLine, diags: &mut Vec<Diagnostic>) -> C
         if text.is_empty() {
             diag(
                 Severity::Error,
-                format!("element {} is an empty string: eDeploy cannot match it", i + 1),
+                format!(
+                    "element {} is an empty string: eDeploy cannot match it",
+                    i + 1
+                ),
             );
             return Elem::Never;
         }
@@ -295,7 +298,10 @@ fn check_call(call: &Call, text: &str, diag: &mut impl FnMut(Severity, String)) 
         Func::Raises => {
             diag(
                 Severity::Error,
-                format!("'{text}': {}() is internal to eDeploy's matcher and raises when called", call.name),
+                format!(
+                    "'{text}': {}() is internal to eDeploy's matcher and raises when called",
+                    call.name
+                ),
             );
             return;
         }
@@ -317,7 +323,12 @@ fn check_call(call: &Call, text: &str, diag: &mut impl FnMut(Severity, String)) 
             check_call(inner, text, diag);
         }
     }
-    let constant = |i: usize| call.args.get(i).filter(|a| a.call.is_none()).map(|a| a.text.as_str());
+    let constant = |i: usize| {
+        call.args
+            .get(i)
+            .filter(|a| a.call.is_none())
+            .map(|a| a.text.as_str())
+    };
     match call.func {
         Func::Gt | Func::Ge | Func::Lt | Func::Le | Func::Range => {
             for i in 0..explicit {
@@ -350,7 +361,10 @@ fn check_call(call: &Call, text: &str, diag: &mut impl FnMut(Severity, String)) 
         Func::Regexp => {
             if let Some(a) = constant(0) {
                 if let Err(e) = funcs::compile_python_regex(a) {
-                    diag(Severity::Error, format!("'{text}': {e}; this element never matches"));
+                    diag(
+                        Severity::Error,
+                        format!("'{text}': {e}; this element never matches"),
+                    );
                 }
             }
         }
@@ -453,7 +467,12 @@ pub fn match_all_with_budget(inventory: &Inventory, specs: &Specs, budget: u64) 
     let to_vars = |a: &Arr<'_>| {
         Vars(
             a.0.iter()
-                .map(|(k, li, ei)| ((*k).to_owned(), inventory.lines[*li as usize][*ei as usize].clone()))
+                .map(|(k, li, ei)| {
+                    (
+                        (*k).to_owned(),
+                        inventory.lines[*li as usize][*ei as usize].clone(),
+                    )
+                })
                 .collect(),
         )
     };
@@ -465,7 +484,11 @@ pub fn match_all_with_budget(inventory: &Inventory, specs: &Specs, budget: u64) 
         Err(GaveUp) => Err(NoMatch::GaveUp { steps: ctx.steps }),
     };
     MatchResult {
-        forced: if outcome.is_ok() { to_vars(&ctx.forced) } else { Vars::default() },
+        forced: if outcome.is_ok() {
+            to_vars(&ctx.forced)
+        } else {
+            Vars::default()
+        },
         outcome,
         steps: ctx.steps,
     }
@@ -712,7 +735,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// eDeploy's `match_all` from spec `start` on, at nesting `level`.
-    fn run(&mut self, mut lines: Vec<u32>, start: usize, arr: &mut Arr<'a>, level: u32) -> Result<bool, GaveUp> {
+    fn run(
+        &mut self,
+        mut lines: Vec<u32>,
+        start: usize,
+        arr: &mut Arr<'a>,
+        level: u32,
+    ) -> Result<bool, GaveUp> {
         if level == MAX_LEVEL {
             return Ok(false);
         }
@@ -742,7 +771,11 @@ impl<'a> Ctx<'a> {
                             continue;
                         }
                         let key: StateKey<'a> = (retry_lines, retry_spec, canonical(&retry_arr));
-                        if self.memo.get(&key).is_some_and(|&failed_at| failed_at <= level + 1) {
+                        if self
+                            .memo
+                            .get(&key)
+                            .is_some_and(|&failed_at| failed_at <= level + 1)
+                        {
                             continue;
                         }
                         if self.run(key.0.clone(), retry_spec, &mut retry_arr, level + 1)? {
@@ -843,7 +876,12 @@ fn canonical<'a>(arr: &Arr<'a>) -> Vec<(&'a str, u32, u8)> {
 
 /// Why each line of the spec's category failed it, for "why didn't it match" reports.
 /// Returns at most `limit` lines of explanation.
-pub fn explain_spec(inventory: &Inventory, specs: &Specs, index: usize, limit: usize) -> Vec<String> {
+pub fn explain_spec(
+    inventory: &Inventory,
+    specs: &Specs,
+    index: usize,
+    limit: usize,
+) -> Vec<String> {
     let Some(spec) = specs.specs.get(index) else {
         return Vec::new();
     };
@@ -857,7 +895,10 @@ pub fn explain_spec(inventory: &Inventory, specs: &Specs, index: usize, limit: u
         })
         .collect();
     if same_category.is_empty() {
-        out.push(format!("the inventory has no '{}' line", display_elem(&spec.raw[0])));
+        out.push(format!(
+            "the inventory has no '{}' line",
+            display_elem(&spec.raw[0])
+        ));
         return out;
     }
     for line in same_category {
@@ -872,8 +913,14 @@ pub fn explain_spec(inventory: &Inventory, specs: &Specs, index: usize, limit: u
                 Elem::Never => Some(format!("{} can never match", spec.raw[i])),
                 Elem::Test(call) | Elem::VarTest(_, call) => match call.test(&line[i]) {
                     Ok(true) => None,
-                    Ok(false) if matches!(elem, Elem::VarTest(..)) && line[i] == spec.raw[i] => None,
-                    Ok(false) => Some(format!("{} is false for {}", display_elem(&spec.raw[i]), line[i])),
+                    Ok(false) if matches!(elem, Elem::VarTest(..)) && line[i] == spec.raw[i] => {
+                        None
+                    }
+                    Ok(false) => Some(format!(
+                        "{} is false for {}",
+                        display_elem(&spec.raw[i]),
+                        line[i]
+                    )),
                     Err(e) => Some(format!("{} raised: {e}", display_elem(&spec.raw[i]))),
                 },
                 _ => None,
@@ -925,7 +972,8 @@ mod tests {
 
     #[test]
     fn backtracks_when_a_later_spec_contradicts_a_binding() {
-        let hw = "[('disk','sda','size','100'),('disk','sdb','size','200'),('disk','sdb','slot','1')]";
+        let hw =
+            "[('disk','sda','size','100'),('disk','sdb','size','200'),('disk','sdb','slot','1')]";
         assert_eq!(
             vars(hw, "[('disk','$d','size','$s'),('disk','$d','slot','1')]").as_deref(),
             Some(r#"{"d":"sdb","s":"200"}"#)
@@ -935,15 +983,26 @@ mod tests {
     #[test]
     fn abandoned_forced_keys_survive_a_backtrack() {
         let hw = "[('net','eth0','serial','aa'),('net','eth1','serial','bb'),('net','eth1','ipv4','1.2.3.4')]";
-        let (v, forced) = m(hw, "[('net','$$eth','serial','$mac'),('net','$$eth','ipv4','$ip')]").unwrap();
-        assert_eq!(v, r#"{"$eth":"eth0","mac":"bb","ip":"1.2.3.4","eth":"eth1"}"#);
+        let (v, forced) = m(
+            hw,
+            "[('net','$$eth','serial','$mac'),('net','$$eth','ipv4','$ip')]",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            r#"{"$eth":"eth0","mac":"bb","ip":"1.2.3.4","eth":"eth1"}"#
+        );
         assert_eq!(forced, r#"{"eth":"eth1"}"#);
     }
 
     #[test]
     fn a_line_equal_to_the_spec_is_consumed_first_without_binding() {
         assert_eq!(
-            vars("[('a','$x','c','d'),('a','b','c','d')]", "[('a','$x','c','d')]").as_deref(),
+            vars(
+                "[('a','$x','c','d'),('a','b','c','d')]",
+                "[('a','$x','c','d')]"
+            )
+            .as_deref(),
             Some("{}")
         );
     }
@@ -951,24 +1010,43 @@ mod tests {
     #[test]
     fn ints_are_kept_and_never_equal_strings() {
         let hw = "[('ipmi','lan','channel',2)]";
-        assert_eq!(vars(hw, "[('ipmi','lan','channel','$ch')]").as_deref(), Some(r#"{"ch":2}"#));
+        assert_eq!(
+            vars(hw, "[('ipmi','lan','channel','$ch')]").as_deref(),
+            Some(r#"{"ch":2}"#)
+        );
         assert_eq!(vars(hw, "[('ipmi','lan','channel','2')]"), None);
-        assert_eq!(vars(hw, "[('ipmi','lan','channel','gt(1)')]"), None, "eDeploy raises on ints");
+        assert_eq!(
+            vars(hw, "[('ipmi','lan','channel','gt(1)')]"),
+            None,
+            "eDeploy raises on ints"
+        );
     }
 
     #[test]
     fn same_variable_twice_in_one_spec_is_not_cross_checked() {
-        assert_eq!(vars("[('a','x','y','z')]", "[('a','$v','y','$v')]").as_deref(), Some(r#"{"v":"z"}"#));
+        assert_eq!(
+            vars("[('a','x','y','z')]", "[('a','$v','y','$v')]").as_deref(),
+            Some(r#"{"v":"z"}"#)
+        );
     }
 
     #[test]
     fn variable_forms() {
         let hw = "[('a','x','y','z')]";
         assert_eq!(vars(hw, "[('a','$v=abc','y','z')]"), None);
-        assert_eq!(vars("[('a','$v=abc','y','z')]", "[('a','$v=abc','y','z')]").as_deref(), Some("{}"));
-        assert_eq!(vars(hw, "[('a','$a=b=c','y','z')]").as_deref(), Some(r#"{"a=b=c":"x"}"#));
+        assert_eq!(
+            vars("[('a','$v=abc','y','z')]", "[('a','$v=abc','y','z')]").as_deref(),
+            Some("{}")
+        );
+        assert_eq!(
+            vars(hw, "[('a','$a=b=c','y','z')]").as_deref(),
+            Some(r#"{"a=b=c":"x"}"#)
+        );
         let (v, forced) = m(hw, "[('a','$$','y','z')]").unwrap();
-        assert_eq!((v.as_str(), forced.as_str()), (r#"{"":"x"}"#, r#"{"":"x"}"#));
+        assert_eq!(
+            (v.as_str(), forced.as_str()),
+            (r#"{"":"x"}"#, r#"{"":"x"}"#)
+        );
     }
 
     #[test]
@@ -982,13 +1060,26 @@ mod tests {
 
     #[test]
     fn unknown_functions_only_match_a_whole_equal_line() {
-        assert_eq!(vars("[('disk','sda','size','50')]", "[('disk','sda','size','gt (1)')]"), None);
         assert_eq!(
-            vars("[('disk','sda','size','gtt(4)')]", "[('disk','sda','size','gtt(4)')]").as_deref(),
+            vars(
+                "[('disk','sda','size','50')]",
+                "[('disk','sda','size','gt (1)')]"
+            ),
+            None
+        );
+        assert_eq!(
+            vars(
+                "[('disk','sda','size','gtt(4)')]",
+                "[('disk','sda','size','gtt(4)')]"
+            )
+            .as_deref(),
             Some("{}")
         );
         assert_eq!(
-            vars("[('disk','sda','size','gtt(4)'),('x','y','z','w')]", "[('disk','$d','size','gtt(4)')]"),
+            vars(
+                "[('disk','sda','size','gtt(4)'),('x','y','z','w')]",
+                "[('disk','$d','size','gtt(4)')]"
+            ),
             None
         );
     }
@@ -996,7 +1087,10 @@ mod tests {
     #[test]
     fn first_line_in_inventory_order_wins() {
         let hw = "[('disk','sdb','size','100'),('disk','sda','size','100')]";
-        assert_eq!(vars(hw, "[('disk','$d','size','100')]").as_deref(), Some(r#"{"d":"sdb"}"#));
+        assert_eq!(
+            vars(hw, "[('disk','$d','size','100')]").as_deref(),
+            Some(r#"{"d":"sdb"}"#)
+        );
     }
 
     #[test]
@@ -1004,7 +1098,10 @@ mod tests {
         // The literal spec takes sda's size line; no retry can give it back.
         let hw = "[('disk','sda','size','100'),('disk','sda','rot','1')]";
         assert_eq!(
-            vars(hw, "[('disk','sda','size','100'),('disk','$d','size','100')]"),
+            vars(
+                hw,
+                "[('disk','sda','size','100'),('disk','$d','size','100')]"
+            ),
             None
         );
     }
@@ -1013,10 +1110,15 @@ mod tests {
     fn pigeonhole_failures_are_fast_and_bounded() {
         // 8 identical disks, 9 disk specs: eDeploy explores an exponential tree; the
         // bipartite test rejects it at once.
-        let hw: Vec<String> = (0..8).map(|i| format!("('disk','sd{}','size','300')", (b'a' + i) as char)).collect();
-        let specs: Vec<String> = (0..9).map(|i| format!("('disk','$d{i}','size','300')")).collect();
+        let hw: Vec<String> = (0..8)
+            .map(|i| format!("('disk','sd{}','size','300')", (b'a' + i) as char))
+            .collect();
+        let specs: Vec<String> = (0..9)
+            .map(|i| format!("('disk','$d{i}','size','300')"))
+            .collect();
         let inv = Inventory::parse(&format!("[{}]", hw.join(","))).unwrap();
-        let s = Specs::compile(crate::model::parse_specs(&format!("[{}]", specs.join(","))).unwrap());
+        let s =
+            Specs::compile(crate::model::parse_specs(&format!("[{}]", specs.join(","))).unwrap());
         let r = match_all(&inv, &s);
         assert!(!r.matched());
         assert!(r.steps < 10_000, "steps {}", r.steps);
@@ -1028,7 +1130,10 @@ mod tests {
         let mut hw = Vec::new();
         for i in 0..4 {
             hw.push(format!("('network','eth{i}','serial','m{i}')"));
-            hw.push(format!("('network','eth{i}','link','{}')", if i == 0 { "yes" } else { "no" }));
+            hw.push(format!(
+                "('network','eth{i}','link','{}')",
+                if i == 0 { "yes" } else { "no" }
+            ));
         }
         let specs = "[('network','$a','serial','$ma'),('network','$a','link','yes'),('network','$b','serial','$mb'),('network','$b','link','yes')]";
         let inv = Inventory::parse(&format!("[{}]", hw.join(","))).unwrap();
@@ -1043,10 +1148,24 @@ mod tests {
             crate::model::parse_specs("[('disk','$d','size','gtt(4)'),\n ('disk','$d','size','gt(abc)'),\n ('a','b','c','gt (1)')]")
                 .unwrap(),
         );
-        let msgs: Vec<String> = specs.diagnostics().iter().map(ToString::to_string).collect();
-        assert!(msgs[0].starts_with("1:2: error: 'gtt(4)': unknown function 'gtt' (did you mean 'gt'?)"), "{msgs:?}");
-        assert!(msgs[1].starts_with("2:2: error: 'gt(abc)': 'abc' is not a number"), "{msgs:?}");
-        assert!(msgs[2].contains("did you mean 'gt' without blanks?"), "{msgs:?}");
+        let msgs: Vec<String> = specs
+            .diagnostics()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            msgs[0]
+                .starts_with("1:2: error: 'gtt(4)': unknown function 'gtt' (did you mean 'gt'?)"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("2:2: error: 'gt(abc)': 'abc' is not a number"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[2].contains("did you mean 'gt' without blanks?"),
+            "{msgs:?}"
+        );
         let _ = parse_value("1");
     }
 }

@@ -164,10 +164,12 @@ mod tests {
 
     #[test]
     fn reads_inventories_in_both_syntaxes() {
-        let py = Inventory::parse("[('disk', 'sda', 'size', '100'), ('ipmi', 'lan', 'channel', 2)]")
-            .unwrap();
-        let js = Inventory::parse(r#"[["disk", "sda", "size", "100"], ["ipmi", "lan", "channel", 2]]"#)
-            .unwrap();
+        let py =
+            Inventory::parse("[('disk', 'sda', 'size', '100'), ('ipmi', 'lan', 'channel', 2)]")
+                .unwrap();
+        let js =
+            Inventory::parse(r#"[["disk", "sda", "size", "100"], ["ipmi", "lan", "channel", 2]]"#)
+                .unwrap();
         assert_eq!(py, js);
         assert_eq!(py.get("ipmi", "lan", "channel"), Some(&Value::Int(2)));
     }
@@ -178,15 +180,21 @@ mod tests {
         let err = parse_specs(text).unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
         assert_eq!(err.0[0].pos, Pos { line: 2, col: 2 });
-        assert!(err.0[0].message.contains("entry 1 must be a 4-tuple"), "{err}");
+        assert!(
+            err.0[0].message.contains("entry 1 must be a 4-tuple"),
+            "{err}"
+        );
         assert!(err.0[0].message.contains("3-tuple"), "{err}");
         assert_eq!(err.0[1].pos, Pos { line: 4, col: 2 });
     }
 
     #[test]
-    fn writes_hw_files_eDeploy_reads() {
+    fn writes_hw_files_edeploy_reads() {
         let inv = Inventory::parse(r#"[["a", "b", "c", "d"], ["x", "y", "z", 1]]"#).unwrap();
-        assert_eq!(inv.to_python(), "[('a', 'b', 'c', 'd'),\n ('x', 'y', 'z', 1)]\n");
+        assert_eq!(
+            inv.to_python(),
+            "[('a', 'b', 'c', 'd'),\n ('x', 'y', 'z', 1)]\n"
+        );
         assert_eq!(Inventory::parse(&inv.to_python()).unwrap(), inv);
     }
 }

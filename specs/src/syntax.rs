@@ -46,7 +46,10 @@ pub enum NodeKind {
     List(Vec<Node>),
     Dict(Vec<(Node, Node)>),
     /// `name(args...)`, as in `generate({...})`.
-    Call { name: String, args: Vec<Node> },
+    Call {
+        name: String,
+        args: Vec<Node>,
+    },
     /// `left + right`.
     Add(Box<Node>, Box<Node>),
 }
@@ -361,7 +364,10 @@ impl<'a> Parser<'a> {
                 let (items, trailing_comma) = self.sequence(')')?;
                 self.depth -= 1;
                 if items.len() == 1 && !trailing_comma {
-                    let mut only = items.into_iter().next().ok_or_else(|| self.error("empty"))?;
+                    let mut only = items
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| self.error("empty"))?;
                     only.pos = pos;
                     Ok(only)
                 } else {
@@ -382,7 +388,9 @@ impl<'a> Parser<'a> {
                 })
             }
             '\'' | '"' => self.strings(pos),
-            c if c.is_ascii_digit() || (c == '.' && self.peek2().is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && self.peek2().is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 self.number(pos)
             }
             c if c.is_alphabetic() || c == '_' => {
@@ -577,7 +585,10 @@ impl<'a> Parser<'a> {
             self.bump();
             self.bump();
             let digits_start = self.at;
-            while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 self.bump();
             }
             let digits: String = self.src[digits_start..self.at].replace('_', "");
@@ -596,7 +607,9 @@ impl<'a> Parser<'a> {
                 is_float = true;
                 self.bump();
             } else if (c == 'e' || c == 'E')
-                && (self.peek2().is_some_and(|d| d.is_ascii_digit() || d == '+' || d == '-'))
+                && (self
+                    .peek2()
+                    .is_some_and(|d| d.is_ascii_digit() || d == '+' || d == '-'))
             {
                 is_float = true;
                 self.bump();
@@ -768,10 +781,15 @@ impl<'a> Parser<'a> {
                 };
                 let mut n: u32 = 0;
                 for _ in 0..len {
-                    let d = self.peek().and_then(|d| d.to_digit(16)).ok_or_else(|| SyntaxError {
-                        pos,
-                        message: format!("truncated \\{c} escape: expected {len} hex digits"),
-                    })?;
+                    let d =
+                        self.peek()
+                            .and_then(|d| d.to_digit(16))
+                            .ok_or_else(|| SyntaxError {
+                                pos,
+                                message: format!(
+                                    "truncated \\{c} escape: expected {len} hex digits"
+                                ),
+                            })?;
                     n = n * 16 + d;
                     self.bump();
                 }
@@ -916,19 +934,19 @@ pub fn python_float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let sci = format!("{f:e}"); // e.g. "1.5e-5", "-1e20"
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     if !(-4..16).contains(&exp) {
-        let m = if mantissa.contains('.') {
-            mantissa.to_owned()
-        } else {
-            mantissa.to_owned()
-        };
+
         let sign = if exp < 0 { '-' } else { '+' };
-        format!("{m}e{sign}{:02}", exp.abs())
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {
         let s = format!("{f}");
         if s.contains('.') {
@@ -974,8 +992,18 @@ mod tests {
         assert_eq!(
             v("[('disk', 'sda', 'size', '100'), ('cpu', 'logical', 'number', 8),]"),
             Value::List(vec![
-                Value::Tuple(vec!["disk".into(), "sda".into(), "size".into(), "100".into()]),
-                Value::Tuple(vec!["cpu".into(), "logical".into(), "number".into(), 8.into()]),
+                Value::Tuple(vec![
+                    "disk".into(),
+                    "sda".into(),
+                    "size".into(),
+                    "100".into()
+                ]),
+                Value::Tuple(vec![
+                    "cpu".into(),
+                    "logical".into(),
+                    "number".into(),
+                    8.into()
+                ]),
             ])
         );
         assert_eq!(v("(1,)"), Value::Tuple(vec![1.into()]));
@@ -984,7 +1012,10 @@ mod tests {
         assert_eq!(v("1.5e3"), Value::Float(1500.0));
         assert_eq!(v("0x1f"), Value::Int(31));
         assert_eq!(v("1_000"), Value::Int(1000));
-        assert_eq!(v("[True, False, None]").to_json().to_string(), "[true,false,null]");
+        assert_eq!(
+            v("[True, False, None]").to_json().to_string(),
+            "[true,false,null]"
+        );
     }
 
     #[test]
@@ -1015,7 +1046,9 @@ mod tests {
     #[test]
     fn json_is_accepted() {
         assert_eq!(
-            v(r#"[["disk", "sda", "size", "10"], ["a", "b", "c", 2]]"#).to_json().to_string(),
+            v(r#"[["disk", "sda", "size", "10"], ["a", "b", "c", 2]]"#)
+                .to_json()
+                .to_string(),
             r#"[["disk","sda","size","10"],["a","b","c",2]]"#
         );
     }

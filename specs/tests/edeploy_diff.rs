@@ -5,6 +5,8 @@
 //! the reference raised or timed out are run too: rdeploy must answer them (no panic, no
 //! hang), but the answer is not compared.
 
+#![allow(clippy::unwrap_used)]
+
 use rdeploy_specs::{match_all, model, syntax, Inventory, Specs};
 use std::path::PathBuf;
 
@@ -32,7 +34,10 @@ fn match_all_agrees_with_edeploy() {
         let expect = &case["expect"];
         // Inputs eDeploy itself could not read are outside the comparison.
         let Ok(inventory) = Inventory::parse(hw_text) else {
-            assert!(expect.get("error").is_some() || expect.get("timeout").is_some(), "{id}: inventory unreadable");
+            assert!(
+                expect.get("error").is_some() || expect.get("timeout").is_some(),
+                "{id}: inventory unreadable"
+            );
             continue;
         };
         let specs = match model::parse_specs(specs_text) {
@@ -66,7 +71,8 @@ fn match_all_agrees_with_edeploy() {
             serde_json::json!({"match": false})
         };
         // Compare the serialised text: key order is part of eDeploy's answer.
-        if got.to_string() != want.to_string() {
+        let (got_text, want_text) = (got.to_string(), want.to_string());
+        if got_text != want_text {
             failures.push(format!(
                 "line {} {id}:\n  want {want}\n  got  {got}\n  specs {}",
                 n + 1,
@@ -79,7 +85,12 @@ fn match_all_agrees_with_edeploy() {
         failures.is_empty(),
         "{} of {compared} cases differ from eDeploy:\n{}",
         failures.len(),
-        failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     eprintln!("{compared} cases identical to eDeploy");
 }

@@ -1,6 +1,8 @@
 //! Property tests: whatever rdeploy writes, it (and therefore eDeploy's `literal_eval`)
 //! reads back identically — tuples stay tuples, ints stay ints, strings keep every byte.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use rdeploy_specs::syntax::{parse_value, to_python, to_python_lines};
 use rdeploy_specs::Value;
@@ -18,7 +20,8 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         (Value::Dict(x), Value::Dict(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2)))
+                && x.iter()
+                    .all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2)))
         }
         _ => false,
     }
