@@ -37,7 +37,9 @@ pub enum Command {
     /// Nothing is read or written besides the two files. Prints one JSON object, e.g.
     /// {"disk1": "sda", "eth": "eth0", "mac": "52:54:00:12:34:56"}, and exits 0;
     /// exits 1 with the first spec that could not be satisfied when there is no match.
-    #[command(after_help = "Example:\n  rdeploy try-match tests/fixtures/hw/kvm-1.json tests/fixtures/config/edeploy-example/vm.specs")]
+    #[command(
+        after_help = "Example:\n  rdeploy try-match tests/fixtures/hw/kvm-1.json tests/fixtures/config/edeploy-example/vm.specs"
+    )]
     TryMatch(TryMatchArgs),
 
     /// Run the whole pipeline of one upload in process (the eDeploy CGI way).
@@ -46,7 +48,9 @@ pub enum Command {
     /// matched profile's quota, hands out its CMDB entry and saves `state` and the CMDB
     /// atomically. Prints {"profile": NAME, "var": {...}}. On no match or an exhausted
     /// CMDB: exit 1, a one-line reason on stderr, and no file changed.
-    #[command(after_help = "Examples:\n  rdeploy match --config-dir /etc/rdeploy node1.json\n  rdeploy match --config-dir /etc/rdeploy --failure hp   # give one install back to hp")]
+    #[command(
+        after_help = "Examples:\n  rdeploy match --config-dir /etc/rdeploy node1.json\n  rdeploy match --config-dir /etc/rdeploy --failure hp   # give one install back to hp"
+    )]
     Match(MatchArgs),
 
     /// Expand an eDeploy generate() model into the list of CMDB entries, as JSON.
@@ -55,7 +59,9 @@ pub enum Command {
     /// or a whole CMDB file (generate({...}), a list, or both joined with +). Ranges:
     /// '10-12', zero-padded '001-010', descending '5-3', joined '1-3:10-12', IPv4 per
     /// octet '10.0.1-2.1-254'; lists give their elements; the shortest sequence wins.
-    #[command(after_help = "Example:\n  echo \"{'ip': '10.0.0.1-3', 'hostname': 'node1-3'}\" > model && rdeploy generate model")]
+    #[command(
+        after_help = "Example:\n  echo \"{'ip': '10.0.0.1-3', 'hostname': 'node1-3'}\" > model && rdeploy generate model"
+    )]
     Generate(GenerateArgs),
 
     /// Check a config dir: every file parsed, every problem with file:line:column.
@@ -69,6 +75,32 @@ pub enum Command {
     /// found (warnings allowed), 2 otherwise, 1 when an inventory matches no profile.
     #[command(after_help = "Example:\n  rdeploy check --config-dir /etc/rdeploy hw/*.json")]
     Check(CheckArgs),
+
+    /// Serve the HTTP API: uploads, node records, boot control.
+    ///
+    /// Agents POST their inventory to /upload (curl -F file=@hw.json URL/upload) and get
+    /// the profile's configure script with the allocated variables. All state and CMDB
+    /// changes go through one writer that batches uploads under one lock and one atomic
+    /// commit. Operators may edit the config dir while the server runs: changes are picked
+    /// up; a file that does not parse keeps its last good version and shows in /healthz.
+    /// With no --config-dir, a demo config is extracted to DATA_DIR/demo-config and used.
+    #[command(
+        after_help = "Examples:\n  rdeploy serve                                  # demo config, ./rdeploy-data, 127.0.0.1:8080\n  rdeploy serve --config-dir /etc/rdeploy --data-dir /var/lib/rdeploy --listen 0.0.0.0:80"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config dir (state, <profile>.specs, .cmdb, .configure); default: the demo config.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Where inventories (hw/), node records (nodes/) and the demo config are kept.
+    #[arg(long, value_name = "DIR", default_value = "rdeploy-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 mod check;
 mod cli;
 mod commands;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         cli::Command::Match(args) => commands::match_cmd(&args),
         cli::Command::Generate(args) => commands::generate(&args),
         cli::Command::Check(args) => check::run(&args),
+        cli::Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code.into(),

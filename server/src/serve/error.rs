@@ -1,0 +1,131 @@
+//! `ApiError`: every error the HTTP API answers, as a status and a JSON body
+//! `{"error": CODE, "message": TEXT, "tried": [{"profile", "reason"}]}`.
+//!
+//! 4xx carry a stable `error` code a script can test and a message a person can act on;
+//! 5xx say little to the client and log the detail in the request's span.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rdeploy_cmdb::MatchError;
+
+use super::writer::Refusal;
+
+/// One profile passed over, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tried {
+    pub profile: String,
+    pub reason: String,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable code (`no_match`, `bad_inventory`, ...).
+    pub code: &'static str,
+    pub message: String,
+    pub tried: Vec<Tried>,
+    /// Seconds the client should wait before retrying (`Retry-After`).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            tried: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// A server-side failure: the detail goes to the log, the client gets a short message.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the detail",
+        )
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Match(e) => match_error(&e),
+            Refusal::ConfigBroken { file, error } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "config_broken",
+                format!("the config dir's {file} does not parse and would have to be rewritten: {error}"),
+            )
+            .retry_after(30),
+            Refusal::Store(detail) => ApiError::internal(detail).retry_after(5),
+            Refusal::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the server is stopping",
+            )
+            .retry_after(5),
+        }
+    }
+}
+
+/// No match: `404 no_match` when no profile matches, `409` when a matching profile is out of
+/// installs or CMDB entries (an operator must act), `503 config_broken` for a CMDB that
+/// cannot be expanded.
+fn match_error(e: &MatchError) -> ApiError {
+    let (status, code) = match e {
+        MatchError::UnableToMatch { .. } => (StatusCode::NOT_FOUND, "no_match"),
+        MatchError::NoMoreRole { .. } => (StatusCode::CONFLICT, "no_more_role"),
+        MatchError::Cmdb { .. } => (StatusCode::CONFLICT, "cmdb_exhausted"),
+        MatchError::CmdbFile { .. } => (StatusCode::SERVICE_UNAVAILABLE, "config_broken"),
+    };
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+        tried: e
+            .tried()
+            .iter()
+            .map(|(profile, why)| Tried {
+                profile: profile.clone(),
+                reason: why.to_string(),
+            })
+            .collect(),
+        retry_after: None,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::info!(status = %self.status.as_u16(), code = self.code, message = %self.message, "request refused");
+        }
+        let body = serde_json::json!({
+            "error": self.code,
+            "message": self.message,
+            "tried": self.tried,
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}

@@ -1,0 +1,181 @@
+//! `rdeploy serve`: the HTTP server a rollout talks to.
+//!
+//! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
+//! - [`writer`]: the one writer that owns the config dir (group commit);
+//! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
+//! - [`identity`]: eDeploy's machine names and MACs;
+//! - [`error`]: `ApiError`, the one error answer;
+//! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
+
+pub mod api;
+pub mod demo;
+pub mod error;
+pub mod identity;
+pub mod node_api;
+pub mod nodes;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::{get, post};
+use axum::Router;
+use rdeploy_cmdb::ConfigDir;
+use rdeploy_specs::Inventory;
+use tower_http::trace::TraceLayer;
+
+use crate::cli::ServeArgs;
+use crate::commands::Outcome;
+use error::ApiError;
+use identity::Identity;
+use nodes::Nodes;
+use writer::Writer;
+
+/// Largest request body accepted on agent-facing endpoints.
+pub const UPLOAD_LIMIT: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub writer: Writer,
+    pub nodes: Nodes,
+    pub data_dir: PathBuf,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Opens the data dir (`hw/`, `nodes/`) and starts the writer over the config dir.
+    pub fn open(config_dir: PathBuf, data_dir: PathBuf) -> Result<AppState> {
+        let hw = data_dir.join("hw");
+        std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
+        let nodes_dir = data_dir.join("nodes");
+        let nodes = Nodes::load(&nodes_dir)
+            .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
+        let writer =
+            Writer::start(ConfigDir::new(config_dir)).context("cannot start the writer thread")?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                writer,
+                nodes,
+                data_dir,
+            }),
+        })
+    }
+
+    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
+    pub async fn save_hw(&self, id: &Identity, inventory: &Inventory) -> Result<(), ApiError> {
+        let dir = self.data_dir.join("hw");
+        let file = format!("{}.hw", id.name);
+        let text = inventory.to_python();
+        tokio::task::spawn_blocking(move || rdeploy_cmdb::store::write_atomic(&dir, &file, &text))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/upload", post(api::upload))
+        .route("/healthz", get(api::healthz))
+        .route("/nodes", get(node_api::list))
+        .route("/nodes/{id}", get(node_api::show))
+        .route("/nodes/{id}/events", post(node_api::event))
+        .fallback(|| async {
+            ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
+        })
+        .layer(DefaultBodyLimit::max(UPLOAD_LIMIT))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    uri = %req.uri(),
+                    node = tracing::field::Empty,
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: &ServeArgs) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> Result<Outcome> {
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let config_dir = match &args.config_dir {
+        Some(d) => {
+            anyhow::ensure!(d.is_dir(), "{}: the config dir does not exist", d.display());
+            d.clone()
+        }
+        None => demo::extract(&data_dir)?,
+    };
+    let state = AppState::open(config_dir, data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr: SocketAddr = listener.local_addr().context("no local address")?;
+    // Scripts and tests read this line to find the port when --listen ends in :0.
+    println!("rdeploy: listening on http://{addr}");
+    if args.config_dir.is_none() {
+        eprintln!(
+            "rdeploy: no --config-dir given: serving the demo config in {} (try: curl -F file=@examples/hw/kvm.json http://{addr}/upload)",
+            args.data_dir.join("demo-config").display()
+        );
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("server error")?;
+    Ok(Outcome::Ok)
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

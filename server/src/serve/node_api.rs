@@ -1,0 +1,174 @@
+//! Node endpoints: `GET /nodes`, `GET /nodes/{id}`, `POST /nodes/{id}/events` (the agent's
+//! progress reports).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::identity::sanitize;
+use super::nodes::{NodeState, Transition};
+use super::AppState;
+
+/// A provisioning step the agent reports on (same names as the agent's wire types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Detect,
+    Upload,
+    Configure,
+    InstallRole,
+    Bootloader,
+    Localboot,
+    Finish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Started,
+    Succeeded,
+    Failed,
+}
+
+/// `POST /nodes/{id}/events` body: `{"step", "status", "message"?, "time"?, "log"?}`.
+#[derive(Debug, Deserialize)]
+pub struct ProgressEvent {
+    pub step: Step,
+    pub status: StepStatus,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub time: Option<serde_json::Value>,
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+impl ProgressEvent {
+    /// The life-cycle state the event moves its node to, if any.
+    pub fn node_state(&self) -> Option<NodeState> {
+        match (self.step, self.status) {
+            (_, StepStatus::Failed) => Some(NodeState::Failed),
+            (Step::Configure, StepStatus::Started) => Some(NodeState::Configuring),
+            (Step::InstallRole | Step::Bootloader, StepStatus::Started) => {
+                Some(NodeState::Installing)
+            }
+            (Step::Finish, StepStatus::Succeeded) => Some(NodeState::Installed),
+            _ => None,
+        }
+    }
+}
+
+fn step_name(s: Step) -> &'static str {
+    match s {
+        Step::Detect => "detect",
+        Step::Upload => "upload",
+        Step::Configure => "configure",
+        Step::InstallRole => "install_role",
+        Step::Bootloader => "bootloader",
+        Step::Localboot => "localboot",
+        Step::Finish => "finish",
+    }
+}
+
+fn status_name(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Started => "started",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+    }
+}
+
+/// A node id from a URL: it names a file, so it must already be a sanitized name.
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if sanitize(id).as_deref() == Some(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_node_id",
+            format!(
+                "{id:?} is not a node id (letters, digits, '.', '_', '-'; not starting with '.')"
+            ),
+        ))
+    }
+}
+
+/// `GET /nodes`: every node, short form.
+pub async fn list(State(app): State<AppState>) -> Response {
+    let nodes: Vec<serde_json::Value> = app.nodes.all().iter().map(|n| n.summary()).collect();
+    Json(serde_json::json!({ "nodes": nodes })).into_response()
+}
+
+/// `GET /nodes/{id}`: the whole record.
+pub async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let node = app
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
+    Ok(Json(node).into_response())
+}
+
+/// `POST /nodes/{id}/events`: records a progress report and moves the life cycle; a
+/// `finish`/`succeeded` report makes the next boot `local`.
+pub async fn event(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ProgressEvent>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    tracing::Span::current().record("node", id.as_str());
+    let Json(ev) = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "bad_event",
+            format!(
+                "an event is {{\"step\": detect|upload|configure|install_role|bootloader|localboot|finish, \"status\": started|succeeded|failed, \"message\": TEXT}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let state = ev.node_state();
+    let mut message = ev.message.clone();
+    if let Some(log) = &ev.log {
+        let tail: String = log
+            .chars()
+            .rev()
+            .take(4000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        message = format!("{message}\n--- log (tail) ---\n{tail}");
+    }
+    let node = app
+        .nodes
+        .change(
+            &id,
+            Transition::Progress {
+                step: step_name(ev.step).to_owned(),
+                status: status_name(ev.status).to_owned(),
+                message,
+                agent_time: ev.time,
+                state,
+            },
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_such_node",
+                format!("no node '{id}': upload its inventory first"),
+            )
+        })?;
+    Ok(Json(serde_json::json!({
+        "id": node.id,
+        "state": node.state,
+        "boot": node.boot.name(),
+    }))
+    .into_response())
+}

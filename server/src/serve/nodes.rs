@@ -1,0 +1,492 @@
+//! Node records: one JSON file per machine under `<data-dir>/nodes/<id>.json`, written
+//! atomically (temp file, fsync, rename), loaded back at start.
+//!
+//! A record holds the machine's identity (MACs, serial, DMI names), its profile and CMDB
+//! entry, its life-cycle state with the time of every transition
+//! (`discovered → matched → configuring → installing → installed`, or `failed`), the
+//! agent's progress events, and its next boot.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::identity::{normalize_mac, Identity};
+
+/// Most events kept per node (the oldest are dropped).
+pub const MAX_EVENTS: usize = 200;
+
+/// A node's place in the life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Discovered,
+    Matched,
+    Configuring,
+    Installing,
+    Installed,
+    Failed,
+}
+
+/// A state entered, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub state: NodeState,
+    pub at: String,
+}
+
+/// Something that happened to a node: an upload, an agent's progress report, an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Server time (RFC 3339).
+    pub at: String,
+    /// `upload`, `matched`, `refused`, `failure`, `progress`, `boot`, `alert`, ...
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub message: String,
+    /// The agent's own time, as it sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_time: Option<serde_json::Value>,
+}
+
+/// What a node boots next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootTarget {
+    /// The rdeploy kernel and initramfs.
+    Install,
+    /// The local disk.
+    Local,
+    /// A named boot profile (`pxelinux.cfg/profiles/<name>.prof`, `<name>.ipxe`).
+    Profile(String),
+}
+
+impl BootTarget {
+    /// `install`, `local`, or a profile name of `[A-Za-z0-9._-]`.
+    #[allow(dead_code)] // boot control (next slice)
+    pub fn parse(s: &str) -> Option<BootTarget> {
+        match s {
+            "install" => Some(BootTarget::Install),
+            "local" => Some(BootTarget::Local),
+            name if super::identity::sanitize(name).as_deref() == Some(name)
+                && name.len() <= 64 =>
+            {
+                Some(BootTarget::Profile(name.to_owned()))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            BootTarget::Install => "install",
+            BootTarget::Local => "local",
+            BootTarget::Profile(n) => n,
+        }
+    }
+}
+
+fn default_boot() -> BootTarget {
+    BootTarget::Install
+}
+
+/// One machine's record (`<data-dir>/nodes/<id>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub identity: Identity,
+    pub state: NodeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The variables handed to the configure script (the CMDB entry, merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default = "default_boot")]
+    pub boot: BootTarget,
+    pub history: Vec<StateChange>,
+    #[serde(default)]
+    pub events: VecDeque<Event>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Node {
+    fn new(identity: &Identity, at: &str) -> Node {
+        Node {
+            id: identity.name.clone(),
+            identity: identity.clone(),
+            state: NodeState::Discovered,
+            profile: None,
+            var: None,
+            boot: BootTarget::Install,
+            history: vec![StateChange {
+                state: NodeState::Discovered,
+                at: at.to_owned(),
+            }],
+            events: VecDeque::new(),
+            created_at: at.to_owned(),
+            updated_at: at.to_owned(),
+        }
+    }
+
+    fn enter(&mut self, state: NodeState, at: &str) {
+        if self.state != state {
+            self.state = state;
+            self.history.push(StateChange {
+                state,
+                at: at.to_owned(),
+            });
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.events.push_back(e);
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// The short form `GET /nodes` lists.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self.events.back();
+        serde_json::json!({
+            "id": self.id,
+            "state": self.state,
+            "profile": self.profile,
+            "ip": self.var.as_ref().and_then(|v| v.get("ip")).cloned(),
+            "hostname": self.var.as_ref().and_then(|v| v.get("hostname")).cloned(),
+            "macs": self.identity.macs,
+            "boot": self.boot.name(),
+            "last_event": last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// A change to a node record.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// An inventory arrived (a new install attempt).
+    Discovered,
+    /// A profile and CMDB entry were given.
+    Matched {
+        profile: String,
+        var: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The upload got nothing (no match, quota, CMDB).
+    Refused { code: String, message: String },
+    /// The install failed (`failure=<profile>` or an agent's failed step).
+    Failed { message: String },
+    /// An agent's progress report, and the state it moves the node to.
+    Progress {
+        step: String,
+        status: String,
+        message: String,
+        agent_time: Option<serde_json::Value>,
+        state: Option<NodeState>,
+    },
+    /// An operator or the agent changed the next boot.
+    #[allow(dead_code)] // boot control (next slice)
+    Boot { target: BootTarget, why: String },
+    /// Something an operator should look at; the state does not change.
+    #[allow(dead_code)] // boot control (next slice)
+    Alert { message: String },
+}
+
+/// Now, as RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// All node records, in memory and on disk.
+#[derive(Debug)]
+pub struct Nodes {
+    dir: PathBuf,
+    records: Mutex<BTreeMap<String, Node>>,
+    /// One lock per node id so two requests for a node never interleave their writes.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Nodes {
+    /// Loads every record of `dir` (creating it); an unreadable record is logged and skipped.
+    pub fn load(dir: &Path) -> std::io::Result<Nodes> {
+        std::fs::create_dir_all(dir)?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Node>(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(node) => {
+                    records.insert(node.id.clone(), node);
+                }
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "node record skipped"),
+            }
+        }
+        Ok(Nodes {
+            dir: dir.to_owned(),
+            records: Mutex::new(records),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.records.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Node> {
+        self.records.lock().ok()?.get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Node> {
+        self.records
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[allow(dead_code)] // boot control (next slice)
+    /// The node owning a MAC (any of its MACs), most recently updated first.
+    pub fn by_mac(&self, mac: &str) -> Option<Node> {
+        let mac = normalize_mac(mac)?;
+        let records = self.records.lock().ok()?;
+        records
+            .values()
+            .filter(|n| {
+                n.identity
+                    .macs
+                    .iter()
+                    .any(|m| normalize_mac(m).as_deref() == Some(&mac))
+            })
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+            .cloned()
+    }
+
+    #[allow(dead_code)] // boot control (next slice)
+    /// The node whose CMDB entry gave it this IP address.
+    pub fn by_ip(&self, ip: &str) -> Option<Node> {
+        let records = self.records.lock().ok()?;
+        records
+            .values()
+            .filter(|n| {
+                n.var
+                    .as_ref()
+                    .and_then(|v| v.get("ip"))
+                    .and_then(|v| v.as_str())
+                    == Some(ip)
+            })
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+            .cloned()
+    }
+
+    /// The profile a node holds an install of that is still under way (matched,
+    /// configuring, installing): an upload from it is a retry, not a new install.
+    pub fn install_in_progress(&self, id: &str) -> Option<String> {
+        let node = self.get(id)?;
+        match node.state {
+            NodeState::Matched | NodeState::Configuring | NodeState::Installing => node.profile,
+            _ => None,
+        }
+    }
+
+    /// Applies a change to the record of `identity` (created if new) and saves it.
+    pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, ApiError> {
+        self.update(&identity.name, Some(identity), t).await
+    }
+
+    /// Applies a change to an existing node (`None` if there is no such node).
+    pub async fn change(&self, id: &str, t: Transition) -> Result<Option<Node>, ApiError> {
+        if self.get(id).is_none() {
+            return Ok(None);
+        }
+        self.update(id, None, t).await.map(Some)
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        identity: Option<&Identity>,
+        t: Transition,
+    ) -> Result<Node, ApiError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let at = now();
+        let current = self.get(id);
+        let mut node = match (current, identity) {
+            (Some(mut n), Some(i)) => {
+                n.identity = i.clone();
+                n
+            }
+            (Some(n), None) => n,
+            (None, Some(i)) => Node::new(i, &at),
+            (None, None) => {
+                return Err(ApiError::not_found(
+                    "no_such_node",
+                    format!("no node '{id}'"),
+                ));
+            }
+        };
+        apply(&mut node, t, &at);
+        node.updated_at = at;
+        let text = serde_json::to_string_pretty(&node).map_err(ApiError::internal)? + "\n";
+        let dir = self.dir.clone();
+        let file = format!("{id}.json");
+        tokio::task::spawn_blocking(move || rdeploy_cmdb::store::write_atomic(&dir, &file, &text))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if let Ok(mut r) = self.records.lock() {
+            r.insert(id.to_owned(), node.clone());
+        }
+        drop(_guard);
+        self.forget_lock(id, lock);
+        Ok(node)
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.locks.lock() {
+            Ok(mut m) => Arc::clone(m.entry(id.to_owned()).or_default()),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn forget_lock(&self, id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        drop(lock);
+        if let Ok(mut m) = self.locks.lock() {
+            if m.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
+                m.remove(id);
+            }
+        }
+    }
+}
+
+fn apply(node: &mut Node, t: Transition, at: &str) {
+    let ev = |kind: &str, message: String| Event {
+        at: at.to_owned(),
+        kind: kind.to_owned(),
+        step: None,
+        status: None,
+        message,
+        agent_time: None,
+    };
+    match t {
+        Transition::Discovered => {
+            node.enter(NodeState::Discovered, at);
+            node.event(ev("upload", "inventory received".into()));
+        }
+        Transition::Matched { profile, var } => {
+            let ip = var
+                .get("ip")
+                .and_then(|v| v.as_str())
+                .map(|s| format!(", ip {s}"))
+                .unwrap_or_default();
+            node.event(ev("matched", format!("profile {profile}{ip}")));
+            node.profile = Some(profile);
+            node.var = Some(var);
+            node.enter(NodeState::Matched, at);
+        }
+        Transition::Refused { code, message } => {
+            node.event(ev("refused", format!("{code}: {message}")));
+        }
+        Transition::Failed { message } => {
+            node.event(ev("failure", message));
+            node.enter(NodeState::Failed, at);
+        }
+        Transition::Progress {
+            step,
+            status,
+            message,
+            agent_time,
+            state,
+        } => {
+            node.event(Event {
+                at: at.to_owned(),
+                kind: "progress".into(),
+                step: Some(step),
+                status: Some(status),
+                message,
+                agent_time,
+            });
+            if let Some(s) = state {
+                node.enter(s, at);
+                if s == NodeState::Installed {
+                    node.boot = BootTarget::Local;
+                    node.event(ev("boot", "install finished: next boot is local".into()));
+                }
+            }
+        }
+        Transition::Boot { target, why } => {
+            node.event(ev("boot", format!("next boot: {} ({why})", target.name())));
+            node.boot = target;
+        }
+        Transition::Alert { message } => node.event(ev("alert", message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_targets_refuse_paths() {
+        assert_eq!(BootTarget::parse("local"), Some(BootTarget::Local));
+        assert_eq!(
+            BootTarget::parse("rescue"),
+            Some(BootTarget::Profile("rescue".into()))
+        );
+        assert_eq!(BootTarget::parse("../x"), None);
+        assert_eq!(BootTarget::parse(".x"), None);
+        assert_eq!(BootTarget::parse(""), None);
+    }
+
+    #[tokio::test]
+    async fn records_survive_a_reload() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let nodes = Nodes::load(tmp.path())?;
+        let id = Identity {
+            name: "KVM-1-52-54-00-00-00-01".into(),
+            macs: vec!["52:54:00:00:00:01".into()],
+            ..Identity::default()
+        };
+        nodes
+            .record(&id, Transition::Discovered)
+            .await
+            .map_err(|e| e.message)?;
+        let mut var = serde_json::Map::new();
+        var.insert("ip".into(), "10.0.0.1".into());
+        nodes
+            .record(
+                &id,
+                Transition::Matched {
+                    profile: "vm".into(),
+                    var,
+                },
+            )
+            .await
+            .map_err(|e| e.message)?;
+        let again = Nodes::load(tmp.path())?;
+        let n = again.get(&id.name).ok_or("record lost")?;
+        assert_eq!(n.state, NodeState::Matched);
+        assert_eq!(n.history.len(), 2);
+        assert_eq!(
+            again.by_mac("52-54-00-00-00-01").map(|n| n.id),
+            Some(id.name.clone())
+        );
+        assert_eq!(again.by_ip("10.0.0.1").map(|n| n.id), Some(id.name));
+        Ok(())
+    }
+}

@@ -1,0 +1,557 @@
+//! `rdeploy serve` as agents and operators see it: the real binary on an ephemeral
+//! loopback port, driven by a real HTTP client, with real files.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// A running `rdeploy serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(config: &Path, data: &Path) -> Res<Server> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rdeploy"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .trim()
+            .strip_prefix("rdeploy: listening on ")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?
+            .to_owned();
+        Ok(Server {
+            child,
+            base,
+            config: config.to_owned(),
+            data: data.to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kvm(serial: &str, mac: &str) -> String {
+    format!(
+        r#"[["system", "product", "name", "KVM"],
+ ["system", "product", "serial", "{serial}"],
+ ["disk", "vda", "size", "20"],
+ ["network", "eth0", "serial", "{mac}"],
+ ["network", "eth0", "link", "yes"]]"#
+    )
+}
+
+fn mac(i: usize) -> String {
+    format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256)
+}
+
+/// A config dir: `vm` with `quota` installs and a CMDB of `n` entries; `hp` never matches KVMs.
+fn config(quota: &str, n: usize) -> Res<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path();
+    fs::write(p.join("state"), format!("[('hp', 2), ('vm', {quota})]\n"))?;
+    fs::write(
+        p.join("hp.specs"),
+        "[('system', 'product', 'name', 'ProLiant DL360 Gen9'), ('disk', '$disk', 'size', 'gt(100)')]\n",
+    )?;
+    fs::write(
+        p.join("vm.specs"),
+        "# KVM guests\n[\n ('system', 'product', 'name', 'KVM'),\n ('disk', '$disk', 'size', '$size'),\n ('network', '$eth', 'serial', '$mac'),\n]\n",
+    )?;
+    fs::write(
+        p.join("vm.cmdb"),
+        format!("generate({{'ip': '10.0.0.1-{n}', 'hostname': 'vm1-{n}'}})\n"),
+    )?;
+    fs::write(
+        p.join("vm.configure"),
+        "set_role(\"base\", \"1.0\", var.disk);\n",
+    )?;
+    fs::write(p.join("hp.configure"), "// hp\n")?;
+    Ok(dir)
+}
+
+struct Env {
+    _config: tempfile::TempDir,
+    _data: tempfile::TempDir,
+    server: Server,
+    http: reqwest::Client,
+}
+
+fn env(quota: &str, n: usize) -> Res<Env> {
+    let config = config(quota, n)?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    Ok(Env {
+        _config: config,
+        _data: data,
+        server,
+        http: reqwest::Client::new(),
+    })
+}
+
+impl Env {
+    /// `curl -F file=@hw.json URL/upload`.
+    async fn curl_form(&self, hw: &str) -> Res<reqwest::Response> {
+        let form = Form::new().part("file", Part::text(hw.to_owned()).file_name("hw.json"));
+        Ok(self
+            .http
+            .post(self.server.url("/upload"))
+            .multipart(form)
+            .send()
+            .await?)
+    }
+
+    /// JSON body, JSON answer: `(status, body)`.
+    async fn json_upload(&self, hw: &str) -> Res<(StatusCode, Value)> {
+        let resp = self
+            .http
+            .post(self.server.url("/upload"))
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .body(hw.to_owned())
+            .send()
+            .await?;
+        let status = resp.status();
+        Ok((status, resp.json().await?))
+    }
+
+    async fn get_json(&self, path: &str) -> Res<(StatusCode, Value)> {
+        let resp = self.http.get(self.server.url(path)).send().await?;
+        let status = resp.status();
+        Ok((status, resp.json().await?))
+    }
+
+    /// SIGKILL, then a new server on the same dirs.
+    fn restart(&mut self) -> Res {
+        self.server.child.kill()?;
+        self.server.child.wait()?;
+        let (config, data) = (self.server.config.clone(), self.server.data.clone());
+        self.server = Server::start(&config, &data)?;
+        Ok(())
+    }
+
+    fn config_file(&self, name: &str) -> Res<String> {
+        Ok(fs::read_to_string(self.server.config.join(name))?)
+    }
+}
+
+fn is_error(body: &Value, code: &str) -> bool {
+    body["error"] == code && body["message"].as_str().is_some_and(|m| !m.is_empty())
+}
+
+#[tokio::test]
+async fn edeploy_curl_form_gets_the_script_and_the_inventory_is_saved() -> Res {
+    let e = env("5", 3)?;
+    let resp = e.curl_form(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await?;
+    assert!(
+        text.starts_with("// profile: vm\nlet var = #{\"disk\": \"vda\", \"size\": \"20\", \"eth\": \"eth0\", \"mac\": \"52:54:00:aa:00:01\", \"ip\": \"10.0.0.1\", \"hostname\": \"vm1\", \"used\": 1};\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("set_role(\"base\", \"1.0\", var.disk);\n"),
+        "{text}"
+    );
+    let hw = e.server.data.join("hw/KVM-S1-52-54-00-aa-00-01.hw");
+    assert!(fs::read_to_string(&hw)?.starts_with("[('system', 'product', 'name', 'KVM'),\n"));
+    assert!(e.config_file("vm.cmdb")?.contains("'used': 1"));
+    assert!(e.config_file("vm.cmdb.orig")?.starts_with("generate("));
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 4)]\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_upload_and_a_node_that_uploads_again_keeps_its_entry() -> Res {
+    let e = env("5", 3)?;
+    let (status, first) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["profile"], "vm");
+    assert_eq!(first["var"]["ip"], "10.0.0.1");
+    assert_eq!(first["script"], "set_role(\"base\", \"1.0\", var.disk);\n");
+    let (_, other) = e.json_upload(&kvm("S2", "52:54:00:aa:00:02")).await?;
+    assert_eq!(other["var"]["ip"], "10.0.0.2");
+    // The agent retries: same entry, and the install is not counted twice.
+    let (status, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["var"], first["var"]);
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 3)]\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn quotas_and_cmdbs_run_out_with_409_and_the_reasons() -> Res {
+    let e = env("2", 5)?;
+    for i in 0..2 {
+        let (status, body) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // hp still has installs but does not match: eDeploy's "unable to match", with vm's reason.
+    let (status, body) = e.json_upload(&kvm("S9", &mac(9))).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(is_error(&body, "no_match"), "{body}");
+    let tried = body["tried"].as_array().ok_or("tried")?;
+    assert_eq!(tried.len(), 2, "{body}");
+    assert_eq!(tried[1]["profile"], "vm");
+    assert!(
+        tried[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("quota used up")),
+        "{body}"
+    );
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 0)]\n");
+    // Every quota used up: 409 no_more_role.
+    fs::write(e.server.config.join("state"), "[('hp', 0), ('vm', 0)]\n")?;
+    let (status, body) = e.json_upload(&kvm("S9", &mac(9))).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(is_error(&body, "no_more_role"), "{body}");
+
+    let e = env("'*'", 2)?;
+    for i in 0..2 {
+        let (status, _) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let before = e.config_file("vm.cmdb")?;
+    let (status, body) = e.json_upload(&kvm("S9", &mac(9))).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(is_error(&body, "cmdb_exhausted"), "{body}");
+    assert_eq!(e.config_file("vm.cmdb")?, before, "nothing written");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_report_gives_the_install_back_and_marks_the_node_failed() -> Res {
+    let e = env("1", 3)?;
+    let hw = kvm("S1", "52:54:00:aa:00:01");
+    assert_eq!(e.curl_form(&hw).await?.status(), StatusCode::OK);
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 0)]\n");
+    let form = Form::new()
+        .part("file", Part::text(hw.clone()).file_name("hw.json"))
+        .text("failure", "vm");
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await?;
+    assert_eq!(body["quota_returned"], true, "{body}");
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 1)]\n");
+    let (_, node) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
+    assert_eq!(node["state"], "failed", "{node}");
+    // The failed node installs again and counts again.
+    let (status, again) = e.json_upload(&hw).await?;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["var"]["ip"], "10.0.0.1");
+    assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 0)]\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() -> Res {
+    let e = env("5", 3)?;
+    let state = e.config_file("state")?;
+    let post = |body: Vec<u8>| e.http.post(e.server.url("/upload")).body(body).send();
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (
+            b"garbage".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_inventory",
+        ),
+        (b"[1, 2]".to_vec(), StatusCode::BAD_REQUEST, "bad_inventory"),
+        (
+            b"[('a', 'b', 'c')]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_inventory",
+        ),
+        (
+            b"{\"file\": 1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_inventory",
+        ),
+        (
+            vec![0xff, 0xfe, b'['],
+            StatusCode::BAD_REQUEST,
+            "bad_inventory",
+        ),
+        (Vec::new(), StatusCode::BAD_REQUEST, "missing_file"),
+        (
+            vec![b' '; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            b"[['disk', 'sda', 'size', '1']]".to_vec(),
+            StatusCode::NOT_FOUND,
+            "no_match",
+        ),
+    ];
+    for (body, want, code) in cases {
+        let resp = post(body).await?;
+        assert_eq!(resp.status(), want, "{code}");
+        let json: Value = resp.json().await?;
+        assert!(is_error(&json, code), "{json}");
+    }
+    // Multipart: no file, a file too large, a bad failure profile, a broken form.
+    let form = Form::new().text("name", "x");
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(is_error(&resp.json().await?, "missing_file"));
+    let form = Form::new().part("file", Part::bytes(vec![b' '; 2 * 1024 * 1024]));
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let form = Form::new().text("failure", "../state");
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(is_error(&resp.json().await?, "bad_profile"));
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .header("Content-Type", "multipart/form-data; boundary=XX")
+        .body("--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n[")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // The no-match answer says why for each profile.
+    let (_, body) = e.json_upload("[['disk', 'sda', 'size', '1']]").await?;
+    let tried = body["tried"].as_array().ok_or("tried")?;
+    assert_eq!(tried.len(), 2, "{body}");
+    assert!(
+        tried[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not satisfied")),
+        "{body}"
+    );
+    // Node endpoints.
+    let (status, body) = e.get_json("/nodes/..%2Fstate").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = e.get_json("/nodes/nobody").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(is_error(&body, "no_such_node"));
+    let (status, body) = e.get_json("/no/such/thing").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(is_error(&body, "no_such_endpoint"));
+    for body in ["{", "{\"step\": \"dance\", \"status\": \"started\"}", "[]"] {
+        let resp = e
+            .http
+            .post(e.server.url("/nodes/nobody/events"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        assert!(resp.status().is_client_error(), "{body}: {}", resp.status());
+        assert!(is_error(&resp.json().await?, "bad_event"));
+    }
+    assert_eq!(e.config_file("state")?, state, "nothing changed");
+    assert!(!e.server.config.join("vm.cmdb.orig").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn progress_events_walk_the_life_cycle() -> Res {
+    let e = env("5", 3)?;
+    let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let id = "KVM-S1-52-54-00-aa-00-01";
+    for (step, status, want) in [
+        ("configure", "started", "configuring"),
+        ("install_role", "started", "installing"),
+        ("finish", "succeeded", "installed"),
+    ] {
+        let resp = e
+            .http
+            .post(e.server.url(&format!("/nodes/{id}/events")))
+            .json(&serde_json::json!({"step": step, "status": status, "message": "ok", "time": 1_700_000_000}))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await?;
+        assert_eq!(body["state"], want, "{body}");
+    }
+    let (_, node) = e.get_json(&format!("/nodes/{id}")).await?;
+    let states: Vec<&str> = node["history"]
+        .as_array()
+        .ok_or("history")?
+        .iter()
+        .filter_map(|h| h["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "discovered",
+            "matched",
+            "configuring",
+            "installing",
+            "installed"
+        ]
+    );
+    assert_eq!(node["boot"], "local");
+    assert_eq!(node["identity"]["macs"][0], "52:54:00:aa:00:01");
+    assert_eq!(node["var"]["ip"], "10.0.0.1");
+    let (_, list) = e.get_json("/nodes").await?;
+    assert_eq!(list["nodes"][0]["state"], "installed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_and_allocations_survive_a_killed_server() -> Res {
+    let mut e = env("5", 3)?;
+    let (_, first) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    let (_, before) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
+    e.restart()?;
+    let (status, after) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after, before);
+    let (_, second) = e.json_upload(&kvm("S2", "52:54:00:aa:00:02")).await?;
+    assert_eq!(second["var"]["ip"], "10.0.0.2");
+    let (_, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(again["var"], first["var"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_uploads_never_share_an_entry() -> Res {
+    let e = env("'*'", 200)?;
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        let http = e.http.clone();
+        let url = e.server.url("/upload");
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .header("Accept", "application/json")
+                .body(kvm(&format!("S{i}"), &mac(i)))
+                .send()
+                .await?;
+            let body: Value = resp.json().await?;
+            Ok::<_, reqwest::Error>(body["var"]["ip"].as_str().unwrap_or("").to_owned())
+        }));
+    }
+    let mut ips = HashSet::new();
+    for t in tasks {
+        let ip = t.await??;
+        assert!(ip.starts_with("10.0.0."), "{ip}");
+        assert!(ips.insert(ip.clone()), "{ip} given twice");
+    }
+    let cmdb = e.config_file("vm.cmdb")?;
+    assert_eq!(cmdb.matches("'used': 1").count(), 150);
+    let (_, health) = e.get_json("/healthz").await?;
+    let commits = health["config"]["commits"].as_u64().ok_or("commits")?;
+    assert!(commits <= 150, "{health}");
+    Ok(())
+}
+
+/// Polls `/healthz` until `pred` holds or the deadline passes.
+async fn wait_health(e: &Env, pred: impl Fn(&Value) -> bool) -> Res<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, h) = e.get_json("/healthz").await?;
+        if pred(&h) {
+            return Ok(h);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("health never became as expected: {h}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn operator_edits_are_picked_up_and_broken_edits_rejected_while_serving() -> Res {
+    let e = env("10", 5)?;
+    let (status, _) = e.json_upload(&kvm("S1", &mac(1))).await?;
+    assert_eq!(status, StatusCode::OK);
+    // Live edit: vm now wants a 40 GB disk, so a 20 GB KVM no longer matches.
+    let specs = e.server.config.join("vm.specs");
+    fs::write(
+        &specs,
+        "[('system', 'product', 'name', 'KVM'), ('disk', '$disk', 'size', 'ge(40)'), ('network', '$eth', 'serial', '$mac')]\n",
+    )?;
+    let (status, body) = e.json_upload(&kvm("S2", &mac(2))).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["tried"][1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ge(40)")),
+        "{body}"
+    );
+    // Broken edit: the last good specs stay in use, /healthz shows file:line.
+    fs::write(
+        &specs,
+        "[('system', 'product', 'name', 'KVM'),\n ('disk', '$disk', 'size')]\n",
+    )?;
+    let h = wait_health(&e, |h| h["status"] == "degraded").await?;
+    let problem = &h["config"]["problems"][0];
+    assert_eq!(problem["file"], "vm.specs", "{h}");
+    assert!(
+        problem["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("vm.specs:2:")),
+        "{h}"
+    );
+    assert_eq!(problem["using_last_good"], true);
+    let (status, body) = e.json_upload(&kvm("S3", &mac(3))).await?;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "still the ge(40) specs: {body}"
+    );
+    // Fixed: served again, health back to ok.
+    fs::write(&specs, "[('system', 'product', 'name', 'KVM'), ('disk', '$disk', 'size', 'ge(10)'), ('network', '$eth', 'serial', '$mac')]\n")?;
+    let (status, body) = e.json_upload(&kvm("S4", &mac(4))).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_health(&e, |h| h["status"] == "ok").await?;
+    // A broken state file is never overwritten: uploads that must count get 503.
+    fs::write(e.server.config.join("state"), "[('hp', 2), ('vm', 3)\n")?;
+    let (status, body) = e.json_upload(&kvm("S5", &mac(5))).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(is_error(&body, "config_broken"), "{body}");
+    assert_eq!(e.config_file("state")?, "[('hp', 2), ('vm', 3)\n");
+    Ok(())
+}
