@@ -101,6 +101,23 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// The server's URL as machines reach it (rdeploy.server= on the kernel command line);
+    /// default: http://<listen address>.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names);
+    /// boot profiles are read from pxelinux.cfg/profiles/*.prof there.
+    #[arg(long, value_name = "DIR")]
+    pub tftp_root: Option<PathBuf>,
+    /// URL of the install kernel for iPXE; default: <public-url>/images/vmlinuz.
+    #[arg(long, value_name = "URL")]
+    pub kernel_url: Option<String>,
+    /// URL of the install initramfs for iPXE; default: <public-url>/images/initrd.img.
+    #[arg(long, value_name = "URL")]
+    pub initrd_url: Option<String>,
+    /// Extra kernel arguments for the install boot (e.g. "console=ttyS0").
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    pub kernel_args: String,
 }
 
 #[derive(Debug, Args)]

@@ -20,15 +20,21 @@ struct Server {
     base: String,
     config: PathBuf,
     data: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Server {
     fn start(config: &Path, data: &Path) -> Res<Server> {
+        Server::start_with(config, data, &[])
+    }
+
+    fn start_with(config: &Path, data: &Path, extra: &[String]) -> Res<Server> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rdeploy"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
             .arg(config)
             .arg("--data-dir")
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -45,6 +51,7 @@ impl Server {
             base,
             config: config.to_owned(),
             data: data.to_owned(),
+            extra: extra.to_vec(),
         })
     }
 
@@ -155,7 +162,8 @@ impl Env {
         self.server.child.kill()?;
         self.server.child.wait()?;
         let (config, data) = (self.server.config.clone(), self.server.data.clone());
-        self.server = Server::start(&config, &data)?;
+        let extra = self.server.extra.clone();
+        self.server = Server::start_with(&config, &data, &extra)?;
         Ok(())
     }
 
@@ -553,5 +561,202 @@ async fn operator_edits_are_picked_up_and_broken_edits_rejected_while_serving() 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(is_error(&body, "config_broken"), "{body}");
     assert_eq!(e.config_file("state")?, "[('hp', 2), ('vm', 3)\n");
+    Ok(())
+}
+
+async fn get_text(e: &Env, path: &str) -> Res<(StatusCode, String)> {
+    let resp = e.http.get(e.server.url(path)).send().await?;
+    let status = resp.status();
+    Ok((status, resp.text().await?))
+}
+
+/// A server with a TFTP root holding `local.prof` and a `rescue` boot profile.
+fn boot_env(ip: &str) -> Res<(Env, tempfile::TempDir)> {
+    let config = config("5", 3)?;
+    fs::write(
+        config.path().join("vm.cmdb"),
+        format!("[{{'ip': '{ip}', 'hostname': 'vm1'}}, {{'ip': '10.0.0.2', 'hostname': 'vm2'}}]\n"),
+    )?;
+    let tftp = tempfile::tempdir()?;
+    let profiles = tftp.path().join("pxelinux.cfg/profiles");
+    fs::create_dir_all(&profiles)?;
+    fs::write(
+        profiles.join("local.prof"),
+        "DEFAULT local\nLABEL local\n  LOCALBOOT 0\n",
+    )?;
+    fs::write(
+        profiles.join("rescue.prof"),
+        "DEFAULT rescue\nLABEL rescue\n  KERNEL rescue/vmlinuz\n",
+    )?;
+    fs::write(
+        profiles.join("rescue.ipxe"),
+        "#!ipxe\nkernel http://x/rescue\nboot\n",
+    )?;
+    let data = tempfile::tempdir()?;
+    let extra = vec!["--tftp-root".to_owned(), tftp.path().display().to_string()];
+    let server = Server::start_with(config.path(), data.path(), &extra)?;
+    Ok((
+        Env {
+            _config: config,
+            _data: data,
+            server,
+            http: reqwest::Client::new(),
+        },
+        tftp,
+    ))
+}
+
+#[tokio::test]
+async fn the_success_report_flips_to_local_in_ipxe_and_pxelinux() -> Res {
+    let (mut e, tftp) = boot_env("10.18.1.18")?;
+    let (status, generic) = get_text(&e, "/boot.ipxe").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        generic.contains(&format!("chain {}/boot/${{net0/mac}}.ipxe", e.server.base)),
+        "{generic}"
+    );
+    // Unknown machines get the installer.
+    let (_, unknown) = get_text(&e, "/boot/52:54:00:99:99:99.ipxe").await?;
+    assert!(
+        unknown.contains(&format!("rdeploy.server={}", e.server.base)),
+        "{unknown}"
+    );
+    let (status, _) = get_text(&e, "/boot/not-a-mac.ipxe").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let by_mac = tftp.path().join("pxelinux.cfg/01-52-54-00-aa-00-01");
+    let by_ip = tftp.path().join("pxelinux.cfg/0A120112");
+    assert!(fs::read_to_string(&by_mac)?.contains("KERNEL rdeploy/vmlinuz"));
+    assert!(fs::read_to_string(&by_ip)?.contains("KERNEL rdeploy/vmlinuz"));
+    let (_, install) = get_text(&e, "/boot/52-54-00-AA-00-01.ipxe").await?;
+    assert!(install.contains("kernel "), "{install}");
+
+    let resp = e
+        .http
+        .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/events"))
+        .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": "2024-05-01T12:00:00Z"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, local) = get_text(&e, "/boot/52:54:00:aa:00:01.ipxe").await?;
+    assert!(
+        local.ends_with("exit\n") && !local.contains("kernel"),
+        "{local}"
+    );
+    assert_eq!(
+        fs::read_to_string(&by_mac)?,
+        "DEFAULT local\nLABEL local\n  LOCALBOOT 0\n"
+    );
+    assert_eq!(
+        fs::read_to_string(&by_ip)?,
+        "DEFAULT local\nLABEL local\n  LOCALBOOT 0\n"
+    );
+    // Booting the network again is answered local, with an alert.
+    let (_, node) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
+    let last = &node["events"]
+        .as_array()
+        .ok_or("events")?
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["kind"], "alert", "{node}");
+    // Only the operator sends it back to install; survives a restart.
+    let resp = e
+        .http
+        .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/boot"))
+        .json(&serde_json::json!({"target": "install"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(fs::read_to_string(&by_mac)?.contains("KERNEL rdeploy/vmlinuz"));
+    e.restart()?;
+    let (_, again) = get_text(&e, "/boot/52:54:00:aa:00:01.ipxe").await?;
+    assert!(again.contains("kernel "), "{again}");
+    let resp = e
+        .http
+        .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/boot"))
+        .json(&serde_json::json!({"target": "../../etc/passwd"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pxe_manager_and_pxe_pilot_endpoints() -> Res {
+    // The CMDB gives the node 127.0.0.1, so this test's requests come from it.
+    let (e, tftp) = boot_env("127.0.0.1")?;
+    let (status, body) = e.get_json("/profile").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get_text(&e, "/profile").await?.1, "install\n");
+    let (status, text) = get_text(&e, "/localboot").await?;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(get_text(&e, "/profile").await?.1, "local\n");
+    let (_, node) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
+    assert_eq!(node["state"], "installed", "{node}");
+
+    let (_, configs) = e.get_json("/configurations").await?;
+    assert_eq!(
+        configs,
+        serde_json::json!([{"name": "install"}, {"name": "local"}, {"name": "rescue"}])
+    );
+    let resp = e
+        .http
+        .put(e.server.url("/configurations/rescue/deploy"))
+        .json(&serde_json::json!({"hosts": [{"macAddress": "52:54:00:AA:00:01"}, {"macAddress": "52:54:00:bb:00:09"}]}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await?;
+    assert_eq!(
+        body["hosts"][0]["node"], "KVM-S1-52-54-00-aa-00-01",
+        "{body}"
+    );
+    assert_eq!(body["hosts"][1]["node"], Value::Null, "{body}");
+    assert_eq!(
+        get_text(&e, "/boot/52:54:00:aa:00:01.ipxe").await?.1,
+        "#!ipxe\nkernel http://x/rescue\nboot\n"
+    );
+    assert_eq!(
+        get_text(&e, "/boot/52:54:00:bb:00:09.ipxe").await?.1,
+        "#!ipxe\nkernel http://x/rescue\nboot\n"
+    );
+    assert!(
+        fs::read_to_string(tftp.path().join("pxelinux.cfg/01-52-54-00-aa-00-01"))?
+            .contains("DEFAULT rescue")
+    );
+    let (status, _) = get_text(&e, "/localboot/52:54:00:bb:00:09").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(get_text(&e, "/boot/52:54:00:bb:00:09.ipxe")
+        .await?
+        .1
+        .ends_with("exit\n"));
+    // Bad input.
+    let put = |path: &str, body: &str| {
+        e.http
+            .put(e.server.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    let resp = put("/configurations/nope/deploy", r#"{"hosts": []}"#).await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(is_error(&resp.json().await?, "no_such_configuration"));
+    let resp = put(
+        "/configurations/rescue/deploy",
+        r#"{"hosts": [{"macAddress": "zz"}]}"#,
+    )
+    .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(is_error(&resp.json().await?, "bad_mac"));
+    let resp = put("/configurations/rescue/deploy", r#"{"hosts": "#).await?;
+    assert!(resp.status().is_client_error());
+    assert!(is_error(&resp.json().await?, "bad_deploy"));
+    let (status, _) = get_text(&e, "/localboot/nonsense").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     Ok(())
 }

@@ -78,7 +78,8 @@ pub async fn upload(
     };
     let var = vars_object(&alloc.plan.vars.to_json());
     tracing::info!(profile = %alloc.plan.profile, counted = alloc.counted, "matched");
-    app.nodes
+    let node = app
+        .nodes
         .record(
             &identity,
             Transition::Matched {
@@ -87,6 +88,7 @@ pub async fn upload(
             },
         )
         .await?;
+    super::boot::sync(&app, &node).await;
     if wants_json {
         let body = serde_json::json!({
             "profile": alloc.plan.profile,

@@ -106,7 +106,6 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 /// A MAC address normalized to `aa:bb:cc:dd:ee:ff`, from colons, dashes or bare hex.
-#[allow(dead_code)] // boot control (next slice)
 pub fn normalize_mac(s: &str) -> Option<String> {
     let hex: String = s
         .chars()

@@ -3,11 +3,13 @@
 //! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`writer`]: the one writer that owns the config dir (group commit);
 //! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
+//! - [`boot`]: next boots as iPXE scripts and PXELINUX files, PXE Manager and PXE Pilot;
 //! - [`identity`]: eDeploy's machine names and MACs;
 //! - [`error`]: `ApiError`, the one error answer;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
 
 pub mod api;
+pub mod boot;
 pub mod demo;
 pub mod error;
 pub mod identity;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use rdeploy_cmdb::ConfigDir;
 use rdeploy_specs::Inventory;
@@ -49,6 +51,7 @@ pub struct Inner {
     pub writer: Writer,
     pub nodes: Nodes,
     pub data_dir: PathBuf,
+    pub boot: boot::BootConfig,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,7 +63,11 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Opens the data dir (`hw/`, `nodes/`) and starts the writer over the config dir.
-    pub fn open(config_dir: PathBuf, data_dir: PathBuf) -> Result<AppState> {
+    pub fn open(
+        config_dir: PathBuf,
+        data_dir: PathBuf,
+        boot: boot::BootConfig,
+    ) -> Result<AppState> {
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
         let nodes_dir = data_dir.join("nodes");
@@ -73,6 +80,7 @@ impl AppState {
                 writer,
                 nodes,
                 data_dir,
+                boot,
             }),
         })
     }
@@ -97,6 +105,14 @@ pub fn app(state: AppState) -> Router {
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
         .route("/nodes/{id}/events", post(node_api::event))
+        .route("/nodes/{id}/boot", post(boot::set_node_boot))
+        .route("/boot.ipxe", get(boot::generic_ipxe))
+        .route("/boot/{file}", get(boot::mac_ipxe))
+        .route("/localboot", get(boot::localboot_caller))
+        .route("/localboot/{mac}", get(boot::localboot_mac))
+        .route("/profile", get(boot::profile_caller))
+        .route("/configurations", get(boot::configurations))
+        .route("/configurations/{name}/deploy", put(boot::deploy))
         .fallback(|| async {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })
@@ -134,11 +150,23 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         }
         None => demo::extract(&data_dir)?,
     };
-    let state = AppState::open(config_dir, data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr: SocketAddr = listener.local_addr().context("no local address")?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let mut boot = boot::BootConfig::new(&public_url, args.tftp_root.clone(), &data_dir);
+    if let Some(k) = &args.kernel_url {
+        boot.kernel_url.clone_from(k);
+    }
+    if let Some(i) = &args.initrd_url {
+        boot.initrd_url.clone_from(i);
+    }
+    boot.kernel_args.clone_from(&args.kernel_args);
+    let state = AppState::open(config_dir, data_dir, boot)?;
     // Scripts and tests read this line to find the port when --listen ends in :0.
     println!("rdeploy: listening on http://{addr}");
     if args.config_dir.is_none() {
@@ -150,10 +178,13 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("server error")?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .context("server error")?;
     Ok(Outcome::Ok)
 }
 

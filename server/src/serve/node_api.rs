@@ -165,6 +165,9 @@ pub async fn event(
                 format!("no node '{id}': upload its inventory first"),
             )
         })?;
+    if state == Some(NodeState::Installed) {
+        super::boot::sync(&app, &node).await;
+    }
     Ok(Json(serde_json::json!({
         "id": node.id,
         "state": node.state,

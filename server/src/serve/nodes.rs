@@ -70,7 +70,6 @@ pub enum BootTarget {
 
 impl BootTarget {
     /// `install`, `local`, or a profile name of `[A-Za-z0-9._-]`.
-    #[allow(dead_code)] // boot control (next slice)
     pub fn parse(s: &str) -> Option<BootTarget> {
         match s {
             "install" => Some(BootTarget::Install),
@@ -193,10 +192,8 @@ pub enum Transition {
         state: Option<NodeState>,
     },
     /// An operator or the agent changed the next boot.
-    #[allow(dead_code)] // boot control (next slice)
     Boot { target: BootTarget, why: String },
     /// Something an operator should look at; the state does not change.
-    #[allow(dead_code)] // boot control (next slice)
     Alert { message: String },
 }
 
@@ -212,6 +209,10 @@ pub struct Nodes {
     records: Mutex<BTreeMap<String, Node>>,
     /// One lock per node id so two requests for a node never interleave their writes.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Next boots registered for MACs no node owns yet (PXE Pilot deploys, `system add`),
+    /// saved in `<data-dir>/systems.json`.
+    systems: tokio::sync::Mutex<BTreeMap<String, BootTarget>>,
+    systems_file: PathBuf,
 }
 
 impl Nodes {
@@ -237,11 +238,67 @@ impl Nodes {
                 Err(e) => tracing::warn!(file = %path.display(), error = %e, "node record skipped"),
             }
         }
+        let systems_file = dir.with_file_name("systems.json");
+        let systems = match std::fs::read_to_string(&systems_file) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(file = %systems_file.display(), error = %e, "registered systems unreadable; starting without");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
         Ok(Nodes {
             dir: dir.to_owned(),
             records: Mutex::new(records),
             locks: Mutex::new(HashMap::new()),
+            systems: tokio::sync::Mutex::new(systems),
+            systems_file,
         })
+    }
+
+    /// The next boot registered for a MAC no node owns.
+    pub async fn registered(&self, mac: &str) -> Option<BootTarget> {
+        let mac = normalize_mac(mac)?;
+        self.systems.lock().await.get(&mac).cloned()
+    }
+
+    /// Sets the next boot of the machine with this MAC: its node if there is one, else a
+    /// registered system. Returns the node changed, if any.
+    pub async fn set_boot_by_mac(
+        &self,
+        mac: &str,
+        target: BootTarget,
+        why: &str,
+    ) -> Result<Option<Node>, ApiError> {
+        let norm = normalize_mac(mac).ok_or_else(|| {
+            ApiError::bad_request("bad_mac", format!("{mac:?} is not a MAC address"))
+        })?;
+        if let Some(node) = self.by_mac(&norm) {
+            let node = self
+                .change(
+                    &node.id,
+                    Transition::Boot {
+                        target,
+                        why: why.to_owned(),
+                    },
+                )
+                .await?;
+            return Ok(node);
+        }
+        let mut systems = self.systems.lock().await;
+        systems.insert(norm, target);
+        let text = serde_json::to_string_pretty(&*systems).map_err(ApiError::internal)? + "\n";
+        let dir = self
+            .systems_file
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            rdeploy_cmdb::store::write_atomic(&dir, "systems.json", &text)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        Ok(None)
     }
 
     pub fn count(&self) -> usize {
@@ -259,7 +316,6 @@ impl Nodes {
             .unwrap_or_default()
     }
 
-    #[allow(dead_code)] // boot control (next slice)
     /// The node owning a MAC (any of its MACs), most recently updated first.
     pub fn by_mac(&self, mac: &str) -> Option<Node> {
         let mac = normalize_mac(mac)?;
@@ -276,7 +332,6 @@ impl Nodes {
             .cloned()
     }
 
-    #[allow(dead_code)] // boot control (next slice)
     /// The node whose CMDB entry gave it this IP address.
     pub fn by_ip(&self, ip: &str) -> Option<Node> {
         let records = self.records.lock().ok()?;
