@@ -213,6 +213,8 @@ def hand_scenarios():
         {'a': SP_ANY_MAC, 'b': SP_DELL}, {}, up(vm(1), vm(2), vm(3)))
     add("profile-listed-twice-failure-gives-back-first", "[('a', 0), ('b', 1), ('a', 0)]\n",
         {'a': SP_ANY_MAC, 'b': SP_DELL}, {}, [(None, 'a'), (vm(1), None), (vm(2), None)])
+    add("profile-listed-twice-error-lists-both", "[('a', 1), ('b', 0), ('a', '*')]\n",
+        {'a': SP_DELL, 'b': SP_NOVAR}, {}, up(vm(1)))
     add("missing-specs-counts-as-available", "[('missing', 1), ('a', 1)]\n",
         {'missing': None, 'a': SP_DELL}, {}, up(vm(1)))
     add("missing-specs-only", "[('missing', 1)]\n", {'missing': None}, {}, up(vm(1)))
