@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// Extra kernel arguments for the install boot (e.g. "console=ttyS0").
     #[arg(long, value_name = "ARGS", default_value = "")]
     pub kernel_args: String,
+    /// At most N installs under way (matched, not yet installed or failed); beyond, an
+    /// upload gets 503 with Retry-After and the agent retries later.
+    #[arg(long, value_name = "N")]
+    pub max_installs: Option<usize>,
 }
 
 #[derive(Debug, Args)]

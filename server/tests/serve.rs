@@ -760,3 +760,68 @@ async fn pxe_manager_and_pxe_pilot_endpoints() -> Res {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     Ok(())
 }
+
+#[tokio::test]
+async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
+    let config = config("'*'", 10)?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start_with(
+        config.path(),
+        data.path(),
+        &["--max-installs".to_owned(), "2".to_owned()],
+    )?;
+    let e = Env {
+        _config: config,
+        _data: data,
+        server,
+        http: reqwest::Client::new(),
+    };
+    for i in 0..2 {
+        let (status, body) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .body(kvm("S2", &mac(2)))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("15")
+    );
+    assert!(is_error(&resp.json().await?, "install_limit"));
+    // A node already installing may retry.
+    let (status, _) = e.json_upload(&kvm("S0", &mac(0))).await?;
+    assert_eq!(status, StatusCode::OK);
+    // One finishes: a slot is free.
+    let resp = e
+        .http
+        .post(e.server.url("/nodes/KVM-S0-52-54-00-00-00-00/events"))
+        .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": 1}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = e.json_upload(&kvm("S2", &mac(2))).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, metrics) = get_text(&e, "/metrics").await?;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "rdeploy_uploads_total 5",
+        "rdeploy_matches_total{profile=\"vm\"} 4",
+        "rdeploy_upload_refusals_total{code=\"install_limit\"} 1",
+        "rdeploy_nodes{state=\"installed\"} 1",
+        "rdeploy_nodes{state=\"matched\"} 2",
+        "rdeploy_installs_in_flight 2",
+        "rdeploy_allocation_seconds_count 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    Ok(())
+}

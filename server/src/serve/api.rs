@@ -14,6 +14,9 @@ use super::nodes::Transition;
 use super::writer::{FailureOutcome, UploadJob};
 use super::{AppState, UPLOAD_LIMIT};
 
+/// Seconds an agent is told to wait when the install limit is reached.
+const INSTALL_RETRY_AFTER: u32 = 15;
+
 /// What an upload carried.
 #[derive(Debug, Default)]
 struct UploadForm {
@@ -56,14 +59,28 @@ pub async fn upload(
     })?;
     let identity = Identity::of(&inventory);
     tracing::Span::current().record("node", identity.name.as_str());
+    app.metrics.upload();
+    if let Err(taken) = app.nodes.admit(&identity.name, app.max_installs) {
+        app.metrics.refused("install_limit");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "install_limit",
+            format!("{taken} installs are under way (--max-installs); retry later"),
+        )
+        .retry_after(INSTALL_RETRY_AFTER));
+    }
     app.save_hw(&identity, &inventory).await?;
     let holds = app.nodes.install_in_progress(&identity.name);
     app.nodes.record(&identity, Transition::Discovered).await?;
+    let started = std::time::Instant::now();
     let result = app.writer.upload(UploadJob { inventory, holds }).await;
+    app.metrics.allocation(started.elapsed());
     let alloc = match result {
         Ok(a) => a,
         Err(refusal) => {
+            app.nodes.release(&identity.name);
             let err = ApiError::from(refusal);
+            app.metrics.refused(err.code);
             app.nodes
                 .record(
                     &identity,
@@ -76,6 +93,7 @@ pub async fn upload(
             return Err(err);
         }
     };
+    app.metrics.matched(&alloc.plan.profile);
     let var = vars_object(&alloc.plan.vars.to_json());
     tracing::info!(profile = %alloc.plan.profile, counted = alloc.counted, "matched");
     let node = app

@@ -4,6 +4,7 @@
 //! - [`writer`]: the one writer that owns the config dir (group commit);
 //! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
 //! - [`boot`]: next boots as iPXE scripts and PXELINUX files, PXE Manager and PXE Pilot;
+//! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`identity`]: eDeploy's machine names and MACs;
 //! - [`error`]: `ApiError`, the one error answer;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
@@ -13,6 +14,7 @@ pub mod boot;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod node_api;
 pub mod nodes;
 pub mod writer;
@@ -52,6 +54,9 @@ pub struct Inner {
     pub nodes: Nodes,
     pub data_dir: PathBuf,
     pub boot: boot::BootConfig,
+    pub metrics: metrics::Metrics,
+    /// `--max-installs`: installs under way at most (admission control).
+    pub max_installs: Option<usize>,
 }
 
 impl std::ops::Deref for AppState {
@@ -67,6 +72,7 @@ impl AppState {
         config_dir: PathBuf,
         data_dir: PathBuf,
         boot: boot::BootConfig,
+        max_installs: Option<usize>,
     ) -> Result<AppState> {
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
@@ -81,6 +87,8 @@ impl AppState {
                 nodes,
                 data_dir,
                 boot,
+                metrics: metrics::Metrics::default(),
+                max_installs,
             }),
         })
     }
@@ -102,6 +110,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/upload", post(api::upload))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
         .route("/nodes/{id}/events", post(node_api::event))
@@ -166,7 +175,7 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         boot.initrd_url.clone_from(i);
     }
     boot.kernel_args.clone_from(&args.kernel_args);
-    let state = AppState::open(config_dir, data_dir, boot)?;
+    let state = AppState::open(config_dir, data_dir, boot, args.max_installs)?;
     // Scripts and tests read this line to find the port when --listen ends in :0.
     println!("rdeploy: listening on http://{addr}");
     if args.config_dir.is_none() {

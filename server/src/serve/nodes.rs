@@ -6,7 +6,7 @@
 //! (`discovered → matched → configuring → installing → installed`, or `failed`), the
 //! agent's progress events, and its next boot.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -29,6 +29,37 @@ pub enum NodeState {
     Installing,
     Installed,
     Failed,
+}
+
+impl NodeState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [NodeState; 6] = [
+        NodeState::Discovered,
+        NodeState::Matched,
+        NodeState::Configuring,
+        NodeState::Installing,
+        NodeState::Installed,
+        NodeState::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Discovered => "discovered",
+            NodeState::Matched => "matched",
+            NodeState::Configuring => "configuring",
+            NodeState::Installing => "installing",
+            NodeState::Installed => "installed",
+            NodeState::Failed => "failed",
+        }
+    }
+
+    /// An install under way (it holds an install slot).
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            NodeState::Matched | NodeState::Configuring | NodeState::Installing
+        )
+    }
 }
 
 /// A state entered, and when.
@@ -213,6 +244,9 @@ pub struct Nodes {
     /// saved in `<data-dir>/systems.json`.
     systems: tokio::sync::Mutex<BTreeMap<String, BootTarget>>,
     systems_file: PathBuf,
+    /// Nodes holding an install slot (admission control): admitted, not yet installed or
+    /// failed.
+    installing: Mutex<HashSet<String>>,
 }
 
 impl Nodes {
@@ -246,7 +280,13 @@ impl Nodes {
             }),
             Err(_) => BTreeMap::new(),
         };
+        let installing = records
+            .values()
+            .filter(|n: &&Node| n.state.in_progress())
+            .map(|n| n.id.clone())
+            .collect();
         Ok(Nodes {
+            installing: Mutex::new(installing),
             dir: dir.to_owned(),
             records: Mutex::new(records),
             locks: Mutex::new(HashMap::new()),
@@ -299,6 +339,52 @@ impl Nodes {
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
         Ok(None)
+    }
+
+    /// Admission control: takes an install slot for `id` unless `max` are taken (a node
+    /// that already holds one keeps it). Returns the number of slots taken, or `Err` with it
+    /// when full.
+    pub fn admit(&self, id: &str, max: Option<usize>) -> Result<usize, usize> {
+        let Ok(mut set) = self.installing.lock() else {
+            return Ok(0);
+        };
+        if set.contains(id) {
+            return Ok(set.len());
+        }
+        match max {
+            Some(m) if set.len() >= m => Err(set.len()),
+            _ => {
+                set.insert(id.to_owned());
+                Ok(set.len())
+            }
+        }
+    }
+
+    /// Gives an install slot back (the upload got nothing).
+    pub fn release(&self, id: &str) {
+        if let Ok(mut set) = self.installing.lock() {
+            set.remove(id);
+        }
+    }
+
+    /// Installs under way (slots taken).
+    pub fn installs_in_flight(&self) -> usize {
+        self.installing.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// How many nodes are in each state.
+    pub fn count_by_state(&self) -> Vec<(NodeState, usize)> {
+        let records = self.records.lock();
+        NodeState::ALL
+            .iter()
+            .map(|s| {
+                let n = records
+                    .as_ref()
+                    .map(|r| r.values().filter(|n| n.state == *s).count())
+                    .unwrap_or(0);
+                (*s, n)
+            })
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -406,6 +492,9 @@ impl Nodes {
             .map_err(ApiError::internal)?;
         if let Ok(mut r) = self.records.lock() {
             r.insert(id.to_owned(), node.clone());
+        }
+        if matches!(node.state, NodeState::Installed | NodeState::Failed) {
+            self.release(id);
         }
         drop(_guard);
         self.forget_lock(id, lock);
