@@ -79,6 +79,38 @@ pub struct Call {
     pub name: String,
     pub func: Func,
     pub args: Vec<Arg>,
+    /// Pre-parsed constant arguments for the common shapes (`gt(500)`, `in(a, b)`).
+    fast: Option<Fast>,
+}
+
+/// A call whose explicit arguments are constants, evaluated without allocating.
+#[derive(Clone, Debug)]
+enum Fast {
+    Compare(Func, f64),
+    Range(f64, f64),
+    In,
+    Regexp,
+    Network(u32, u32),
+}
+
+impl Fast {
+    fn for_call(func: Func, args: &[Arg]) -> Option<Fast> {
+        if args.iter().any(|a| a.call.is_some()) {
+            return None;
+        }
+        let num = |i: usize| args.get(i).and_then(|a| python_float(&a.text));
+        match (func, args.len()) {
+            (Func::Gt | Func::Ge | Func::Lt | Func::Le, 1) => Some(Fast::Compare(func, num(0)?)),
+            (Func::Range, 2) => Some(Fast::Range(num(0)?, num(1)?)),
+            (Func::In, _) => Some(Fast::In),
+            (Func::Regexp, 1) => Some(Fast::Regexp),
+            (Func::Network, 1) => {
+                let (net, prefix) = ipv4_network(&Obj::Str(args[0].text.as_str().into())).ok()?;
+                Some(Fast::Network(net, prefix))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One explicit argument.
@@ -129,7 +161,7 @@ pub fn parse_call(text: &str) -> Parsed {
     if let Some(rest) = caps.get(3) {
         raw.extend(comma_regex().split(rest.as_str()));
     }
-    let args = raw
+    let args: Vec<Arg> = raw
         .into_iter()
         .map(|a| {
             let text = strip_quotes(a).to_owned();
@@ -144,10 +176,12 @@ pub fn parse_call(text: &str) -> Parsed {
             }
         })
         .collect();
+    let fast = Fast::for_call(func, &args);
     Parsed::Call(Call {
         name: name.to_owned(),
         func,
         args,
+        fast,
     })
 }
 
@@ -155,6 +189,9 @@ pub fn parse_call(text: &str) -> Parsed {
 pub fn strip_quotes(s: &str) -> &str {
     s.trim_matches(|c| c == '\'' || c == '"')
 }
+
+/// Nesting bound of evaluation (eDeploy hit Python's recursion limit instead).
+const MAX_EVAL_DEPTH: u32 = 200;
 
 /// A value during evaluation: eDeploy's functions take and return strings and booleans.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,10 +212,55 @@ impl Obj<'_> {
 impl Call {
     /// Evaluates the call against one inventory value and returns its truth.
     pub fn test(&self, value: &Value) -> Result<bool, EvalError> {
-        Ok(self.eval(value)?.truthy())
+        if let (Some(fast), Value::Str(raw)) = (&self.fast, value) {
+            let v = strip_quotes(raw);
+            // A value that itself looks like a call takes the general path.
+            if !(v.ends_with(')') || v.ends_with(")\n")) {
+                return self.fast_test(fast, v);
+            }
+        }
+        Ok(self.eval(value, 0)?.truthy())
     }
 
-    fn eval<'a>(&'a self, implicit: &'a Value) -> Result<Obj<'a>, EvalError> {
+    fn fast_test(&self, fast: &Fast, v: &str) -> Result<bool, EvalError> {
+        let num = || {
+            python_float(v)
+                .ok_or_else(|| EvalError(format!("could not convert string to float: '{v}'")))
+        };
+        Ok(match fast {
+            Fast::Compare(func, r) => {
+                let l = num()?;
+                match func {
+                    Func::Gt => l > *r,
+                    Func::Ge => l >= *r,
+                    Func::Lt => l < *r,
+                    _ => l <= *r,
+                }
+            }
+            Fast::Range(lo, hi) => {
+                let x = num()?;
+                *lo <= x && x <= *hi
+            }
+            Fast::In => self.args.iter().any(|a| a.text == v),
+            Fast::Regexp => {
+                let a = &self.args[0];
+                let re = a.regex.get_or_init(|| compile_python_regex(&a.text));
+                search(re.as_ref().map_err(|e| EvalError(e.clone()))?, v)?
+            }
+            Fast::Network(net, prefix) => {
+                let addr = parse_ipv4(v).ok_or_else(|| {
+                    EvalError(format!("'{v}' does not appear to be an IPv4 address"))
+                })?;
+                prefix_mask(*prefix) & addr == *net
+            }
+        })
+    }
+
+    fn eval<'a>(&'a self, implicit: &'a Value, depth: u32) -> Result<Obj<'a>, EvalError> {
+        if depth > MAX_EVAL_DEPTH {
+            // eDeploy recurses until Python's RecursionError (a value that looks like a call).
+            return Err(EvalError("maximum recursion depth exceeded".into()));
+        }
         let Value::Str(raw) = implicit else {
             return Err(EvalError(format!(
                 "{}() needs a string but the inventory value is the {} {}",
@@ -187,16 +269,16 @@ impl Call {
                 implicit
             )));
         };
-        let first = extract(implicit, Obj::Str(strip_quotes(raw).into()))?;
+        let first = extract(implicit, Obj::Str(strip_quotes(raw).into()), depth + 1)?;
         let mut args = Vec::with_capacity(self.args.len() + 1);
         args.push(first);
         for a in &self.args {
             args.push(match &a.call {
-                Some(c) => c.eval(implicit)?,
+                Some(c) => c.eval(implicit, depth + 1)?,
                 None => Obj::Str(a.text.as_str().into()),
             });
         }
-        self.apply(args)
+        self.apply(args, depth)
     }
 
     fn arity(&self, args: &[Obj<'_>], want: usize) -> Result<(), EvalError> {
@@ -213,7 +295,7 @@ impl Call {
         }
     }
 
-    fn apply<'a>(&'a self, args: Vec<Obj<'a>>) -> Result<Obj<'a>, EvalError> {
+    fn apply<'a>(&'a self, args: Vec<Obj<'a>>, depth: u32) -> Result<Obj<'a>, EvalError> {
         let b = |x: bool| Ok(Obj::Bool(x));
         match self.func {
             Func::Gt | Func::Ge | Func::Lt | Func::Le => {
@@ -281,7 +363,7 @@ impl Call {
                     return Err(EvalError("extract_result() needs a string".into()));
                 };
                 // eDeploy re-evaluates the argument with the stripped value as implicit.
-                extract(&Value::Str(first.into_owned()), expr)
+                extract(&Value::Str(first.into_owned()), expr, depth + 1)
             }
             Func::Raises => Err(EvalError(format!(
                 "{}() is an internal name of eDeploy's matcher and cannot be called from a spec",
@@ -293,7 +375,7 @@ impl Call {
 
 /// eDeploy's `_extract_result(implicit, expr)`: evaluate `expr` when it looks like a call
 /// of a known function, else return it unchanged.
-fn extract<'a>(implicit: &Value, expr: Obj<'a>) -> Result<Obj<'a>, EvalError> {
+fn extract<'a>(implicit: &Value, expr: Obj<'a>, depth: u32) -> Result<Obj<'a>, EvalError> {
     let Obj::Str(text) = &expr else {
         return Err(EvalError(
             "expected a string where a boolean was given".into(),
@@ -304,7 +386,7 @@ fn extract<'a>(implicit: &Value, expr: Obj<'a>) -> Result<Obj<'a>, EvalError> {
         return Ok(expr);
     }
     match parse_call(text) {
-        Parsed::Call(call) => match call.eval(implicit)? {
+        Parsed::Call(call) => match call.eval(implicit, depth + 1)? {
             Obj::Str(s) => Ok(Obj::Str(s.into_owned().into())),
             Obj::Bool(b) => Ok(Obj::Bool(b)),
         },
@@ -347,8 +429,10 @@ pub fn python_float(s: &str) -> Option<f64> {
         t
     };
     let body = t.strip_prefix(['+', '-']).unwrap_or(t);
-    let lower = body.to_ascii_lowercase();
-    if matches!(lower.as_str(), "inf" | "infinity" | "nan") {
+    if ["inf", "infinity", "nan"]
+        .iter()
+        .any(|w| body.eq_ignore_ascii_case(w))
+    {
         return t.parse::<f64>().ok();
     }
     // Only the decimal forms Python accepts: digits, one '.', an exponent.

@@ -54,6 +54,8 @@ struct CompiledSpec {
     elems: [Elem; 4],
     /// No variable nor test: the first pass equals the second, skip it.
     pure_literal: bool,
+    /// More than four elements: never equal to a line as a whole.
+    longer: bool,
 }
 
 /// How serious a [`Diagnostic`] is.
@@ -118,6 +120,7 @@ impl Specs {
                 .map(|elems| SpecLine {
                     elems,
                     pos: Pos::default(),
+                    extra: 0,
                 })
                 .collect(),
         )
@@ -249,11 +252,23 @@ fn compile_spec(index: usize, line: &SpecLine, diags: &mut Vec<Diagnostic>) -> C
             None => Elem::Literal,
         }
     });
+    if line.extra > 0 {
+        diags.push(Diagnostic {
+            pos: line.pos,
+            spec: index,
+            severity: Severity::Warning,
+            message: format!(
+                "{} element(s) after the fourth are ignored (eDeploy ignores them too)",
+                line.extra
+            ),
+        });
+    }
     let pure_literal = elems.iter().all(|e| matches!(e, Elem::Literal));
     CompiledSpec {
         raw: line.elems.clone(),
         elems,
         pure_literal,
+        longer: line.extra > 0,
     }
 }
 
@@ -344,13 +359,8 @@ fn check_call(call: &Call, text: &str, diag: &mut impl FnMut(Severity, String)) 
         }
         Func::Network => {
             if let Some(a) = constant(0) {
-                let probe = Call {
-                    name: call.name.clone(),
-                    func: call.func,
-                    args: call.args.clone(),
-                };
                 // Evaluate against a valid address: only the network can fail.
-                if let Err(e) = probe.test(&Value::from("0.0.0.0")) {
+                if let Err(e) = call.test(&Value::from("0.0.0.0")) {
                     diag(
                         Severity::Error,
                         format!("'{text}': {e} (network '{a}'); this element never matches"),
@@ -539,6 +549,11 @@ struct Ctx<'a> {
     line_cat: Vec<u32>,
     /// Category filter of each spec: `Some(id)` lines must have, `None` any line.
     spec_cat: Vec<Option<u32>>,
+    /// Category id of each spec's first element taken literally (first pass).
+    spec_cat_exact: Vec<Option<u32>>,
+    /// Whether a line could equal the whole spec (first pass): every non-literal element's
+    /// text appears among the inventory's unusual values (`$...`, `...)`, empty).
+    exact_possible: Vec<bool>,
     /// Static check cache, `specs × lines`.
     cache: Vec<u8>,
     /// Lines exactly equal to each non-literal spec (first pass), computed on demand.
@@ -578,15 +593,40 @@ impl<'a> Ctx<'a> {
                 id
             })
             .collect();
+        let cat_id = |c: &str| {
+            cats.iter()
+                .position(|k| *k == c)
+                .map_or(NO_CATEGORY, |i| i as u32)
+        };
         let spec_cat = specs
             .iter()
             .map(|s| match (&s.elems[0], &s.raw[0]) {
-                (Elem::Literal, Value::Str(c)) => Some(
-                    cats.iter()
-                        .position(|k| *k == c)
-                        .map_or(NO_CATEGORY, |i| i as u32),
-                ),
+                (Elem::Literal, Value::Str(c)) => Some(cat_id(c)),
                 _ => None,
+            })
+            .collect();
+        let spec_cat_exact = specs
+            .iter()
+            .map(|s| s.raw[0].as_str().map(cat_id))
+            .collect();
+        // Values a non-literal spec element could equal: they start with '$', end with ')'
+        // or are empty. Real inventories have few (a product name in parentheses).
+        let unusual: Vec<&str> = inv
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter_map(Value::as_str)
+            .filter(|v| v.is_empty() || v.starts_with('$') || v.ends_with(')'))
+            .collect();
+        let exact_possible = specs
+            .iter()
+            .map(|s| {
+                !s.pure_literal
+                    && !s.longer
+                    && s.elems.iter().zip(&s.raw).all(|(e, raw)| match (e, raw) {
+                        (Elem::Literal, _) => true,
+                        (_, Value::Str(t)) => unusual.contains(&t.as_str()),
+                        _ => false,
+                    })
             })
             .collect();
         Ctx {
@@ -594,6 +634,8 @@ impl<'a> Ctx<'a> {
             specs,
             line_cat,
             spec_cat,
+            spec_cat_exact,
+            exact_possible,
             cache: vec![UNKNOWN; specs.len() * inv.len()],
             exact: vec![None; specs.len()],
             forced: Arr::default(),
@@ -681,12 +723,12 @@ impl<'a> Ctx<'a> {
 
     /// Original indices of the lines equal to spec `s` (first pass).
     fn exact_lines(&mut self, s: usize) -> &[u32] {
+        if !self.exact_possible[s] {
+            return &[];
+        }
         if self.exact[s].is_none() {
             let spec = &self.specs[s];
-            let filter = match &spec.raw[0] {
-                Value::Str(_) => self.spec_cat_exact(s),
-                _ => None,
-            };
+            let filter = self.spec_cat_exact[s];
             let found: Vec<u32> = (0..self.inv.len() as u32)
                 .filter(|&l| filter.is_none_or(|c| self.line_cat[l as usize] == c))
                 .filter(|&l| self.inv[l as usize] == spec.raw)
@@ -697,24 +739,10 @@ impl<'a> Ctx<'a> {
         self.exact[s].as_deref().unwrap_or(&[])
     }
 
-    /// Category id for the first element of spec `s` taken literally.
-    fn spec_cat_exact(&self, s: usize) -> Option<u32> {
-        let Value::Str(c) = &self.specs[s].raw[0] else {
-            return None;
-        };
-        // Reuse the interned ids: find a line with that category.
-        Some(
-            self.inv
-                .iter()
-                .position(|l| l[0].as_str() == Some(c))
-                .map_or(NO_CATEGORY, |i| self.line_cat[i]),
-        )
-    }
-
     /// eDeploy's `match_spec`: consumes and returns the matching line, binding variables.
     fn match_spec(&mut self, s: usize, lines: &mut Vec<u32>, arr: &mut Arr<'a>) -> Option<u32> {
         self.steps += lines.len() as u64;
-        if !self.specs[s].pure_literal && !self.exact_lines(s).is_empty() {
+        if self.exact_possible[s] && !self.exact_lines(s).is_empty() {
             let exact = self.exact_lines(s).to_vec();
             if let Some(pos) = lines.iter().position(|l| exact.contains(l)) {
                 return Some(lines.remove(pos));
@@ -815,11 +843,7 @@ impl<'a> Ctx<'a> {
         self.steps += (n_specs * lines.len()) as u64;
         let mut candidates: Vec<Vec<u32>> = Vec::with_capacity(n_specs);
         for s in start..self.specs.len() {
-            let exact: Vec<u32> = if self.specs[s].pure_literal {
-                Vec::new()
-            } else {
-                self.exact_lines(s).to_vec()
-            };
+            let exact: Vec<u32> = self.exact_lines(s).to_vec();
             let mut c: Vec<u32> = Vec::new();
             for (pos, &l) in lines.iter().enumerate() {
                 if exact.contains(&l) || self.second_pass_ok(s, l, arr).is_some() {

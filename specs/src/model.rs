@@ -23,6 +23,8 @@ pub struct Inventory {
 pub struct SpecLine {
     pub elems: Line,
     pub pos: Pos,
+    /// Elements after the fourth (eDeploy ignores them; `rdeploy check` warns).
+    pub extra: usize,
 }
 
 /// A problem found in a file, with its position. The caller adds the file name.
@@ -67,7 +69,7 @@ impl Inventory {
     /// Reads an inventory: a Python-literal or JSON list of 4-element lists.
     pub fn parse(text: &str) -> Result<Inventory, Problems> {
         let node = syntax::parse(text).map_err(|e| Problems(vec![e.into()]))?;
-        let lines = four_tuples(&node, "inventory")?;
+        let lines = four_tuples(&node, "inventory", false)?;
         Ok(Inventory {
             lines: lines.into_iter().map(|s| s.elems).collect(),
         })
@@ -109,10 +111,10 @@ impl Inventory {
 /// Reads a specs file: a list of 4-tuples.
 pub fn parse_specs(text: &str) -> Result<Vec<SpecLine>, Problems> {
     let node = syntax::parse(text).map_err(|e| Problems(vec![e.into()]))?;
-    four_tuples(&node, "specs file")
+    four_tuples(&node, "specs file", true)
 }
 
-fn four_tuples(node: &Node, what: &str) -> Result<Vec<SpecLine>, Problems> {
+fn four_tuples(node: &Node, what: &str, allow_longer: bool) -> Result<Vec<SpecLine>, Problems> {
     let Some(items) = node.seq() else {
         return Err(Problems(vec![Problem {
             pos: node.pos,
@@ -126,9 +128,10 @@ fn four_tuples(node: &Node, what: &str) -> Result<Vec<SpecLine>, Problems> {
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match item.seq() {
-            Some(elems) if elems.len() == 4 => {
+            Some(elems) if elems.len() == 4 || (allow_longer && elems.len() > 4) => {
+                let extra = elems.len() - 4;
                 let mut values = Vec::with_capacity(4);
-                for e in elems {
+                for e in &elems[..4] {
                     match e.to_value() {
                         Ok(v) => values.push(v),
                         Err(err) => problems.push(err.into()),
@@ -138,6 +141,7 @@ fn four_tuples(node: &Node, what: &str) -> Result<Vec<SpecLine>, Problems> {
                     out.push(SpecLine {
                         elems,
                         pos: item.pos,
+                        extra,
                     });
                 }
             }
