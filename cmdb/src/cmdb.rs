@@ -87,6 +87,18 @@ impl Cmdb {
         if entries.is_empty() {
             return Ok(None);
         }
+        let mut entries = entries;
+        if generated {
+            // eDeploy saved the expansion with pprint (keys sorted) before using it: the
+            // entries are what reading that file back gives.
+            for e in &mut entries {
+                if let Value::Dict(items) = e {
+                    if items.iter().all(|(k, _)| k.as_str().is_some()) {
+                        items.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+                    }
+                }
+            }
+        }
         Ok(Some(Cmdb { entries, generated }))
     }
 

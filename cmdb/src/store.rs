@@ -173,9 +173,13 @@ impl ProfileSource for Transaction<'_> {
             let cmdb = match Cmdb::load(text.as_deref()) {
                 Loaded::Present(c) => Some(c),
                 Loaded::Absent => None,
-                Loaded::Unusable(CmdbError::Generate { pos, source }) => {
-                    return Err(CmdbError::Generate { pos, source })
-                }
+                // A file that reads but is not a list of dicts made eDeploy raise: the
+                // upload fails. So does a generate() model that cannot expand.
+                Loaded::Unusable(
+                    e @ (CmdbError::Generate { .. }
+                    | CmdbError::Shape { .. }
+                    | CmdbError::NotADict { .. }),
+                ) => return Err(e),
                 Loaded::Unusable(e) => {
                     // eDeploy ignores a CMDB it cannot parse; keep that, loudly.
                     tracing::warn!(file = %self.dir.file(&name).display(), error = %e, "CMDB does not parse; eDeploy treats it as no CMDB");
