@@ -253,7 +253,7 @@ fn check_profile(
                     Severity::Error,
                     &cmdb_path,
                     Some(pos),
-                    &format!("generate(): {source}"),
+                    &format!("generate(): {}", error_chain(&source)),
                 );
             }
             Err(e) => report.say(Severity::Error, &cmdb_path, None, &e.to_string()),
@@ -277,4 +277,16 @@ fn check_profile(
     }
     source.add(profile, specs_text.as_deref(), cmdb_text.as_deref());
     Ok(())
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
