@@ -435,6 +435,16 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// End of file inside a bracket opened at `open_pos`.
+    fn unclosed(&self, open: char, open_pos: Pos) -> SyntaxError {
+        SyntaxError {
+            pos: self.pos(),
+            message: format!(
+                "unexpected end of file: '{open}' opened at {open_pos} is never closed"
+            ),
+        }
+    }
+
     fn enter(&mut self) -> Result<(), SyntaxError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -467,15 +477,7 @@ impl<'a> Parser<'a> {
         loop {
             self.skip_blanks();
             match self.peek() {
-                None => {
-                    return Err(SyntaxError {
-                        pos: self.pos(),
-                        message: format!(
-                            "unexpected end of file: '{}' opened at {open_pos} is never closed",
-                            opening(close)
-                        ),
-                    })
-                }
+                None => return Err(self.unclosed(opening(close), open_pos)),
                 Some(c) if c == close => {
                     self.bump();
                     return Ok((items, trailing));
@@ -491,15 +493,7 @@ impl<'a> Parser<'a> {
                     trailing = true;
                 }
                 Some(c) if c == close => {}
-                None => {
-                    return Err(SyntaxError {
-                        pos: self.pos(),
-                        message: format!(
-                            "unexpected end of file: '{}' opened at {open_pos} is never closed",
-                            opening(close)
-                        ),
-                    })
-                }
+                None => return Err(self.unclosed(opening(close), open_pos)),
                 Some(_) => {
                     return Err(self.error(&format!(
                         "expected ',' or '{close}', found {}",
@@ -519,14 +513,7 @@ impl<'a> Parser<'a> {
         loop {
             self.skip_blanks();
             match self.peek() {
-                None => {
-                    return Err(SyntaxError {
-                        pos: self.pos(),
-                        message: format!(
-                            "unexpected end of file: '{{' opened at {open_pos} is never closed"
-                        ),
-                    })
-                }
+                None => return Err(self.unclosed('{', open_pos)),
                 Some('}') => {
                     self.bump();
                     return Ok(items);
@@ -550,14 +537,7 @@ impl<'a> Parser<'a> {
                     self.bump();
                 }
                 Some('}') => {}
-                None => {
-                    return Err(SyntaxError {
-                        pos: self.pos(),
-                        message: format!(
-                            "unexpected end of file: '{{' opened at {open_pos} is never closed"
-                        ),
-                    })
-                }
+                None => return Err(self.unclosed('{', open_pos)),
                 Some(_) => {
                     return Err(self.error(&format!(
                         "expected ',' or '}}', found {}",
