@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// upload gets 503 with Retry-After and the agent retries later.
     #[arg(long, value_name = "N")]
     pub max_installs: Option<usize>,
+    /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
+    #[arg(long, hide = true)]
+    pub cgi_baseline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -71,7 +71,6 @@ pub async fn upload(
     }
     app.save_hw(&identity, &inventory).await?;
     let holds = app.nodes.install_in_progress(&identity.name);
-    app.nodes.record(&identity, Transition::Discovered).await?;
     let started = std::time::Instant::now();
     let result = app.writer.upload(UploadJob { inventory, holds }).await;
     app.metrics.allocation(started.elapsed());
@@ -82,12 +81,15 @@ pub async fn upload(
             let err = ApiError::from(refusal);
             app.metrics.refused(err.code);
             app.nodes
-                .record(
+                .record_all(
                     &identity,
-                    Transition::Refused {
-                        code: err.code.to_owned(),
-                        message: err.message.clone(),
-                    },
+                    vec![
+                        Transition::Discovered,
+                        Transition::Refused {
+                            code: err.code.to_owned(),
+                            message: err.message.clone(),
+                        },
+                    ],
                 )
                 .await?;
             return Err(err);
@@ -98,12 +100,15 @@ pub async fn upload(
     tracing::info!(profile = %alloc.plan.profile, counted = alloc.counted, "matched");
     let node = app
         .nodes
-        .record(
+        .record_all(
             &identity,
-            Transition::Matched {
-                profile: alloc.plan.profile.clone(),
-                var: var.clone(),
-            },
+            vec![
+                Transition::Discovered,
+                Transition::Matched {
+                    profile: alloc.plan.profile.clone(),
+                    var: var.clone(),
+                },
+            ],
         )
         .await?;
     super::boot::sync(&app, &node).await;

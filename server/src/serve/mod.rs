@@ -73,14 +73,15 @@ impl AppState {
         data_dir: PathBuf,
         boot: boot::BootConfig,
         max_installs: Option<usize>,
+        baseline: bool,
     ) -> Result<AppState> {
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
         let nodes_dir = data_dir.join("nodes");
         let nodes = Nodes::load(&nodes_dir)
             .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let writer =
-            Writer::start(ConfigDir::new(config_dir)).context("cannot start the writer thread")?;
+        let writer = Writer::start(ConfigDir::new(config_dir), baseline)
+            .context("cannot start the writer thread")?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 writer,
@@ -175,7 +176,13 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         boot.initrd_url.clone_from(i);
     }
     boot.kernel_args.clone_from(&args.kernel_args);
-    let state = AppState::open(config_dir, data_dir, boot, args.max_installs)?;
+    let state = AppState::open(
+        config_dir,
+        data_dir,
+        boot,
+        args.max_installs,
+        args.cgi_baseline,
+    )?;
     // Scripts and tests read this line to find the port when --listen ends in :0.
     println!("rdeploy: listening on http://{addr}");
     if args.config_dir.is_none() {

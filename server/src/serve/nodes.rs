@@ -446,7 +446,17 @@ impl Nodes {
 
     /// Applies a change to the record of `identity` (created if new) and saves it.
     pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, ApiError> {
-        self.update(&identity.name, Some(identity), t).await
+        self.update(&identity.name, Some(identity), vec![t]).await
+    }
+
+    /// Applies several changes with one write of the record (an upload's `discovered` and
+    /// `matched`).
+    pub async fn record_all(
+        &self,
+        identity: &Identity,
+        ts: Vec<Transition>,
+    ) -> Result<Node, ApiError> {
+        self.update(&identity.name, Some(identity), ts).await
     }
 
     /// Applies a change to an existing node (`None` if there is no such node).
@@ -454,14 +464,14 @@ impl Nodes {
         if self.get(id).is_none() {
             return Ok(None);
         }
-        self.update(id, None, t).await.map(Some)
+        self.update(id, None, vec![t]).await.map(Some)
     }
 
     async fn update(
         &self,
         id: &str,
         identity: Option<&Identity>,
-        t: Transition,
+        ts: Vec<Transition>,
     ) -> Result<Node, ApiError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
@@ -481,7 +491,9 @@ impl Nodes {
                 ));
             }
         };
-        apply(&mut node, t, &at);
+        for t in ts {
+            apply(&mut node, t, &at);
+        }
         node.updated_at = at;
         let text = serde_json::to_string_pretty(&node).map_err(ApiError::internal)? + "\n";
         let dir = self.dir.clone();

@@ -124,14 +124,16 @@ impl std::fmt::Debug for RequestBox {
 }
 
 impl Writer {
-    /// Starts the writer thread over a config dir.
-    pub fn start(dir: ConfigDir) -> std::io::Result<Writer> {
+    /// Starts the writer thread over a config dir. `baseline` makes it work like eDeploy's
+    /// CGI, for comparison: one request per lock, every file read again for each.
+    pub fn start(dir: ConfigDir, baseline: bool) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(Mutex::new(ConfigHealth {
             config_dir: dir.path().display().to_string(),
             ..ConfigHealth::default()
         }));
-        let cache = Cache::new(dir);
+        let mut cache = Cache::new(dir);
+        cache.baseline = baseline;
         let shared = Arc::clone(&health);
         std::thread::Builder::new()
             .name("rdeploy-writer".into())
@@ -184,7 +186,8 @@ fn run(mut cache: Cache, rx: Receiver<RequestBox>, health: Arc<Mutex<ConfigHealt
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let max = if cache.baseline { 1 } else { MAX_BATCH };
+        while batch.len() < max {
             match rx.try_recv() {
                 Ok(RequestBox(r)) => batch.push(r),
                 Err(_) => break,
@@ -307,6 +310,8 @@ struct Cache {
     last_error: Option<String>,
     commits: u64,
     uploads: u64,
+    /// eDeploy CGI mode (see [`Writer::start`]).
+    baseline: bool,
 }
 
 /// A [`ProfileSource`] over the cache (the last good version of each file).
@@ -354,6 +359,7 @@ impl Cache {
             last_error: None,
             commits: 0,
             uploads: 0,
+            baseline: false,
         }
     }
 
@@ -386,6 +392,10 @@ impl Cache {
             }
             Ok::<_, StoreError>(())
         });
+        if self.baseline {
+            self.state = Tracked::default();
+            self.profiles.clear();
+        }
         match result {
             Ok(()) => self.last_error = None,
             Err(e) => {

@@ -1,0 +1,314 @@
+//! A boot storm against `rdeploy serve`: N distinct inventories posted by C concurrent
+//! clients against 8 profiles, then a check from the files that no CMDB entry was handed out
+//! twice and no quota went negative.
+//!
+//! ```sh
+//! cargo build --release -p rdeploy-server --examples
+//! target/release/examples/storm --rdeploy target/release/rdeploy            # 10,000 × 100
+//! target/release/examples/storm --rdeploy target/release/rdeploy --baseline # one at a time, CGI-like
+//! ```
+//!
+//! It starts its own server on 127.0.0.1:0 with a generated config dir in a temp dir (only
+//! loopback traffic), prints throughput, latency percentiles and the server's peak RSS, and
+//! exits non-zero when a check fails.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const PROFILES: usize = 8;
+
+#[derive(Debug)]
+struct Args {
+    rdeploy: PathBuf,
+    nodes: usize,
+    clients: usize,
+    baseline: bool,
+    keep: bool,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut a = Args {
+        rdeploy: PathBuf::from("target/release/rdeploy"),
+        nodes: 10_000,
+        clients: 100,
+        baseline: false,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--rdeploy" => a.rdeploy = it.next().ok_or("--rdeploy BIN")?.into(),
+            "--nodes" => a.nodes = it.next().ok_or("--nodes N")?.parse()?,
+            "--clients" => a.clients = it.next().ok_or("--clients N")?.parse()?,
+            "--baseline" => a.baseline = true,
+            "--keep" => a.keep = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; see the doc comment of examples/storm.rs"
+                )
+                .into())
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// 8 profiles `p0`..`p7`, each for one product name, with CMDBs large enough.
+fn write_config(dir: &Path, nodes: usize) -> Res {
+    let per = nodes / PROFILES + 100;
+    let mut state = String::from("[");
+    for p in 0..PROFILES {
+        let quota = if p % 2 == 0 {
+            "'*'".to_owned()
+        } else {
+            format!("{}", per)
+        };
+        state.push_str(&format!("('p{p}', {quota}),\n "));
+        fs::write(
+            dir.join(format!("p{p}.specs")),
+            format!(
+                "[('system', 'product', 'name', 'Model-{p}'),\n ('disk', '$disk', 'size', 'gt(10)'),\n ('network', '$eth', 'serial', '$mac')]\n"
+            ),
+        )?;
+        let hi = per / 250 + 1;
+        fs::write(
+            dir.join(format!("p{p}.cmdb")),
+            format!("generate({{'ip': '10.{p}.0-{hi}.1-250', 'gateway': '10.{p}.255.254'}})\n"),
+        )?;
+        fs::write(
+            dir.join(format!("p{p}.configure")),
+            "set_role(\"base\", \"1.0\", var.disk);\n",
+        )?;
+    }
+    state.push(']');
+    fs::write(dir.join("state"), state)?;
+    Ok(())
+}
+
+fn inventory(i: usize) -> String {
+    format!(
+        r#"[["system", "product", "name", "Model-{}"], ["system", "product", "serial", "SN{i:06}"], ["disk", "sda", "size", "100"], ["network", "eth0", "serial", "52:54:{:02x}:{:02x}:{:02x}:{:02x}"]]"#,
+        i % PROFILES,
+        (i >> 24) & 0xff,
+        (i >> 16) & 0xff,
+        (i >> 8) & 0xff,
+        i & 0xff
+    )
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Every file parses; no entry used twice; quotas ≥ 0; every answered IP marked used.
+fn verify(config: &Path, answered: &HashSet<String>) -> Res<Vec<String>> {
+    let mut problems = Vec::new();
+    let state = fs::read_to_string(config.join("state"))?;
+    let state = rdeploy_cmdb::State::parse(&state).map_err(|e| format!("state: {e}"))?;
+    for e in &state.entries {
+        if let rdeploy_cmdb::Quota::Left(n) = e.quota {
+            if n < 0 {
+                problems.push(format!("quota of {} went negative: {n}", e.profile));
+            }
+        }
+    }
+    let mut used_ips = HashSet::new();
+    let mut used_macs = HashSet::new();
+    for p in 0..PROFILES {
+        let text = fs::read_to_string(config.join(format!("p{p}.cmdb")))?;
+        let cmdb = rdeploy_cmdb::Cmdb::parse(&text)
+            .map_err(|e| format!("p{p}.cmdb: {e}"))?
+            .ok_or("empty CMDB")?;
+        for entry in &cmdb.entries {
+            if entry.dict_get("used").is_none() {
+                continue;
+            }
+            let ip = entry
+                .dict_get("ip")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let mac = entry
+                .dict_get("mac")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
+            if !used_ips.insert(ip.clone()) {
+                problems.push(format!("{ip} used twice"));
+            }
+            if !used_macs.insert(mac.clone()) {
+                problems.push(format!("{mac} holds two entries"));
+            }
+        }
+    }
+    for ip in answered {
+        if !used_ips.contains(ip) {
+            problems.push(format!("{ip} was answered but is not marked used"));
+        }
+    }
+    Ok(problems)
+}
+
+#[tokio::main]
+async fn main() -> Res {
+    let args = parse_args()?;
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("config");
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&config)?;
+    write_config(&config, args.nodes)?;
+    let mut cmd = Command::new(&args.rdeploy);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if args.baseline {
+        cmd.arg("--cgi-baseline");
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("rdeploy: listening on ")
+        .ok_or_else(|| format!("unexpected first line {line:?}"))?
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let http = http.clone();
+        let next = Arc::clone(&next);
+        let url = format!("{base}/upload");
+        let n = args.nodes;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut ips = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("Accept", "application/json")
+                    .body(inventory(i))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        lat.push(t.elapsed());
+                        ips.push(body["var"]["ip"].as_str().unwrap_or("").to_owned());
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("storm: upload {i}: {}", r.text().await.unwrap_or_default());
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("storm: upload {i}: {e}");
+                        }
+                    }
+                }
+            }
+            (lat, ips, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut ips = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, i, e) = t.await?;
+        lat.extend(l);
+        ips.extend(i);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    let rss = peak_rss_kib(pid);
+    let health: serde_json::Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("storm: writer commits: {}", health["config"]["commits"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort();
+    let answered: HashSet<String> = ips.iter().cloned().collect();
+    let mut problems = verify(&config, &answered)?;
+    if answered.len() != ips.len() {
+        problems.push(format!(
+            "{} answers shared an IP",
+            ips.len() - answered.len()
+        ));
+    }
+    println!(
+        "storm{}: {} nodes, {} clients: {} allocated, {} errors in {:.2} s ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server peak RSS {} MiB",
+        if args.baseline { " (baseline: one request per lock, no cache)" } else { "" },
+        args.nodes,
+        args.clients,
+        ips.len(),
+        errors,
+        elapsed.as_secs_f64(),
+        ips.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        rss.map_or("?".to_owned(), |k| (k / 1024).to_string()),
+    );
+    if args.keep {
+        let kept = tmp.keep();
+        println!("storm: files kept in {}", kept.display());
+    }
+    if problems.is_empty() && errors == 0 {
+        println!(
+            "storm: verified: no CMDB entry handed out twice, no quota negative, every file parses"
+        );
+        Ok(())
+    } else {
+        for p in problems.iter().take(20) {
+            eprintln!("storm: {p}");
+        }
+        Err(format!("{} problems, {errors} errors", problems.len()).into())
+    }
+}
