@@ -88,6 +88,114 @@ pub enum Command {
         after_help = "Examples:\n  rdeploy serve                                  # demo config, ./rdeploy-data, 127.0.0.1:8080\n  rdeploy serve --config-dir /etc/rdeploy --data-dir /var/lib/rdeploy --listen 0.0.0.0:80"
     )]
     Serve(ServeArgs),
+
+    /// List the server's nodes: node, state, profile, IP, next boot, last event, age.
+    #[command(after_help = "Example:\n  rdeploy nodes --server http://10.0.0.1:8080")]
+    Nodes(ServerArgs),
+
+    /// One node's record.
+    #[command(subcommand)]
+    Node(NodeCommand),
+
+    /// Machines known by name and MACs before they send an inventory (PXE Manager's addsystem).
+    #[command(subcommand)]
+    System(SystemCommand),
+
+    /// Set what a node (by id, registered system name or MAC) boots next: install, local or
+    /// a boot profile. `nextboot NODE install` re-installs an installed node.
+    #[command(
+        after_help = "Examples:\n  rdeploy nextboot KVM-S1-52-54-00-12-34-56 install\n  rdeploy nextboot 52:54:00:12:34:56 rescue"
+    )]
+    Nextboot(NextbootArgs),
+
+    /// Make a node boot its local disk from now on (same as `nextboot NAME local`).
+    Localboot(LocalbootArgs),
+
+    /// Each profile: installs left, CMDB entries used, nodes.
+    Quota(ServerArgs),
+
+    /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
+    #[command(
+        name = "dnsmasq-config",
+        after_help = "Example:\n  rdeploy dnsmasq-config --subnet 192.168.122.0 --public-url http://192.168.122.1:8080 > /etc/dnsmasq.d/rdeploy.conf"
+    )]
+    DnsmasqConfig(DnsmasqArgs),
+}
+
+/// How to reach a running `rdeploy serve`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RDEPLOY_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// File holding the admin token (else the RDEPLOY_TOKEN variable), for changes.
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Print a node's whole record as JSON.
+    Show(NodeShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeShowArgs {
+    /// The node id (as `rdeploy nodes` lists it).
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Register a machine by name and MAC addresses; it boots `install` until told otherwise.
+    Add(SystemAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SystemAddArgs {
+    pub name: String,
+    #[arg(value_name = "MAC", required = true)]
+    pub macs: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NextbootArgs {
+    /// Node id, registered system name or MAC address.
+    pub name: String,
+    /// install, local, or a boot profile name.
+    pub target: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalbootArgs {
+    /// Node id, registered system name or MAC address.
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DnsmasqArgs {
+    /// The network dnsmasq serves in proxy mode (its DHCP server stays in charge of addresses).
+    #[arg(long, value_name = "NETWORK")]
+    pub subnet: String,
+    /// The rdeploy server's URL as machines reach it.
+    #[arg(long, value_name = "URL")]
+    pub public_url: String,
+    /// The TFTP root (holds undionly.kpxe, ipxe.efi and the PXELINUX files).
+    #[arg(long, value_name = "DIR", default_value = "/srv/tftp")]
+    pub tftp_root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +230,10 @@ pub struct ServeArgs {
     /// upload gets 503 with Retry-After and the agent retries later.
     #[arg(long, value_name = "N")]
     pub max_installs: Option<usize>,
+    /// File holding the bearer token that mutating operator endpoints require
+    /// (/nextboot, /systems, /nodes/ID/boot, PXE Pilot deploys). Agent endpoints stay open.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,

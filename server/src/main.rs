@@ -6,6 +6,7 @@
 mod check;
 mod cli;
 mod commands;
+mod ops;
 mod serve;
 
 use clap::Parser;
@@ -20,6 +21,17 @@ fn main() -> ExitCode {
         cli::Command::Generate(args) => commands::generate(&args),
         cli::Command::Check(args) => check::run(&args),
         cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Nodes(args) => ops::nodes(&args),
+        cli::Command::Node(cli::NodeCommand::Show(args)) => ops::node_show(&args),
+        cli::Command::System(cli::SystemCommand::Add(args)) => ops::system_add(&args),
+        cli::Command::Nextboot(args) => ops::nextboot(&args),
+        cli::Command::Localboot(args) => ops::nextboot(&cli::NextbootArgs {
+            name: args.name,
+            target: "local".into(),
+            server: args.server,
+        }),
+        cli::Command::Quota(args) => ops::quota(&args),
+        cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
     };
     match result {
         Ok(code) => code.into(),

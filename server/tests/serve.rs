@@ -831,3 +831,159 @@ async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
     }
     Ok(())
 }
+
+fn rdeploy(args: &[&str], env: &[(&str, &str)]) -> Res<(i32, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_rdeploy"))
+        .args(args)
+        .env_remove("RDEPLOY_TOKEN")
+        .env_remove("RDEPLOY_TOKEN_FILE")
+        .env_remove("RDEPLOY_SERVER")
+        .envs(env.iter().copied())
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn the_operator_cli_talks_to_the_running_server_with_a_token() -> Res {
+    let config = config("5", 3)?;
+    let data = tempfile::tempdir()?;
+    let token = data.path().join("token");
+    fs::write(&token, "s3cret\n")?;
+    let server = Server::start_with(
+        config.path(),
+        data.path(),
+        &["--admin-token-file".to_owned(), token.display().to_string()],
+    )?;
+    let e = Env {
+        _config: config,
+        _data: data,
+        server,
+        http: reqwest::Client::new(),
+    };
+    let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let url = e.server.base.clone();
+    let id = "KVM-S1-52-54-00-aa-00-01";
+
+    let (code, out, err) = rdeploy(&["nodes", "--server", &url], &[])?;
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("NODE") && h.contains("LAST EVENT")),
+        "{out}"
+    );
+    let row = lines.next().ok_or("no node row")?;
+    assert!(
+        row.starts_with(id) && row.contains("matched") && row.contains("10.0.0.1"),
+        "{out}"
+    );
+
+    let (code, out, _) = rdeploy(&["node", "show", id, "--server", &url], &[])?;
+    assert_eq!(code, 0);
+    let node: Value = serde_json::from_str(&out)?;
+    assert_eq!(node["profile"], "vm");
+
+    // Changes need the token.
+    let (code, _, err) = rdeploy(&["nextboot", id, "local", "--server", &url], &[])?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    let resp = e
+        .http
+        .post(e.server.url(&format!("/nodes/{id}/boot")))
+        .json(&serde_json::json!({"target": "local"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (code, out, err) = rdeploy(
+        &["localboot", id],
+        &[("RDEPLOY_SERVER", &url), ("RDEPLOY_TOKEN", "s3cret")],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{id}: next boot local\n"));
+    assert!(get_text(&e, "/boot/52:54:00:aa:00:01.ipxe")
+        .await?
+        .1
+        .ends_with("exit\n"));
+
+    let tf = token.display().to_string();
+    let (code, _, err) = rdeploy(
+        &[
+            "system",
+            "add",
+            "rack1-u12",
+            "52:54:00:BB:00:01",
+            "--server",
+            &url,
+            "--token-file",
+            &tf,
+        ],
+        &[],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert!(get_text(&e, "/boot/52:54:00:bb:00:01.ipxe")
+        .await?
+        .1
+        .contains("kernel "));
+    let (code, _, err) = rdeploy(
+        &[
+            "localboot",
+            "rack1-u12",
+            "--server",
+            &url,
+            "--token-file",
+            &tf,
+        ],
+        &[],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert!(get_text(&e, "/boot/52:54:00:bb:00:01.ipxe")
+        .await?
+        .1
+        .ends_with("exit\n"));
+    let (code, _, err) = rdeploy(
+        &[
+            "nextboot",
+            "nobody",
+            "install",
+            "--server",
+            &url,
+            "--token-file",
+            &tf,
+        ],
+        &[],
+    )?;
+    assert_eq!(code, 2);
+    assert!(err.contains("no_such_node"), "{err}");
+
+    let (code, out, err) = rdeploy(&["quota", "--server", &url], &[])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["vm", "4", "1/3", "1"]),
+        "{out}"
+    );
+
+    let (code, out, _) = rdeploy(
+        &[
+            "dnsmasq-config",
+            "--subnet",
+            "192.168.122.0",
+            "--public-url",
+            "http://192.168.122.1:8080/",
+        ],
+        &[],
+    )?;
+    assert_eq!(code, 0);
+    assert!(out.contains("dhcp-range=192.168.122.0,proxy"), "{out}");
+    assert!(
+        out.contains("dhcp-boot=tag:ipxe,http://192.168.122.1:8080/boot.ipxe"),
+        "{out}"
+    );
+    Ok(())
+}

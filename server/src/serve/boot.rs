@@ -386,8 +386,10 @@ pub struct DeployHost {
 pub async fn deploy(
     State(app): State<AppState>,
     UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
     body: Result<Json<Deploy>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    super::admin::require_admin(&app, &headers)?;
     let target = BootTarget::parse(&name)
         .filter(|t| app.boot.knows(t))
         .ok_or_else(|| {
@@ -444,8 +446,10 @@ pub struct SetBoot {
 pub async fn set_node_boot(
     State(app): State<AppState>,
     UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
     body: Result<Json<SetBoot>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    super::admin::require_admin(&app, &headers)?;
     check_id(&id)?;
     let Json(req) = body.map_err(|e| {
         ApiError::new(

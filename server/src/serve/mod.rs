@@ -1,5 +1,6 @@
 //! `rdeploy serve`: the HTTP server a rollout talks to.
 //!
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`) and the admin token;
 //! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`writer`]: the one writer that owns the config dir (group commit);
 //! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
@@ -9,6 +10,7 @@
 //! - [`error`]: `ApiError`, the one error answer;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
 
+pub mod admin;
 pub mod api;
 pub mod boot;
 pub mod demo;
@@ -57,6 +59,8 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// `--max-installs`: installs under way at most (admission control).
     pub max_installs: Option<usize>,
+    /// `--admin-token-file`: the bearer token mutating operator endpoints require.
+    pub admin_token: Option<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +78,7 @@ impl AppState {
         boot: boot::BootConfig,
         max_installs: Option<usize>,
         baseline: bool,
+        admin_token: Option<String>,
     ) -> Result<AppState> {
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
@@ -90,6 +95,7 @@ impl AppState {
                 boot,
                 metrics: metrics::Metrics::default(),
                 max_installs,
+                admin_token,
             }),
         })
     }
@@ -112,6 +118,9 @@ pub fn app(state: AppState) -> Router {
         .route("/upload", post(api::upload))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::metrics))
+        .route("/quota", get(admin::quota))
+        .route("/nextboot", post(admin::nextboot))
+        .route("/systems", get(admin::systems).post(admin::add_system))
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
         .route("/nodes/{id}/events", post(node_api::event))
@@ -176,12 +185,23 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         boot.initrd_url.clone_from(i);
     }
     boot.kernel_args.clone_from(&args.kernel_args);
+    let admin_token = match &args.admin_token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the admin token {}", f.display()))?;
+            let t = t.trim().to_owned();
+            anyhow::ensure!(!t.is_empty(), "{}: the admin token is empty", f.display());
+            Some(t)
+        }
+        None => None,
+    };
     let state = AppState::open(
         config_dir,
         data_dir,
         boot,
         args.max_installs,
         args.cgi_baseline,
+        admin_token,
     )?;
     // Scripts and tests read this line to find the port when --listen ends in :0.
     println!("rdeploy: listening on http://{addr}");

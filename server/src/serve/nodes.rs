@@ -62,6 +62,14 @@ impl NodeState {
     }
 }
 
+/// A machine registered by name and MACs before (or without) an inventory: PXE Manager's
+/// `addsystem`, PXE Pilot deploys of unknown MACs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    pub macs: Vec<String>,
+    pub boot: BootTarget,
+}
+
 /// A state entered, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
@@ -242,7 +250,7 @@ pub struct Nodes {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Next boots registered for MACs no node owns yet (PXE Pilot deploys, `system add`),
     /// saved in `<data-dir>/systems.json`.
-    systems: tokio::sync::Mutex<BTreeMap<String, BootTarget>>,
+    systems: tokio::sync::Mutex<BTreeMap<String, System>>,
     systems_file: PathBuf,
     /// Nodes holding an install slot (admission control): admitted, not yet installed or
     /// failed.
@@ -298,11 +306,51 @@ impl Nodes {
     /// The next boot registered for a MAC no node owns.
     pub async fn registered(&self, mac: &str) -> Option<BootTarget> {
         let mac = normalize_mac(mac)?;
-        self.systems.lock().await.get(&mac).cloned()
+        let systems = self.systems.lock().await;
+        systems
+            .values()
+            .find(|s| s.macs.contains(&mac))
+            .map(|s| s.boot.clone())
     }
 
-    /// Sets the next boot of the machine with this MAC: its node if there is one, else a
-    /// registered system. Returns the node changed, if any.
+    /// The registered systems by name.
+    pub async fn systems(&self) -> BTreeMap<String, System> {
+        self.systems.lock().await.clone()
+    }
+
+    /// Registers (or re-registers) a system: a name for MACs, booting `install` until told
+    /// otherwise (an existing system keeps its next boot).
+    pub async fn add_system(&self, name: &str, macs: &[String]) -> Result<System, ApiError> {
+        let mut norm = Vec::new();
+        for m in macs {
+            norm.push(normalize_mac(m).ok_or_else(|| {
+                ApiError::bad_request("bad_mac", format!("{m:?} is not a MAC address"))
+            })?);
+        }
+        let mut systems = self.systems.lock().await;
+        let boot = systems
+            .get(name)
+            .map_or(BootTarget::Install, |s| s.boot.clone());
+        let system = System { macs: norm, boot };
+        systems.insert(name.to_owned(), system.clone());
+        self.save_systems(&systems).await?;
+        Ok(system)
+    }
+
+    /// Sets the next boot of a registered system; `false` if there is none of that name.
+    pub async fn set_system_boot(&self, name: &str, target: BootTarget) -> Result<bool, ApiError> {
+        let mut systems = self.systems.lock().await;
+        let Some(s) = systems.get_mut(name) else {
+            return Ok(false);
+        };
+        s.boot = target;
+        self.save_systems(&systems).await?;
+        Ok(true)
+    }
+
+    /// Sets the next boot of the machine with this MAC: its node if there is one, else the
+    /// registered system holding the MAC (registered as `mac-<mac>` if none). Returns the
+    /// node changed, if any.
     pub async fn set_boot_by_mac(
         &self,
         mac: &str,
@@ -325,8 +373,25 @@ impl Nodes {
             return Ok(node);
         }
         let mut systems = self.systems.lock().await;
-        systems.insert(norm, target);
-        let text = serde_json::to_string_pretty(&*systems).map_err(ApiError::internal)? + "\n";
+        match systems.values_mut().find(|s| s.macs.contains(&norm)) {
+            Some(s) => s.boot = target,
+            None => {
+                let name = format!("mac-{}", norm.replace(':', "-"));
+                systems.insert(
+                    name,
+                    System {
+                        macs: vec![norm],
+                        boot: target,
+                    },
+                );
+            }
+        }
+        self.save_systems(&systems).await?;
+        Ok(None)
+    }
+
+    async fn save_systems(&self, systems: &BTreeMap<String, System>) -> Result<(), ApiError> {
+        let text = serde_json::to_string_pretty(systems).map_err(ApiError::internal)? + "\n";
         let dir = self
             .systems_file
             .parent()
@@ -337,8 +402,7 @@ impl Nodes {
         })
         .await
         .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-        Ok(None)
+        .map_err(ApiError::internal)
     }
 
     /// Admission control: takes an install slot for `id` unless `max` are taken (a node

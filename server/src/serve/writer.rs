@@ -88,12 +88,22 @@ pub struct FileProblem {
     pub using_last_good: bool,
 }
 
+/// How much of a profile's CMDB is handed out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CmdbUsage {
+    pub profile: String,
+    pub used: usize,
+    pub total: usize,
+}
+
 /// What `/healthz` shows of the config.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ConfigHealth {
     pub config_dir: String,
     /// Profiles in `state` order with their quota (`"*"` or installs left).
     pub profiles: Vec<(String, String)>,
+    /// Each profile's CMDB: entries used and total (profiles without a CMDB are absent).
+    pub cmdbs: Vec<CmdbUsage>,
     pub problems: Vec<FileProblem>,
     /// The last commit error, if the last commit failed.
     pub last_error: Option<String>,
@@ -674,9 +684,23 @@ impl Cache {
                     .collect()
             })
             .unwrap_or_default();
+        let mut cmdbs: Vec<CmdbUsage> = self
+            .profiles
+            .iter()
+            .filter_map(|(name, p)| {
+                let c = p.cmdb.value.as_ref()?.cmdb.as_ref()?;
+                Some(CmdbUsage {
+                    profile: name.clone(),
+                    used: c.used(),
+                    total: c.entries.len(),
+                })
+            })
+            .collect();
+        cmdbs.sort_by(|a, b| a.profile.cmp(&b.profile));
         ConfigHealth {
             config_dir: self.dir.path().display().to_string(),
             profiles,
+            cmdbs,
             problems,
             last_error: self.last_error.clone(),
             commits: self.commits,

@@ -1,0 +1,294 @@
+//! The operator's subcommands: they talk to the running server over HTTP (one writer, no
+//! split brain) — `nodes`, `node show`, `system add`, `nextboot`, `localboot`, `quota` — and
+//! `dnsmasq-config`, which only prints.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
+use crate::commands::Outcome;
+
+/// A client for the server's operator endpoints.
+struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Result<Client> {
+        let token = match (&args.token_file, std::env::var("RDEPLOY_TOKEN").ok()) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read the token file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            _ => None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client {
+            base: args.server.trim_end_matches('/').to_owned(),
+            token,
+            http,
+            runtime,
+        })
+    }
+
+    /// Sends a request and returns the JSON answer; an error answer becomes an error
+    /// carrying the server's message.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("Accept", "application/json");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.runtime.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .with_context(|| format!("{url}: cannot read the answer"))?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            if status.is_success() {
+                Ok(json)
+            } else {
+                let msg = json["message"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| json.to_string());
+                let code = json["error"].as_str().unwrap_or("error");
+                anyhow::bail!("{url}: {status}: {code}: {msg}")
+            }
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<serde_json::Value> {
+        self.call(reqwest::Method::GET, path, None)
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+        self.call(reqwest::Method::POST, path, Some(body))
+    }
+}
+
+fn s(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `5s`, `3m`, `2h`, `4d` since an RFC 3339 time.
+fn age(at: &str, now: SystemTime) -> String {
+    let Ok(t) = humantime::parse_rfc3339(at) else {
+        return "-".into();
+    };
+    let secs = now.duration_since(t).unwrap_or_default().as_secs();
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, x)| format!("{x:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `rdeploy nodes`: node, state, profile, IP, last event, age.
+pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(args)?;
+    let answer = c.get("/nodes")?;
+    let now = SystemTime::now();
+    let mut rows = vec![[
+        "NODE",
+        "STATE",
+        "PROFILE",
+        "IP",
+        "BOOT",
+        "LAST EVENT",
+        "AGE",
+    ]
+    .iter()
+    .map(|x| (*x).to_owned())
+    .collect::<Vec<_>>()];
+    for n in answer["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let last: String = s(&n["last_event"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        rows.push(vec![
+            s(&n["id"]),
+            s(&n["state"]),
+            s(&n["profile"]),
+            s(&n["ip"]),
+            s(&n["boot"]),
+            last,
+            age(n["updated_at"].as_str().unwrap_or(""), now),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy node show ID`: the whole record as JSON.
+pub fn node_show(args: &NodeShowArgs) -> Result<Outcome> {
+    let c = Client::new(&args.server)?;
+    let node = c.get(&format!("/nodes/{}", args.id))?;
+    println!("{}", serde_json::to_string_pretty(&node)?);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system add NAME MAC...`.
+pub fn system_add(args: &SystemAddArgs) -> Result<Outcome> {
+    let c = Client::new(&args.server)?;
+    let answer = c.post(
+        "/systems",
+        serde_json::json!({"name": args.name, "macs": args.macs}),
+    )?;
+    println!(
+        "{}: {} (next boot {})",
+        args.name,
+        s(&answer["macs"]),
+        s(&answer["boot"])
+    );
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy nextboot NAME TARGET` (and `localboot NAME`).
+pub fn nextboot(args: &NextbootArgs) -> Result<Outcome> {
+    let c = Client::new(&args.server)?;
+    let answer = c.post(
+        "/nextboot",
+        serde_json::json!({"name": args.name, "target": args.target}),
+    )?;
+    println!("{}: next boot {}", args.name, s(&answer["boot"]));
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy quota`: each profile, its quota, its CMDB use, its nodes.
+pub fn quota(args: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(args)?;
+    let answer = c.get("/quota")?;
+    let mut rows = vec![["PROFILE", "QUOTA LEFT", "CMDB USED", "NODES"]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect::<Vec<_>>()];
+    for p in answer["profiles"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let cmdb = match (p["cmdb_used"].as_u64(), p["cmdb_total"].as_u64()) {
+            (Some(u), Some(t)) => format!("{u}/{t}"),
+            _ => "-".into(),
+        };
+        rows.push(vec![s(&p["profile"]), s(&p["quota"]), cmdb, s(&p["nodes"])]);
+    }
+    print!("{}", table(&rows));
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy dnsmasq-config`: a proxy-DHCP + TFTP snippet that chainloads iPXE to
+/// `/boot.ipxe`, leaving address assignment to the existing DHCP server.
+pub fn dnsmasq_config(args: &DnsmasqArgs) -> Result<Outcome> {
+    let url = args.public_url.trim_end_matches('/');
+    print!(
+        "\
+# rdeploy: dnsmasq in proxy-DHCP mode next to the existing DHCP server.
+# The DHCP server keeps handing out addresses; dnsmasq only adds the boot information.
+# Legacy PXE firmware gets iPXE over TFTP first; iPXE then fetches {url}/boot.ipxe, which
+# chains to {url}/boot/<mac>.ipxe (install, local or a boot profile, per machine).
+port=0
+log-dhcp
+dhcp-range={subnet},proxy
+enable-tftp
+tftp-root={tftp}
+dhcp-userclass=set:ipxe,iPXE
+pxe-prompt=\"rdeploy\",0
+pxe-service=tag:!ipxe,x86PC,\"rdeploy (BIOS)\",undionly.kpxe
+pxe-service=tag:!ipxe,X86-64_EFI,\"rdeploy (UEFI)\",ipxe.efi
+dhcp-boot=tag:ipxe,{url}/boot.ipxe
+# Copy undionly.kpxe and ipxe.efi (Debian: package ipxe, /usr/lib/ipxe/) to {tftp}.
+",
+        subnet = args.subnet,
+        tftp = args.tftp_root.display(),
+    );
+    Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_tables_read_well() {
+        let now =
+            humantime::parse_rfc3339("2026-01-02T00:00:00Z").unwrap_or(SystemTime::UNIX_EPOCH);
+        assert_eq!(age("2026-01-01T23:59:30Z", now), "30s");
+        assert_eq!(age("2026-01-01T22:00:00Z", now), "2h");
+        assert_eq!(age("garbage", now), "-");
+        let t = table(&[
+            vec!["A".into(), "BB".into()],
+            vec!["ccc".into(), "d".into()],
+        ]);
+        assert_eq!(t, "A    BB\nccc  d\n");
+    }
+}
