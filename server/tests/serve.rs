@@ -987,3 +987,84 @@ async fn the_operator_cli_talks_to_the_running_server_with_a_token() -> Res {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_server_killed_mid_storm_keeps_every_answer_it_gave() -> Res {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut e = env("'*'", 400)?;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let http = e.http.clone();
+        let url = e.server.url("/upload");
+        let answered = Arc::clone(&answered);
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .header("Accept", "application/json")
+                .body(kvm(&format!("S{i}"), &mac(i)))
+                .send()
+                .await
+                .ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body: Value = resp.json().await.ok()?;
+            answered.fetch_add(1, Ordering::SeqCst);
+            body["var"]["ip"].as_str().map(str::to_owned)
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::SeqCst) < 30 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    e.restart()?; // SIGKILL in the middle of the storm, then a new server on the same files
+    let mut before = Vec::new();
+    for t in tasks {
+        before.push(t.await?);
+    }
+    let got = before.iter().filter(|b| b.is_some()).count();
+    assert!(got >= 30, "only {got} answered before the kill");
+    // Finish the storm: everyone uploads again; those answered keep their entry.
+    let mut ips = HashSet::new();
+    for (i, earlier) in before.iter().enumerate() {
+        let (status, body) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let ip = body["var"]["ip"].as_str().ok_or("no ip")?.to_owned();
+        if let Some(old) = earlier {
+            assert_eq!(&ip, old, "node {i} lost its entry");
+        }
+        assert!(ips.insert(ip.clone()), "{ip} handed out twice");
+    }
+    // Every file parses; each used entry belongs to one machine.
+    let cmdb = rdeploy_cmdb::Cmdb::parse(&e.config_file("vm.cmdb")?)?.ok_or("empty CMDB")?;
+    let used: Vec<&rdeploy_specs::Value> = cmdb
+        .entries
+        .iter()
+        .filter(|x| x.dict_get("used").is_some())
+        .collect();
+    assert_eq!(
+        used.len(),
+        300,
+        "answered before the kill but not committed, or committed twice"
+    );
+    let macs: HashSet<String> = used
+        .iter()
+        .filter_map(|x| {
+            x.dict_get("mac")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(macs.len(), 300);
+    rdeploy_cmdb::State::parse(&e.config_file("state")?).map_err(|p| p.to_string())?;
+    assert!(!e.server.config.join(".rdeploy-journal").exists());
+    for entry in fs::read_dir(e.server.data.join("nodes"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            serde_json::from_str::<Value>(&fs::read_to_string(&path)?)?;
+        }
+    }
+    Ok(())
+}
