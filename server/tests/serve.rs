@@ -1068,3 +1068,88 @@ async fn a_server_killed_mid_storm_keeps_every_answer_it_gave() -> Res {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn omf_boot_images_and_agent_logs() -> Res {
+    let e = env("5", 3)?;
+    let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let id = "KVM-S1-52-54-00-aa-00-01";
+    let (status, body) = e
+        .get_json(&format!("/pxe/clearBootImage?node={id}"))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(get_text(&e, "/boot/52:54:00:aa:00:01.ipxe")
+        .await?
+        .1
+        .ends_with("exit\n"));
+    let (status, _) = e
+        .get_json("/pxe/setBootImage?node=52:54:00:aa:00:01")
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(get_text(&e, "/boot/52:54:00:aa:00:01.ipxe")
+        .await?
+        .1
+        .contains("kernel "));
+    let (status, body) = e.get_json("/pxe/setBootImage").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(is_error(&body, "missing_node"));
+    let (status, body) = e.get_json("/pxe/setBootImage?node=..%2Fetc").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let gz = vec![0x1f, 0x8b, 8, 0, 1, 2, 3];
+    let form = Form::new().part("file", Part::bytes(gz.clone()).file_name("log.gz"));
+    let resp = e
+        .http
+        .post(e.server.url(&format!("/nodes/{id}/log")))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        fs::read(e.server.data.join(format!("nodes/{id}.log.gz")))?,
+        gz
+    );
+    let resp = e
+        .http
+        .post(e.server.url(&format!("/nodes/{id}/log")))
+        .body("plain log\n")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        fs::read_to_string(e.server.data.join(format!("nodes/{id}.log")))?,
+        "plain log\n"
+    );
+    let resp = e
+        .http
+        .post(e.server.url("/nodes/nobody/log"))
+        .body("x")
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = e
+        .http
+        .post(e.server.url(&format!("/nodes/{id}/log")))
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let (_, node) = e.get_json(&format!("/nodes/{id}")).await?;
+    assert!(
+        node["events"]
+            .as_array()
+            .ok_or("events")?
+            .iter()
+            .any(|ev| ev["kind"] == "log"),
+        "{node}"
+    );
+    // The server restarts with the logs beside the records.
+    let mut e = e;
+    e.restart()?;
+    let (status, _) = e.get_json(&format!("/nodes/{id}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    Ok(())
+}

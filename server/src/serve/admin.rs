@@ -2,7 +2,7 @@
 //! bearer token that guards every mutating operator endpoint.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -98,12 +98,22 @@ pub async fn nextboot(
                 ),
             )
         })?;
-    let why = "operator nextboot";
-    if sanitize(&req.name).as_deref() == Some(req.name.as_str()) {
+    let answer = set_boot_by_name(&app, &req.name, target, "operator nextboot").await?;
+    Ok(Json(answer).into_response())
+}
+
+/// Sets the next boot of a node (by id), a registered system (by name) or a MAC.
+async fn set_boot_by_name(
+    app: &AppState,
+    name: &str,
+    target: BootTarget,
+    why: &str,
+) -> Result<serde_json::Value, ApiError> {
+    if sanitize(name).as_deref() == Some(name) {
         if let Some(node) = app
             .nodes
             .change(
-                &req.name,
+                name,
                 Transition::Boot {
                     target: target.clone(),
                     why: why.into(),
@@ -111,41 +121,66 @@ pub async fn nextboot(
             )
             .await?
         {
-            super::boot::sync(&app, &node).await;
-            return Ok(
-                Json(serde_json::json!({"node": node.id, "boot": node.boot.name()}))
-                    .into_response(),
-            );
+            super::boot::sync(app, &node).await;
+            return Ok(serde_json::json!({"node": node.id, "boot": node.boot.name()}));
         }
-        if app.nodes.set_system_boot(&req.name, target.clone()).await? {
-            return Ok(
-                Json(serde_json::json!({"system": req.name, "boot": target.name()}))
-                    .into_response(),
-            );
+        if app.nodes.set_system_boot(name, target.clone()).await? {
+            return Ok(serde_json::json!({"system": name, "boot": target.name()}));
         }
     }
-    if normalize_mac(&req.name).is_some() {
-        let node = app
-            .nodes
-            .set_boot_by_mac(&req.name, target.clone(), why)
-            .await?;
+    if normalize_mac(name).is_some() {
+        let node = app.nodes.set_boot_by_mac(name, target.clone(), why).await?;
         if let Some(n) = &node {
-            super::boot::sync(&app, n).await;
+            super::boot::sync(app, n).await;
         }
-        return Ok(Json(serde_json::json!({
+        return Ok(serde_json::json!({
             "node": node.map(|n| n.id),
-            "mac": normalize_mac(&req.name),
+            "mac": normalize_mac(name),
             "boot": target.name(),
-        }))
-        .into_response());
+        }));
     }
     Err(ApiError::not_found(
         "no_such_node",
-        format!(
-            "'{}' is neither a node, a registered system nor a MAC address",
-            req.name
-        ),
+        format!("'{name}' is neither a node, a registered system nor a MAC address"),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OmfQuery {
+    node: Option<String>,
+}
+
+/// OMF's `GET /pxe/setBootImage?node=NAME` (boot the installer next) and
+/// `GET /pxe/clearBootImage?node=NAME` (boot the local disk).
+pub async fn omf_set(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<OmfQuery>,
+) -> Result<Response, ApiError> {
+    omf(&app, &headers, q, BootTarget::Install).await
+}
+
+pub async fn omf_clear(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<OmfQuery>,
+) -> Result<Response, ApiError> {
+    omf(&app, &headers, q, BootTarget::Local).await
+}
+
+async fn omf(
+    app: &AppState,
+    headers: &HeaderMap,
+    q: OmfQuery,
+    target: BootTarget,
+) -> Result<Response, ApiError> {
+    require_admin(app, headers)?;
+    let name = q
+        .node
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_node", "?node=NAME is required"))?;
+    let answer = set_boot_by_name(app, &name, target, "OMF").await?;
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Debug, Deserialize)]

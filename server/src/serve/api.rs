@@ -219,7 +219,7 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
 
 /// Reads at most [`UPLOAD_LIMIT`] bytes. A larger body is read on (and dropped) up to
 /// [`DRAIN_LIMIT`] so the client, still sending, gets to read the `413` answer.
-async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
+pub(super) async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut buf = Vec::new();
     let mut seen = 0usize;

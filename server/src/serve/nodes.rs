@@ -234,6 +234,8 @@ pub enum Transition {
     Boot { target: BootTarget, why: String },
     /// Something an operator should look at; the state does not change.
     Alert { message: String },
+    /// The agent uploaded its log.
+    Log { message: String },
 }
 
 /// Now, as RFC 3339 (UTC, seconds).
@@ -654,6 +656,7 @@ fn apply(node: &mut Node, t: Transition, at: &str) {
             node.boot = target;
         }
         Transition::Alert { message } => node.event(ev("alert", message)),
+        Transition::Log { message } => node.event(ev("log", message)),
     }
 }
 
