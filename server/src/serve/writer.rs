@@ -23,7 +23,7 @@ use rdeploy_cmdb::state::{check_profile_name, Quota};
 use rdeploy_cmdb::store::StoreError;
 use rdeploy_cmdb::{ConfigDir, MatchError, Plan, State};
 use rdeploy_specs::{Inventory, Specs};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -311,6 +311,9 @@ struct CachedCmdb {
     text: String,
     /// A `generate()` that cannot expand (eDeploy crashed: this profile cannot allocate).
     generate_error: Option<String>,
+    /// Each entry in its file form, kept so a commit re-renders only the entries that
+    /// changed (empty until the first write).
+    lines: Vec<String>,
 }
 
 struct Cache {
@@ -454,11 +457,13 @@ impl Cache {
                         cmdb: Some(c),
                         text: text.to_owned(),
                         generate_error: None,
+                        lines: Vec::new(),
                     }),
                     Loaded::Absent => Ok(CachedCmdb {
                         cmdb: None,
                         text: text.to_owned(),
                         generate_error: None,
+                        lines: Vec::new(),
                     }),
                     Loaded::Unusable(e) if !had_good => {
                         // eDeploy's tolerance when there is nothing better: an
@@ -469,6 +474,7 @@ impl Cache {
                             cmdb: None,
                             text: text.to_owned(),
                             generate_error: matches!(e, CmdbError::Generate { .. }).then_some(msg),
+                            lines: Vec::new(),
                         })
                     }
                     Loaded::Unusable(e) => Err(format!("{}:{e}", cmdb_path.display())),
@@ -522,7 +528,11 @@ impl Cache {
             if let Some(cmdb) = p.cmdb.value.as_mut().and_then(|c| c.cmdb.as_mut()) {
                 if !alloc.reused || cmdb.entries.get(alloc.index) != Some(&alloc.vars.to_value()) {
                     cmdb.apply(alloc);
-                    touched.cmdbs.insert(plan.profile.clone());
+                    touched
+                        .cmdbs
+                        .entry(plan.profile.clone())
+                        .or_default()
+                        .insert(alloc.index);
                 }
             }
         }
@@ -572,15 +582,19 @@ impl Cache {
     }
 
     /// The files to write for what the batch changed.
-    fn writes(&self, touched: &Touched) -> Vec<(String, String)> {
+    fn writes(&mut self, touched: &Touched) -> Vec<(String, String)> {
         let mut writes = Vec::new();
         if touched.state {
             if let Some(s) = &self.state.value {
                 writes.push(("state".to_owned(), s.to_python()));
             }
         }
-        for name in &touched.cmdbs {
-            let Some(c) = self.profiles.get(name).and_then(|p| p.cmdb.value.as_ref()) else {
+        for (name, dirty) in &touched.cmdbs {
+            let Some(c) = self
+                .profiles
+                .get_mut(name)
+                .and_then(|p| p.cmdb.value.as_mut())
+            else {
                 continue;
             };
             let Some(cmdb) = &c.cmdb else { continue };
@@ -588,7 +602,27 @@ impl Cache {
                 // eDeploy keeps the generate() model as <profile>.cmdb.orig.
                 writes.push((format!("{name}.cmdb.orig"), c.text.clone()));
             }
-            writes.push((format!("{name}.cmdb"), cmdb.to_python()));
+            if c.lines.len() == cmdb.entries.len() {
+                for &i in dirty {
+                    if let (Some(line), Some(entry)) = (c.lines.get_mut(i), cmdb.entries.get(i)) {
+                        *line = rdeploy_specs::syntax::to_python(entry);
+                    }
+                }
+            } else {
+                c.lines = cmdb
+                    .entries
+                    .iter()
+                    .map(rdeploy_specs::syntax::to_python)
+                    .collect();
+            }
+            // The same text as `Cmdb::to_python` (one entry per line), without re-rendering
+            // the entries that did not change.
+            let mut text =
+                String::with_capacity(c.lines.iter().map(|l| l.len() + 3).sum::<usize>() + 2);
+            text.push('[');
+            text.push_str(&c.lines.join(",\n "));
+            text.push_str("]\n");
+            writes.push((format!("{name}.cmdb"), text));
         }
         writes
     }
@@ -598,14 +632,15 @@ impl Cache {
         if touched.state {
             self.state.seen = Some(fingerprint(&self.dir.file("state")));
         }
-        for name in &touched.cmdbs {
+        for name in touched.cmdbs.keys() {
             let path = self.dir.file(&format!("{name}.cmdb"));
             if let Some(p) = self.profiles.get_mut(name) {
                 p.cmdb.seen = Some(fingerprint(&path));
                 if let Some(c) = p.cmdb.value.as_mut() {
                     if let Some(cmdb) = c.cmdb.as_mut() {
+                        // Written in the expanded form: no longer a generate() model.
                         cmdb.generated = false;
-                        c.text = cmdb.to_python();
+                        c.text.clear();
                     }
                 }
             }
@@ -712,7 +747,8 @@ impl Cache {
 #[derive(Debug, Default)]
 struct Touched {
     state: bool,
-    cmdbs: BTreeSet<String>,
+    /// Each CMDB changed, with the indices of the entries that changed.
+    cmdbs: BTreeMap<String, BTreeSet<usize>>,
 }
 
 /// Re-reads a file if its fingerprint changed; keeps the last good value on a parse error.
@@ -763,4 +799,63 @@ fn render_problems(path: &Path, problems: &rdeploy_specs::Problems) -> String {
         .map(|p| format!("{}:{}: {}", path.display(), p.pos, p.message))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(cache: &mut Cache, i: usize) -> Result<Allocation, Refusal> {
+        let inventory = Inventory::parse(&format!(
+            "[('system', 'product', 'name', 'KVM'), ('disk', 'vda', 'size', '20'), ('network', 'eth0', 'serial', '52:54:00:00:00:{i:02x}')]"
+        ))
+        .map_err(|e| Refusal::Store(e.to_string()))?;
+        let (tx, _rx) = oneshot::channel();
+        let mut replies = cache.batch(vec![Request::Upload(
+            UploadJob {
+                inventory,
+                holds: None,
+            },
+            tx,
+        )]);
+        match replies.pop() {
+            Some(Reply::Upload(_, r)) => r,
+            _ => Err(Refusal::Stopped),
+        }
+    }
+
+    #[test]
+    fn commits_write_what_the_cmdb_crate_would_write() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let p = tmp.path();
+        fs::write(p.join("state"), "[('vm', 3)]\n")?;
+        fs::write(
+            p.join("vm.specs"),
+            "[('disk', '$disk', 'size', '$size'), ('network', '$eth', 'serial', '$mac')]\n",
+        )?;
+        fs::write(
+            p.join("vm.cmdb"),
+            "generate({'ip': '10.0.0.1-5', 'hostname': 'vm1-5'})\n",
+        )?;
+        let mut cache = Cache::new(ConfigDir::new(p));
+        for i in 0..3 {
+            let a = upload(&mut cache, i).map_err(|e| format!("{e:?}"))?;
+            assert_eq!(
+                a.plan.vars.get("ip").and_then(|v| v.as_str()),
+                Some(format!("10.0.0.{}", i + 1).as_str())
+            );
+            let text = fs::read_to_string(p.join("vm.cmdb"))?;
+            let reparsed = Cmdb::parse(&text)?.ok_or("empty")?;
+            assert_eq!(
+                text,
+                reparsed.to_python(),
+                "cached rendering differs from Cmdb::to_python"
+            );
+            assert_eq!(reparsed.used(), i + 1);
+        }
+        assert!(fs::read_to_string(p.join("vm.cmdb.orig"))?.starts_with("generate("));
+        assert_eq!(fs::read_to_string(p.join("state"))?, "[('vm', 0)]\n");
+        assert!(matches!(upload(&mut cache, 9), Err(Refusal::Match(_))));
+        Ok(())
+    }
 }
