@@ -8,12 +8,14 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`identity`]: eDeploy's machine names and MACs;
 //! - [`error`]: `ApiError`, the one error answer;
+//! - [`disk`]: atomic file writes from handlers, a few at a time;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
 
 pub mod admin;
 pub mod api;
 pub mod boot;
 pub mod demo;
+pub mod disk;
 pub mod error;
 pub mod identity;
 pub mod metrics;
@@ -104,11 +106,10 @@ impl AppState {
     pub async fn save_hw(&self, id: &Identity, inventory: &Inventory) -> Result<(), ApiError> {
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        let text = inventory.to_python();
-        tokio::task::spawn_blocking(move || rdeploy_cmdb::store::write_atomic(&dir, &file, &text))
+        self.nodes
+            .disk()
+            .write_atomic(dir, file, inventory.to_python())
             .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)
     }
 }
 

@@ -257,6 +257,7 @@ pub struct Nodes {
     /// Nodes holding an install slot (admission control): admitted, not yet installed or
     /// failed.
     installing: Mutex<HashSet<String>>,
+    disk: super::disk::Disk,
 }
 
 impl Nodes {
@@ -296,6 +297,7 @@ impl Nodes {
             .map(|n| n.id.clone())
             .collect();
         Ok(Nodes {
+            disk: super::disk::Disk::default(),
             installing: Mutex::new(installing),
             dir: dir.to_owned(),
             records: Mutex::new(records),
@@ -303,6 +305,11 @@ impl Nodes {
             systems: tokio::sync::Mutex::new(systems),
             systems_file,
         })
+    }
+
+    /// The gate for file writes (shared with the inventory saves).
+    pub fn disk(&self) -> &super::disk::Disk {
+        &self.disk
     }
 
     /// The next boot registered for a MAC no node owns.
@@ -399,12 +406,9 @@ impl Nodes {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
-            rdeploy_cmdb::store::write_atomic(&dir, "systems.json", &text)
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        self.disk
+            .write_atomic(dir, "systems.json".into(), text)
+            .await
     }
 
     /// Admission control: takes an install slot for `id` unless `max` are taken (a node
@@ -564,10 +568,7 @@ impl Nodes {
         let text = serde_json::to_string_pretty(&node).map_err(ApiError::internal)? + "\n";
         let dir = self.dir.clone();
         let file = format!("{id}.json");
-        tokio::task::spawn_blocking(move || rdeploy_cmdb::store::write_atomic(&dir, &file, &text))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+        self.disk.write_atomic(dir, file, text).await?;
         if let Ok(mut r) = self.records.lock() {
             r.insert(id.to_owned(), node.clone());
         }
