@@ -764,6 +764,19 @@ async fn pxe_manager_and_pxe_pilot_endpoints() -> Res {
     assert!(is_error(&resp.json().await?, "bad_deploy"));
     let (status, _) = get_text(&e, "/localboot/nonsense").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // local.prof is mandatory (PXE Manager): its absence shows in /healthz.
+    let (_, h) = e.get_json("/healthz").await?;
+    assert_eq!(h["status"], "ok", "{h}");
+    fs::remove_file(tftp.path().join("pxelinux.cfg/profiles/local.prof"))?;
+    let (status, h) = e.get_json("/healthz").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["boot"]["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("local.prof")),
+        "{h}"
+    );
     Ok(())
 }
 

@@ -373,9 +373,23 @@ fn rhai_string(s: &str, out: &mut String) {
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let config = app.writer.refresh().await;
     let usable = !config.profiles.is_empty() || config.problems.iter().all(|p| p.file != "state");
+    let mut boot_problems = Vec::new();
+    if let Some(root) = &app.boot.tftp_root {
+        let local = app.boot.profiles_dir.join("local.prof");
+        if !local.is_file() {
+            boot_problems.push(format!(
+                "{} is missing (PXE Manager requires it): local boots use a built-in LOCALBOOT 0",
+                local.display()
+            ));
+        }
+        if !root.is_dir() {
+            boot_problems.push(format!("{}: the TFTP root does not exist", root.display()));
+        }
+    }
     let status = if !usable {
         "unavailable"
-    } else if config.problems.is_empty() && config.last_error.is_none() {
+    } else if config.problems.is_empty() && config.last_error.is_none() && boot_problems.is_empty()
+    {
         "ok"
     } else {
         "degraded"
@@ -389,7 +403,13 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "config": config,
+        "boot": {
+            "public_url": app.boot.public_url,
+            "tftp_root": app.boot.tftp_root.as_ref().map(|p| p.display().to_string()),
+            "problems": boot_problems,
+        },
         "nodes": app.nodes.count(),
+        "installs_in_flight": app.nodes.installs_in_flight(),
     });
     (code, Json(body)).into_response()
 }
