@@ -445,7 +445,7 @@ async fn progress_events_walk_the_life_cycle() -> Res {
             "installed"
         ]
     );
-    assert_eq!(node["boot"], "local");
+    assert_eq!(node["boot"], serde_json::json!({"target": "local"}));
     assert_eq!(node["identity"]["macs"][0], "52:54:00:aa:00:01");
     assert_eq!(node["var"]["ip"], "10.0.0.1");
     let (_, list) = e.get_json("/nodes").await?;

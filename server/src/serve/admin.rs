@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::{normalize_mac, sanitize};
-use super::nodes::{BootTarget, Transition};
+use super::nodes::{parse_boot, BootTarget, Transition};
 use super::AppState;
 
 /// Checks `Authorization: Bearer <token>` when the server has an admin token.
@@ -87,7 +87,7 @@ pub async fn nextboot(
             r#"{"name": "node1", "target": "install"}"#,
         )
     })?;
-    let target = BootTarget::parse(&req.target)
+    let target = parse_boot(&req.target)
         .filter(|t| app.boot.knows(t))
         .ok_or_else(|| {
             ApiError::not_found(
@@ -122,10 +122,10 @@ async fn set_boot_by_name(
             .await?
         {
             super::boot::sync(app, &node).await;
-            return Ok(serde_json::json!({"node": node.id, "boot": node.boot.name()}));
+            return Ok(serde_json::json!({"node": node.id, "boot": node.boot.to_string()}));
         }
         if app.nodes.set_system_boot(name, target.clone()).await? {
-            return Ok(serde_json::json!({"system": name, "boot": target.name()}));
+            return Ok(serde_json::json!({"system": name, "boot": target.to_string()}));
         }
     }
     if normalize_mac(name).is_some() {
@@ -136,7 +136,7 @@ async fn set_boot_by_name(
         return Ok(serde_json::json!({
             "node": node.map(|n| n.id),
             "mac": normalize_mac(name),
-            "boot": target.name(),
+            "boot": target.to_string(),
         }));
     }
     Err(ApiError::not_found(
@@ -220,12 +220,10 @@ pub async fn add_system(
         ));
     }
     let system = app.nodes.add_system(&req.name, &req.macs).await?;
-    Ok(
-        Json(
-            serde_json::json!({"name": req.name, "macs": system.macs, "boot": system.boot.name()}),
-        )
-        .into_response(),
+    Ok(Json(
+        serde_json::json!({"name": req.name, "macs": system.macs, "boot": system.boot.to_string()}),
     )
+    .into_response())
 }
 
 /// `GET /systems`.
@@ -235,7 +233,7 @@ pub async fn systems(State(app): State<AppState>) -> Response {
         .systems()
         .await
         .into_iter()
-        .map(|(name, s)| serde_json::json!({"name": name, "macs": s.macs, "boot": s.boot.name()}))
+        .map(|(name, s)| serde_json::json!({"name": name, "macs": s.macs, "boot": s.boot.to_string()}))
         .collect();
     Json(serde_json::json!({ "systems": systems })).into_response()
 }

@@ -5,6 +5,7 @@ use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use rdeploy_configure::wire::UploadReply;
 use rdeploy_specs::Inventory;
 use serde::Deserialize;
 
@@ -113,12 +114,12 @@ pub async fn upload(
         .await?;
     super::boot::sync(&app, &node).await;
     if wants_json {
-        let body = serde_json::json!({
-            "profile": alloc.plan.profile,
-            "var": var,
-            "script": alloc.script,
-        });
-        return Ok(Json(body).into_response());
+        return Ok(Json(UploadReply {
+            profile: alloc.plan.profile,
+            var,
+            script: alloc.script,
+        })
+        .into_response());
     }
     let text = render_script(&alloc.plan.profile, &var, &alloc.script);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())

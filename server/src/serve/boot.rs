@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::identity::normalize_mac;
 use super::node_api::check_id;
-use super::nodes::{BootTarget, Node, NodeState, Transition};
+use super::nodes::{parse_boot, BootTarget, Node, NodeState, Transition};
 use super::AppState;
 
 /// Where the install kernel lives and how machines reach the server.
@@ -76,7 +76,7 @@ impl BootConfig {
                         let stem = name
                             .strip_suffix(".prof")
                             .or_else(|| name.strip_suffix(".ipxe"))?;
-                        BootTarget::parse(stem).map(|_| stem.to_owned())
+                        parse_boot(stem).map(|_| stem.to_owned())
                     })
                     .collect()
             })
@@ -90,13 +90,13 @@ impl BootConfig {
     pub fn knows(&self, target: &BootTarget) -> bool {
         match target {
             BootTarget::Install | BootTarget::Local => true,
-            BootTarget::Profile(name) => self.profiles().iter().any(|p| p == name),
+            BootTarget::Profile { name } => self.profiles().iter().any(|p| p == name),
         }
     }
 
     /// The iPXE script for a target.
     pub fn ipxe(&self, target: &BootTarget, who: &str) -> String {
-        let head = format!("#!ipxe\n# rdeploy: {who}: next boot {}\n", target.name());
+        let head = format!("#!ipxe\n# rdeploy: {who}: next boot {}\n", target);
         match target {
             BootTarget::Install => format!(
                 "{head}kernel {} rdeploy.server={} BOOTIF=01-${{netX/mac:hexhyp}}{}\ninitrd {}\nboot\n",
@@ -106,7 +106,7 @@ impl BootConfig {
                 self.initrd_url
             ),
             BootTarget::Local => format!("{head}exit\n"),
-            BootTarget::Profile(name) => match self.profile_file(name, "ipxe") {
+            BootTarget::Profile { name } => match self.profile_file(name, "ipxe") {
                 Some(text) => text,
                 None => format!("{head}echo rdeploy: no iPXE boot profile '{name}': booting the local disk\nexit\n"),
             },
@@ -126,7 +126,7 @@ impl BootConfig {
             BootTarget::Local => self
                 .profile_file("local", "prof")
                 .unwrap_or_else(|| "# rdeploy: local\nDEFAULT local\nLABEL local\n  LOCALBOOT 0\n".into()),
-            BootTarget::Profile(name) => self
+            BootTarget::Profile { name } => self
                 .profile_file(name, "prof")
                 .unwrap_or_else(|| format!("# rdeploy: no boot profile '{name}': local\nDEFAULT local\nLABEL local\n  LOCALBOOT 0\n")),
         }
@@ -247,7 +247,7 @@ fn answer(headers: &HeaderMap, node: &Node, line: String) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     if json {
-        Json(serde_json::json!({"id": node.id, "boot": node.boot.name(), "state": node.state}))
+        Json(serde_json::json!({"id": node.id, "boot": node.boot.to_string(), "state": node.state}))
             .into_response()
     } else {
         text(line + "\n")
@@ -351,7 +351,7 @@ pub async fn profile_caller(
             format!("no node was given the address {ip}"),
         )
     })?;
-    Ok(answer(&headers, &node, node.boot.name().to_owned()))
+    Ok(answer(&headers, &node, node.boot.to_string()))
 }
 
 /// `GET /configurations` (PXE Pilot): the boot configurations there are.
@@ -390,7 +390,7 @@ pub async fn deploy(
     body: Result<Json<Deploy>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     super::admin::require_admin(&app, &headers)?;
-    let target = BootTarget::parse(&name)
+    let target = parse_boot(&name)
         .filter(|t| app.boot.knows(t))
         .ok_or_else(|| {
             ApiError::not_found(
@@ -430,7 +430,7 @@ pub async fn deploy(
         hosts.push(serde_json::json!({
             "macAddress": mac,
             "node": node.as_ref().map(|n| n.id.clone()),
-            "configuration": target.name(),
+            "configuration": target.to_string(),
         }));
     }
     Ok(Json(serde_json::json!({ "hosts": hosts })).into_response())
@@ -461,7 +461,7 @@ pub async fn set_node_boot(
             ),
         )
     })?;
-    let target = BootTarget::parse(&req.target)
+    let target = parse_boot(&req.target)
         .filter(|t| app.boot.knows(t))
         .ok_or_else(|| {
             ApiError::not_found(
@@ -483,7 +483,7 @@ pub async fn set_node_boot(
     sync(&app, &node).await;
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({"id": node.id, "boot": node.boot.name()})),
+        Json(serde_json::json!({"id": node.id, "boot": node.boot.to_string()})),
     )
         .into_response())
 }

@@ -138,7 +138,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         "# HELP rdeploy_nodes Nodes per life-cycle state.\n# TYPE rdeploy_nodes gauge"
     );
     for (state, n) in app.nodes.count_by_state() {
-        let _ = writeln!(out, "rdeploy_nodes{{state=\"{}\"}} {n}", state.name());
+        let _ = writeln!(
+            out,
+            "rdeploy_nodes{{state=\"{}\"}} {n}",
+            super::nodes::state_name(state)
+        );
     }
     let _ = writeln!(
         out,

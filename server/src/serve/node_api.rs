@@ -5,79 +5,18 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use rdeploy_configure::wire::ProgressEvent;
 
 use super::error::ApiError;
 use super::identity::sanitize;
 use super::nodes::{NodeState, Transition};
 use super::AppState;
 
-/// A provisioning step the agent reports on (same names as the agent's wire types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    Detect,
-    Upload,
-    Configure,
-    InstallRole,
-    Bootloader,
-    Localboot,
-    Finish,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Started,
-    Succeeded,
-    Failed,
-}
-
-/// `POST /nodes/{id}/events` body: `{"step", "status", "message"?, "time"?, "log"?}`.
-#[derive(Debug, Deserialize)]
-pub struct ProgressEvent {
-    pub step: Step,
-    pub status: StepStatus,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub time: Option<serde_json::Value>,
-    #[serde(default)]
-    pub log: Option<String>,
-}
-
-impl ProgressEvent {
-    /// The life-cycle state the event moves its node to, if any.
-    pub fn node_state(&self) -> Option<NodeState> {
-        match (self.step, self.status) {
-            (_, StepStatus::Failed) => Some(NodeState::Failed),
-            (Step::Configure, StepStatus::Started) => Some(NodeState::Configuring),
-            (Step::InstallRole | Step::Bootloader, StepStatus::Started) => {
-                Some(NodeState::Installing)
-            }
-            (Step::Finish, StepStatus::Succeeded) => Some(NodeState::Installed),
-            _ => None,
-        }
-    }
-}
-
-fn step_name(s: Step) -> &'static str {
-    match s {
-        Step::Detect => "detect",
-        Step::Upload => "upload",
-        Step::Configure => "configure",
-        Step::InstallRole => "install_role",
-        Step::Bootloader => "bootloader",
-        Step::Localboot => "localboot",
-        Step::Finish => "finish",
-    }
-}
-
-fn status_name(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Started => "started",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Failed => "failed",
+/// The wire name of a serde enum value (`install_role`, `succeeded`).
+fn wire_name<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 
@@ -128,7 +67,7 @@ pub async fn event(
             e.status(),
             "bad_event",
             format!(
-                "an event is {{\"step\": detect|upload|configure|install_role|bootloader|localboot|finish, \"status\": started|succeeded|failed, \"message\": TEXT}}: {}",
+                "an event is {{\"step\": detect|upload|configure|install_role|bootloader|localboot|finish, \"status\": started|succeeded|failed, \"time\": UNIX-SECONDS or RFC 3339, \"message\": TEXT}}: {}",
                 e.body_text()
             ),
         )
@@ -151,10 +90,10 @@ pub async fn event(
         .change(
             &id,
             Transition::Progress {
-                step: step_name(ev.step).to_owned(),
-                status: status_name(ev.status).to_owned(),
+                step: wire_name(ev.step),
+                status: wire_name(ev.status),
                 message,
-                agent_time: ev.time,
+                agent_time: serde_json::to_value(&ev.time).ok(),
                 state,
             },
         )
@@ -171,7 +110,7 @@ pub async fn event(
     Ok(Json(serde_json::json!({
         "id": node.id,
         "state": node.state,
-        "boot": node.boot.name(),
+        "boot": node.boot.to_string(),
     }))
     .into_response())
 }

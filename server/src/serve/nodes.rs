@@ -19,47 +19,49 @@ use super::identity::{normalize_mac, Identity};
 /// Most events kept per node (the oldest are dropped).
 pub const MAX_EVENTS: usize = 200;
 
-/// A node's place in the life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeState {
-    Discovered,
-    Matched,
-    Configuring,
-    Installing,
-    Installed,
-    Failed,
+pub use rdeploy_configure::wire::NodeState;
+
+/// Every state, in life-cycle order.
+pub const ALL_STATES: [NodeState; 6] = [
+    NodeState::Discovered,
+    NodeState::Matched,
+    NodeState::Configuring,
+    NodeState::Installing,
+    NodeState::Installed,
+    NodeState::Failed,
+];
+
+/// The state's name as it appears on the wire.
+pub fn state_name(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Discovered => "discovered",
+        NodeState::Matched => "matched",
+        NodeState::Configuring => "configuring",
+        NodeState::Installing => "installing",
+        NodeState::Installed => "installed",
+        NodeState::Failed => "failed",
+    }
 }
 
-impl NodeState {
-    /// Every state, in life-cycle order.
-    pub const ALL: [NodeState; 6] = [
-        NodeState::Discovered,
-        NodeState::Matched,
-        NodeState::Configuring,
-        NodeState::Installing,
-        NodeState::Installed,
-        NodeState::Failed,
-    ];
+/// An install under way (it holds an install slot).
+pub fn in_progress(s: NodeState) -> bool {
+    matches!(
+        s,
+        NodeState::Matched | NodeState::Configuring | NodeState::Installing
+    )
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            NodeState::Discovered => "discovered",
-            NodeState::Matched => "matched",
-            NodeState::Configuring => "configuring",
-            NodeState::Installing => "installing",
-            NodeState::Installed => "installed",
-            NodeState::Failed => "failed",
-        }
-    }
+/// What a node boots next (the wire type the agent shares): `install`, `local`, or a boot
+/// profile (`pxelinux.cfg/profiles/<name>.prof`, `<name>.ipxe`).
+pub use rdeploy_configure::wire::BootDecision as BootTarget;
 
-    /// An install under way (it holds an install slot).
-    pub fn in_progress(self) -> bool {
-        matches!(
-            self,
-            NodeState::Matched | NodeState::Configuring | NodeState::Installing
-        )
-    }
+/// `install`, `local`, or a profile name of `[A-Za-z0-9._-]` (never a path).
+pub fn parse_boot(s: &str) -> Option<BootTarget> {
+    s.parse().ok()
+}
+
+fn default_boot() -> BootTarget {
+    BootTarget::Install
 }
 
 /// A machine registered by name and MACs before (or without) an inventory: PXE Manager's
@@ -93,46 +95,6 @@ pub struct Event {
     /// The agent's own time, as it sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_time: Option<serde_json::Value>,
-}
-
-/// What a node boots next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BootTarget {
-    /// The rdeploy kernel and initramfs.
-    Install,
-    /// The local disk.
-    Local,
-    /// A named boot profile (`pxelinux.cfg/profiles/<name>.prof`, `<name>.ipxe`).
-    Profile(String),
-}
-
-impl BootTarget {
-    /// `install`, `local`, or a profile name of `[A-Za-z0-9._-]`.
-    pub fn parse(s: &str) -> Option<BootTarget> {
-        match s {
-            "install" => Some(BootTarget::Install),
-            "local" => Some(BootTarget::Local),
-            name if super::identity::sanitize(name).as_deref() == Some(name)
-                && name.len() <= 64 =>
-            {
-                Some(BootTarget::Profile(name.to_owned()))
-            }
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            BootTarget::Install => "install",
-            BootTarget::Local => "local",
-            BootTarget::Profile(n) => n,
-        }
-    }
-}
-
-fn default_boot() -> BootTarget {
-    BootTarget::Install
 }
 
 /// One machine's record (`<data-dir>/nodes/<id>.json`).
@@ -201,7 +163,7 @@ impl Node {
             "ip": self.var.as_ref().and_then(|v| v.get("ip")).cloned(),
             "hostname": self.var.as_ref().and_then(|v| v.get("hostname")).cloned(),
             "macs": self.identity.macs,
-            "boot": self.boot.name(),
+            "boot": self.boot.to_string(),
             "last_event": last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
             "updated_at": self.updated_at,
         })
@@ -293,7 +255,7 @@ impl Nodes {
         };
         let installing = records
             .values()
-            .filter(|n: &&Node| n.state.in_progress())
+            .filter(|n: &&Node| in_progress(n.state))
             .map(|n| n.id.clone())
             .collect();
         Ok(Nodes {
@@ -445,7 +407,7 @@ impl Nodes {
     /// How many nodes are in each state.
     pub fn count_by_state(&self) -> Vec<(NodeState, usize)> {
         let records = self.records.lock();
-        NodeState::ALL
+        ALL_STATES
             .iter()
             .map(|s| {
                 let n = records
@@ -653,7 +615,7 @@ fn apply(node: &mut Node, t: Transition, at: &str) {
             }
         }
         Transition::Boot { target, why } => {
-            node.event(ev("boot", format!("next boot: {} ({why})", target.name())));
+            node.event(ev("boot", format!("next boot: {target} ({why})")));
             node.boot = target;
         }
         Transition::Alert { message } => node.event(ev("alert", message)),
@@ -667,14 +629,16 @@ mod tests {
 
     #[test]
     fn boot_targets_refuse_paths() {
-        assert_eq!(BootTarget::parse("local"), Some(BootTarget::Local));
+        assert_eq!(parse_boot("local"), Some(BootTarget::Local));
         assert_eq!(
-            BootTarget::parse("rescue"),
-            Some(BootTarget::Profile("rescue".into()))
+            parse_boot("rescue"),
+            Some(BootTarget::Profile {
+                name: "rescue".into()
+            })
         );
-        assert_eq!(BootTarget::parse("../x"), None);
-        assert_eq!(BootTarget::parse(".x"), None);
-        assert_eq!(BootTarget::parse(""), None);
+        assert_eq!(parse_boot("../x"), None);
+        assert_eq!(parse_boot(".x"), None);
+        assert_eq!(parse_boot(""), None);
     }
 
     #[tokio::test]
