@@ -659,6 +659,10 @@ async fn the_success_report_flips_to_local_in_ipxe_and_pxelinux() -> Res {
         fs::read_to_string(&by_ip)?,
         "DEFAULT local\nLABEL local\n  LOCALBOOT 0\n"
     );
+    // Uploading again is refused: no silent re-install.
+    let (status, body) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(is_error(&body, "already_installed"), "{body}");
     // Booting the network again is answered local, with an alert.
     let (_, node) = e.get_json("/nodes/KVM-S1-52-54-00-aa-00-01").await?;
     let last = &node["events"]
@@ -680,6 +684,8 @@ async fn the_success_report_flips_to_local_in_ipxe_and_pxelinux() -> Res {
     e.restart()?;
     let (_, again) = get_text(&e, "/boot/52:54:00:aa:00:01.ipxe").await?;
     assert!(again.contains("kernel "), "{again}");
+    let (status, body) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK, "reinstall asked for: {body}");
     let resp = e
         .http
         .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/boot"))

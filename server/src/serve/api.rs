@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::Identity;
-use super::nodes::Transition;
+use super::nodes::{BootTarget, NodeState, Transition};
 use super::writer::{FailureOutcome, UploadJob};
 use super::{AppState, UPLOAD_LIMIT};
 
@@ -61,6 +61,30 @@ pub async fn upload(
     let identity = Identity::of(&inventory);
     tracing::Span::current().record("node", identity.name.as_str());
     app.metrics.upload();
+    if let Some(node) = app.nodes.get(&identity.name) {
+        if node.state == NodeState::Installed && node.boot != BootTarget::Install {
+            // The re-install loop guard: an installed node is only installed again when an
+            // operator asks for it (`rdeploy nextboot NODE install`).
+            app.metrics.refused("already_installed");
+            let _ = app
+                .nodes
+                .change(
+                    &node.id,
+                    Transition::Alert {
+                        message: "installed node uploaded its inventory again: refused (use nextboot install to reinstall)".into(),
+                    },
+                )
+                .await;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_installed",
+                format!(
+                    "node '{}' is installed and boots {}: an operator must ask for a reinstall (rdeploy nextboot {} install)",
+                    node.id, node.boot, node.id
+                ),
+            ));
+        }
+    }
     if let Err(taken) = app.nodes.admit(&identity.name, app.max_installs) {
         app.metrics.refused("install_limit");
         return Err(ApiError::new(
