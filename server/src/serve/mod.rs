@@ -250,3 +250,39 @@ async fn shutdown() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// The router alone, driven in process: what `app(state)` is for.
+    #[tokio::test]
+    async fn the_router_answers_without_a_socket() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let config = demo::extract(tmp.path())?;
+        let boot = boot::BootConfig::new("http://127.0.0.1:1", None, tmp.path());
+        let state = AppState::open(config, tmp.path().to_owned(), boot, None, false, None)?;
+        let router = app(state);
+        let hw = include_str!("../../../examples/hw/kvm.json");
+        let resp = router
+            .clone()
+            .oneshot(
+                Request::post("/upload")
+                    .header("Accept", "application/json")
+                    .body(Body::from(hw))?,
+            )
+            .await?;
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), UPLOAD_LIMIT).await?;
+        let reply: rdeploy_configure::wire::UploadReply = serde_json::from_slice(&body)?;
+        assert_eq!(reply.profile, "kvm");
+        assert_eq!(reply.var.get("hostname"), Some(&serde_json::json!("vm010")));
+        let resp = router
+            .oneshot(Request::get("/nope").body(Body::empty())?)
+            .await?;
+        assert_eq!(resp.status(), axum::http::StatusCode::NOT_FOUND);
+        Ok(())
+    }
+}
