@@ -283,6 +283,13 @@ struct Tracked<T> {
     value: Option<T>,
     /// The current text does not parse (the value, if any, is the last good one).
     error: Option<String>,
+    /// Hash of the text last read, and when it was read: an edit that keeps the size and
+    /// lands in the same timestamp tick as an earlier read leaves the fingerprint as it
+    /// was, so a file modified shortly before it was read is read again until it is older.
+    hash: u64,
+    read_at: Option<SystemTime>,
+    /// The last version is the writer's own commit (not re-read for the check above).
+    ours: bool,
 }
 
 impl<T> Default for Tracked<T> {
@@ -291,8 +298,21 @@ impl<T> Default for Tracked<T> {
             seen: None,
             value: None,
             error: None,
+            hash: 0,
+            read_at: None,
+            ours: false,
         }
     }
+}
+
+/// How long after its modification a file's fingerprint is not trusted alone.
+const RACY: Duration = Duration::from_secs(2);
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug, Default)]
@@ -631,11 +651,13 @@ impl Cache {
     fn committed(&mut self, touched: &Touched) {
         if touched.state {
             self.state.seen = Some(fingerprint(&self.dir.file("state")));
+            self.state.ours = true;
         }
         for name in touched.cmdbs.keys() {
             let path = self.dir.file(&format!("{name}.cmdb"));
             if let Some(p) = self.profiles.get_mut(name) {
                 p.cmdb.seen = Some(fingerprint(&path));
+                p.cmdb.ours = true;
                 if let Some(c) = p.cmdb.value.as_mut() {
                     if let Some(cmdb) = c.cmdb.as_mut() {
                         // Written in the expanded form: no longer a generate() model.
@@ -754,15 +776,21 @@ struct Touched {
 /// Re-reads a file if its fingerprint changed; keeps the last good value on a parse error.
 fn refresh_file<T>(t: &mut Tracked<T>, path: &Path, parse: impl FnOnce(&str) -> Result<T, String>) {
     let fp = fingerprint(path);
-    if t.seen == Some(fp) {
+    let racy = match (fp, t.read_at) {
+        (Some(f), Some(read)) => !t.ours && f.mtime + RACY > read,
+        _ => false,
+    };
+    if t.seen == Some(fp) && !racy {
         return;
     }
+    let unchanged = t.seen == Some(fp);
     t.seen = Some(fp);
     if fp.is_none() {
         t.value = None;
         t.error = None;
         return;
     }
+    let read_at = SystemTime::now();
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
@@ -773,6 +801,13 @@ fn refresh_file<T>(t: &mut Tracked<T>, path: &Path, parse: impl FnOnce(&str) -> 
             return;
         }
     };
+    let hash = text_hash(&text);
+    t.read_at = Some(read_at);
+    t.ours = false;
+    if unchanged && hash == t.hash {
+        return;
+    }
+    t.hash = hash;
     match parse(&text) {
         Ok(v) => {
             if t.error.take().is_some() || t.value.is_some() {
@@ -822,6 +857,27 @@ mod tests {
             Some(Reply::Upload(_, r)) => r,
             _ => Err(Refusal::Stopped),
         }
+    }
+
+    #[test]
+    fn an_edit_that_keeps_size_and_timestamp_is_still_seen(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("x.specs");
+        fs::write(&path, "aaaa")?;
+        let mtime = fs::metadata(&path)?.modified()?;
+        let mut t: Tracked<String> = Tracked::default();
+        refresh_file(&mut t, &path, |s| Ok(s.to_owned()));
+        assert_eq!(t.value.as_deref(), Some("aaaa"));
+        // Same size, same inode, and the timestamp put back: the fingerprint is unchanged.
+        fs::write(&path, "bbbb")?;
+        fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(mtime)?;
+        refresh_file(&mut t, &path, |s| Ok(s.to_owned()));
+        assert_eq!(t.value.as_deref(), Some("bbbb"));
+        Ok(())
     }
 
     #[test]
