@@ -16,6 +16,16 @@ fn run(args: &[&str]) -> Output {
     rdeploy().args(args).output().expect("rdeploy runs")
 }
 
+/// `rdeploy match --config-dir DIR HW`.
+fn match_in(dir: &Path, hw: &Path) -> Output {
+    run(&[
+        "match",
+        "--config-dir",
+        dir.to_str().unwrap(),
+        hw.to_str().unwrap(),
+    ])
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -119,12 +129,7 @@ fn match_allocates_saves_and_gives_the_same_entry_back() {
     let dir = config_dir("3", 5);
     let p = dir.path();
     let hw = write_hw(p, "a.hw", &kvm_inventory("S1", "52:54:00:00:00:01"));
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        hw.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &hw);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["profile"], "vm");
@@ -144,22 +149,12 @@ fn match_allocates_saves_and_gives_the_same_entry_back() {
     assert!(cmdb.starts_with("[{'disk1': 'vda', 'eth': 'eth0', 'gateway': '10.0.0.254', 'hostname': 'vm001', 'ip': '10.0.0.1', 'mac': '52:54:00:00:00:01', 'serial': 'S1', 'size1': '20', 'used': 1},\n {'gateway': '10.0.0.254', 'hostname': 'vm002', 'ip': '10.0.0.2'},"), "{cmdb}");
 
     // Same machine again: same entry (eDeploy's lookup by all bound variables).
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        hw.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &hw);
     let v2: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v2["var"]["ip"], "10.0.0.1");
     // Another machine: next entry.
     let hw2 = write_hw(p, "b.hw", &kvm_inventory("S2", "52:54:00:00:00:02"));
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        hw2.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &hw2);
     let v3: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v3["var"]["ip"], "10.0.0.2");
     assert_eq!(
@@ -170,12 +165,7 @@ fn match_allocates_saves_and_gives_the_same_entry_back() {
     // Quota used up: exit 1, one line, nothing written.
     let hw3 = write_hw(p, "c.hw", &kvm_inventory("S3", "52:54:00:00:00:03"));
     let before = snapshot(p);
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        hw3.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &hw3);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -206,24 +196,9 @@ fn exhausted_cmdb_is_an_error_that_changes_nothing() {
     let p = dir.path();
     let a = write_hw(p, "a.hw", &kvm_inventory("S1", "m1"));
     let b = write_hw(p, "b.hw", &kvm_inventory("S2", "m2"));
-    assert_eq!(
-        run(&[
-            "match",
-            "--config-dir",
-            p.to_str().unwrap(),
-            a.to_str().unwrap()
-        ])
-        .status
-        .code(),
-        Some(0)
-    );
+    assert_eq!(match_in(p, &a).status.code(), Some(0));
     let before = snapshot(p);
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        b.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &b);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("profile 'vm' matched but its CMDB (vm.cmdb) cannot give an entry: no more entry in the CMDB"), "{}", stderr(&o));
     assert_eq!(snapshot(p), before);
@@ -239,12 +214,7 @@ fn bad_input_says_where_exits_2_and_changes_nothing() {
         "bad.hw",
         "[('disk', 'sda', 'size', '1'),\n ('disk', 'sda', 'size')]",
     );
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        bad.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &bad);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("bad.hw:2:2: entry 2 must be a 4-tuple"),
@@ -252,12 +222,7 @@ fn bad_input_says_where_exits_2_and_changes_nothing() {
         stderr(&o)
     );
     let unbalanced = write_hw(p, "unb.hw", "[('disk', 'sda', 'size', '1'\n");
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        unbalanced.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &unbalanced);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o)
@@ -271,12 +236,7 @@ fn bad_input_says_where_exits_2_and_changes_nothing() {
 
     fs::write(p.join("state"), "[('vm', 'lots')]").unwrap();
     let hw = write_hw(p, "ok.hw", &kvm_inventory("S", "m"));
-    let o = run(&[
-        "match",
-        "--config-dir",
-        p.to_str().unwrap(),
-        hw.to_str().unwrap(),
-    ]);
+    let o = match_in(p, &hw);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("state: 1:9: entry 1: the quota must be a number of installs or '*'"),
