@@ -25,11 +25,14 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const LOCK_FILE: &str = ".rdeploy.lock";
 const JOURNAL: &str = ".rdeploy-journal";
 const NEW_SUFFIX: &str = ".rdeploy-new";
+/// Temporary files of single-file writes (unique per writer).
+const TMP_SUFFIX: &str = ".rdeploy-tmp";
 
 /// Errors of the store, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -226,12 +229,20 @@ fn write_synced(path: &Path, content: &[u8], like: &Path) -> Result<(), StoreErr
     f.sync_all().map_err(io_err(path))
 }
 
-/// Replaces one file atomically (temp, fsync, rename, fsync dir).
+/// Replaces one file atomically (temp, fsync, rename, fsync dir). Safe to call from
+/// several threads or processes for the same file: each writer has its own temporary
+/// file, and the last rename wins.
 pub fn write_atomic(dir: &Path, name: &str, content: &str) -> Result<(), StoreError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let target = dir.join(name);
-    let tmp = dir.join(new_name(name));
-    write_synced(&tmp, content.as_bytes(), &target)?;
-    fs::rename(&tmp, &target).map_err(io_err(&target))?;
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}{TMP_SUFFIX}", std::process::id()));
+    let result = write_synced(&tmp, content.as_bytes(), &target)
+        .and_then(|()| fs::rename(&tmp, &target).map_err(io_err(&target)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
     sync_dir(dir)
 }
 
@@ -247,19 +258,19 @@ fn commit(dir: &Path, writes: &[(String, String)]) -> Result<(), StoreError> {
                     &dir.join(name),
                 )?;
             }
-            let journal: Vec<serde_like::Entry> = writes
+            let journal: Vec<journal::Entry> = writes
                 .iter()
-                .map(|(n, _)| serde_like::Entry(n.clone()))
+                .map(|(n, _)| journal::Entry(n.clone()))
                 .collect();
-            write_atomic(dir, JOURNAL, &serde_like::to_text(&journal))?;
+            write_atomic(dir, JOURNAL, &journal::to_text(&journal))?;
             finish(dir, &journal)
         }
     }
 }
 
 /// Renames every journaled file into place, then drops the journal.
-fn finish(dir: &Path, journal: &[serde_like::Entry]) -> Result<(), StoreError> {
-    for serde_like::Entry(name) in journal {
+fn finish(dir: &Path, journal: &[journal::Entry]) -> Result<(), StoreError> {
+    for journal::Entry(name) in journal {
         let tmp = dir.join(new_name(name));
         if tmp.exists() {
             fs::rename(&tmp, dir.join(name)).map_err(io_err(&tmp))?;
@@ -284,7 +295,7 @@ fn recover(dir: &Path) -> Result<(), StoreError> {
             })
         }
     } {
-        let entries = serde_like::from_text(&text).map_err(|reason| StoreError::Journal {
+        let entries = journal::from_text(&text).map_err(|reason| StoreError::Journal {
             path: jpath.clone(),
             reason,
         })?;
@@ -296,7 +307,7 @@ fn recover(dir: &Path) -> Result<(), StoreError> {
         for entry in read.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(NEW_SUFFIX) {
+            if name.starts_with('.') && (name.ends_with(NEW_SUFFIX) || name.ends_with(TMP_SUFFIX)) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -306,7 +317,7 @@ fn recover(dir: &Path) -> Result<(), StoreError> {
 
 /// The journal format: one file name per line (names never contain a newline: they are
 /// `state` or `<profile>.<ext>` with checked profile names).
-mod serde_like {
+mod journal {
     #[derive(Debug)]
     pub struct Entry(pub String);
 
@@ -418,10 +429,10 @@ mod tests {
             fs::write(tmp.path().join(new_name(n)), c).unwrap();
         }
         let journal = vec![
-            serde_like::Entry("state".into()),
-            serde_like::Entry("a.cmdb".into()),
+            journal::Entry("state".into()),
+            journal::Entry("a.cmdb".into()),
         ];
-        fs::write(tmp.path().join(JOURNAL), serde_like::to_text(&journal)).unwrap();
+        fs::write(tmp.path().join(JOURNAL), journal::to_text(&journal)).unwrap();
         assert!(dir.has_pending_commit());
         dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
         assert_eq!(
@@ -474,9 +485,43 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_single_file_writes_do_not_collide() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        write_atomic(&dir, "node.json", &format!("writer {t} round {i}\n"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = fs::read_to_string(dir.join("node.json")).unwrap();
+        assert!(
+            text.starts_with("writer ") && text.ends_with(" round 49\n"),
+            "{text}"
+        );
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["node.json".to_owned()],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
     fn journal_parse_rejects_garbage() {
-        assert!(serde_like::from_text("rdeploy-journal v1\nstate\n").is_err());
-        assert!(serde_like::from_text("x").is_err());
-        assert!(serde_like::from_text("rdeploy-journal v1\n../x\nend\n").is_err());
+        assert!(journal::from_text("rdeploy-journal v1\nstate\n").is_err());
+        assert!(journal::from_text("x").is_err());
+        assert!(journal::from_text("rdeploy-journal v1\n../x\nend\n").is_err());
     }
 }
