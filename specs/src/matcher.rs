@@ -472,7 +472,7 @@ pub fn match_all(inventory: &Inventory, specs: &Specs) -> MatchResult {
 pub fn match_all_with_budget(inventory: &Inventory, specs: &Specs, budget: u64) -> MatchResult {
     let mut ctx = Ctx::new(&inventory.lines, &specs.specs, budget);
     let lines: Vec<u32> = (0..inventory.lines.len() as u32).collect();
-    let mut arr = Arr::default();
+    let mut arr = Arr(Vec::with_capacity(specs.len() * 2));
     let result = ctx.run(lines, 0, &mut arr, 0);
     let to_vars = |a: &Arr<'_>| {
         Vars(
@@ -533,6 +533,19 @@ impl<'a> Arr<'a> {
 #[derive(Debug)]
 struct GaveUp;
 
+/// A level-0 candidate list (see [`Ctx::candidates`]).
+#[derive(Clone, Copy)]
+enum Candidates {
+    Key(usize),
+    Category(u32),
+}
+
+/// The lines of a retry point: copied, or (level 0) rebuilt from the removal order.
+enum Retry {
+    Lines(Vec<u32>),
+    Level0 { taken: usize, chosen: u32 },
+}
+
 /// Per-(spec, line) result of the variable-independent checks.
 const UNKNOWN: u8 = 0;
 const NEVER: u8 = 1;
@@ -558,6 +571,18 @@ struct Ctx<'a> {
     cache: Vec<u8>,
     /// Lines exactly equal to each non-literal spec (first pass), computed on demand.
     exact: Vec<Option<Vec<u32>>>,
+    /// Lines of category `c`, in inventory order: `cat_order[cat_start[c]..cat_start[c + 1]]`.
+    cat_start: Vec<u32>,
+    cat_order: Vec<u32>,
+    /// Lines of one (category, key), in inventory order, shared by the specs that name
+    /// both literally (`('disk', '$d1', 'size', ...)`, `('disk', '$d2', 'size', ...)`).
+    key_lines: Vec<(u32, &'a Value, Vec<u32>)>,
+    /// Index into `key_lines` per spec, once looked up.
+    spec_key_lines: Vec<Option<usize>>,
+    /// Level 0 (the first forward pass) never reorders lines: which are still there, and
+    /// the order they were taken in (retry points are rebuilt from it on demand).
+    present: Vec<bool>,
+    removed: Vec<u32>,
     forced: Arr<'a>,
     first_failure: Option<usize>,
     memo: HashMap<StateKey<'a>, u32>,
@@ -571,7 +596,7 @@ impl<'a> Ctx<'a> {
     fn new(inv: &'a [Line], specs: &'a [CompiledSpec], budget: u64) -> Self {
         let mut cats: Vec<&str> = Vec::new();
         let mut last: Option<(&str, u32)> = None;
-        let line_cat = inv
+        let line_cat: Vec<u32> = inv
             .iter()
             .map(|l| {
                 let Value::Str(c) = &l[0] else {
@@ -593,6 +618,24 @@ impl<'a> Ctx<'a> {
                 id
             })
             .collect();
+        // Lines grouped by category, in inventory order (a counting sort: one array).
+        let mut cat_start = vec![0u32; cats.len() + 1];
+        for &c in &line_cat {
+            if let Some(n) = cat_start.get_mut(c as usize + 1) {
+                *n += 1;
+            }
+        }
+        for i in 1..cat_start.len() {
+            cat_start[i] += cat_start[i - 1];
+        }
+        let mut fill = cat_start.clone();
+        let mut cat_order = vec![0u32; cat_start[cats.len()] as usize];
+        for (l, &c) in line_cat.iter().enumerate() {
+            if let Some(at) = fill.get_mut(c as usize) {
+                cat_order[*at as usize] = l as u32;
+                *at += 1;
+            }
+        }
         let cat_id = |c: &str| {
             cats.iter()
                 .position(|k| *k == c)
@@ -632,6 +675,12 @@ impl<'a> Ctx<'a> {
         Ctx {
             inv,
             specs,
+            cat_start,
+            cat_order,
+            key_lines: Vec::new(),
+            spec_key_lines: vec![None; specs.len()],
+            present: vec![true; inv.len()],
+            removed: Vec::with_capacity(specs.len()),
             line_cat,
             spec_cat,
             spec_cat_exact,
@@ -661,7 +710,9 @@ impl<'a> Ctx<'a> {
         let line = &self.inv[l as usize];
         let mut mask = 0u8;
         let mut ok = true;
-        for (i, elem) in spec.elems.iter().enumerate() {
+        // Callers only pass lines of the spec's category when it is a literal.
+        let first = usize::from(self.spec_cat[s].is_some());
+        for (i, elem) in spec.elems.iter().enumerate().skip(first) {
             let pass = match elem {
                 Elem::Literal => line[i] == spec.raw[i],
                 Elem::Never => false,
@@ -740,26 +791,145 @@ impl<'a> Ctx<'a> {
     }
 
     /// eDeploy's `match_spec`: consumes and returns the matching line, binding variables.
-    fn match_spec(&mut self, s: usize, lines: &mut Vec<u32>, arr: &mut Arr<'a>) -> Option<u32> {
+    ///
+    /// At level 0 the remaining lines are in inventory order, so a spec whose category is
+    /// a literal only needs to look at that category's lines: same first line, fewer looks.
+    fn match_spec(
+        &mut self,
+        s: usize,
+        lines: &mut Vec<u32>,
+        arr: &mut Arr<'a>,
+        level0: bool,
+    ) -> Option<u32> {
         self.steps += lines.len() as u64;
+        let found = self.find_line(s, lines, arr, level0)?;
+        let (l, mask) = found;
+        for i in 0..4u8 {
+            if mask & (1 << i) != 0 {
+                arr.set(self.var_name(s, i as usize), l, i);
+            }
+        }
+        if level0 {
+            if let Ok(pos) = lines.binary_search(&l) {
+                lines.remove(pos);
+            }
+            self.present[l as usize] = false;
+            self.removed.push(l);
+        } else if let Some(pos) = lines.iter().position(|&x| x == l) {
+            lines.remove(pos);
+        }
+        Some(l)
+    }
+
+    /// The line spec `s` takes (first pass, then second pass) and the elements it binds.
+    fn find_line(
+        &mut self,
+        s: usize,
+        lines: &[u32],
+        arr: &Arr<'a>,
+        level0: bool,
+    ) -> Option<(u32, u8)> {
         if self.exact_possible[s] && !self.exact_lines(s).is_empty() {
             let exact = self.exact_lines(s).to_vec();
-            if let Some(pos) = lines.iter().position(|l| exact.contains(l)) {
-                return Some(lines.remove(pos));
+            let first = if level0 {
+                exact.iter().copied().find(|&l| self.present[l as usize])
+            } else {
+                lines.iter().copied().find(|l| exact.contains(l))
+            };
+            if let Some(l) = first {
+                return Some((l, 0));
             }
         }
-        for pos in 0..lines.len() {
-            let l = lines[pos];
-            if let Some(mask) = self.second_pass_ok(s, l, arr) {
-                for i in 0..4u8 {
-                    if mask & (1 << i) != 0 {
-                        arr.set(self.var_name(s, i as usize), l, i);
+        match self.spec_cat[s] {
+            Some(cat) if level0 => {
+                let list = self.candidates(s, cat);
+                let count = self.list_len(list);
+                for k in 0..count {
+                    let l = self.list_at(list, k);
+                    if self.present[l as usize] {
+                        if let Some(mask) = self.second_pass_ok(s, l, arr) {
+                            return Some((l, mask));
+                        }
                     }
                 }
-                return Some(lines.remove(pos));
+                None
             }
+            _ => lines
+                .iter()
+                .find_map(|&l| self.second_pass_ok(s, l, arr).map(|m| (l, m))),
         }
-        None
+    }
+
+    /// Where spec `s` (category `cat`) finds its candidate lines at level 0: the lines of
+    /// its (category, key) when the key is a literal, else all lines of the category.
+    fn candidates(&mut self, s: usize, cat: u32) -> Candidates {
+        if let Some(i) = self.spec_key_lines[s] {
+            return Candidates::Key(i);
+        }
+        let spec = &self.specs[s];
+        if !matches!(spec.elems[2], Elem::Literal) {
+            return Candidates::Category(cat);
+        }
+        let key: &'a Value = &spec.raw[2];
+        let i = match self
+            .key_lines
+            .iter()
+            .position(|(c, k, _)| *c == cat && *k == key)
+        {
+            Some(i) => i,
+            None => {
+                let lines: Vec<u32> = self
+                    .category(cat)
+                    .iter()
+                    .copied()
+                    .filter(|&l| self.inv[l as usize][2] == *key)
+                    .collect();
+                self.key_lines.push((cat, key, lines));
+                self.key_lines.len() - 1
+            }
+        };
+        self.spec_key_lines[s] = Some(i);
+        Candidates::Key(i)
+    }
+
+    fn list_len(&self, c: Candidates) -> usize {
+        match c {
+            Candidates::Key(i) => self.key_lines[i].2.len(),
+            Candidates::Category(cat) => self.category(cat).len(),
+        }
+    }
+
+    fn list_at(&self, c: Candidates, k: usize) -> u32 {
+        match c {
+            Candidates::Key(i) => self.key_lines[i].2[k],
+            Candidates::Category(cat) => self.category(cat)[k],
+        }
+    }
+
+    /// The lines of a category (none for an id no line has).
+    fn category(&self, cat: u32) -> &[u32] {
+        match (
+            self.cat_start.get(cat as usize),
+            self.cat_start.get(cat as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => &self.cat_order[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// The lines of a level-0 retry point: those left before `taken` lines were removed,
+    /// minus `chosen`, with `chosen` moved to the end (eDeploy's retry order).
+    fn level0_retry_lines(&self, taken: usize, chosen: u32) -> Vec<u32> {
+        let mut gone = vec![false; self.inv.len()];
+        for &l in &self.removed[..taken] {
+            gone[l as usize] = true;
+        }
+        gone[chosen as usize] = true;
+        let mut v: Vec<u32> = (0..self.inv.len() as u32)
+            .filter(|&l| !gone[l as usize])
+            .collect();
+        v.push(chosen);
+        v
     }
 
     /// eDeploy's `match_all` from spec `start` on, at nesting `level`.
@@ -777,15 +947,25 @@ impl<'a> Ctx<'a> {
             return Err(GaveUp);
         }
         let mut copy_len = arr.0.len();
-        let mut points: Vec<(Vec<u32>, usize, usize)> = Vec::new();
+        let level0 = level == 0;
+        let mut points: Vec<(Retry, usize, usize)> =
+            Vec::with_capacity(self.specs.len().saturating_sub(start));
         for s in start..self.specs.len() {
-            match self.match_spec(s, &mut lines, arr) {
+            match self.match_spec(s, &mut lines, arr, level0) {
                 Some(line) => {
                     // A retry point when the bindings changed (only new keys can change them).
                     if arr.0.len() != copy_len {
-                        let mut retry_lines = lines.clone();
-                        retry_lines.push(line);
-                        points.push((retry_lines, s, copy_len));
+                        let retry = if level0 {
+                            Retry::Level0 {
+                                taken: self.removed.len() - 1,
+                                chosen: line,
+                            }
+                        } else {
+                            let mut retry_lines = lines.clone();
+                            retry_lines.push(line);
+                            Retry::Lines(retry_lines)
+                        };
+                        points.push((retry, s, copy_len));
                         copy_len = arr.0.len();
                     }
                 }
@@ -793,7 +973,13 @@ impl<'a> Ctx<'a> {
                     if level == 0 && self.first_failure.is_none() {
                         self.first_failure = Some(s);
                     }
-                    while let Some((retry_lines, retry_spec, len)) = points.pop() {
+                    while let Some((retry, retry_spec, len)) = points.pop() {
+                        let retry_lines = match retry {
+                            Retry::Lines(v) => v,
+                            Retry::Level0 { taken, chosen } => {
+                                self.level0_retry_lines(taken, chosen)
+                            }
+                        };
                         let mut retry_arr = Arr(arr.0[..len].to_vec());
                         if !self.feasible(&retry_lines, retry_spec, &retry_arr) {
                             continue;
