@@ -19,6 +19,10 @@
 //! distinct remaining lines exists even ignoring variables not bound yet (a bipartite
 //! matching test, which every successful continuation satisfies), and remembers retry
 //! states that already failed at a given depth. A step budget bounds what is left.
+//!
+//! Before any retry the lines are still in inventory order, so that first pass looks only
+//! at the lines of a spec's (category, key) and rebuilds retry points only when needed;
+//! the order of candidates, hence every answer, is unchanged.
 
 use crate::funcs::{self, Call, Parsed};
 use crate::model::{Inventory, Line, SpecLine};
