@@ -116,20 +116,6 @@ impl Specs {
         }
     }
 
-    /// Compiles plain 4-tuples (no positions).
-    pub fn from_lines(lines: Vec<Line>) -> Specs {
-        Specs::compile(
-            lines
-                .into_iter()
-                .map(|elems| SpecLine {
-                    elems,
-                    pos: Pos::default(),
-                    extra: 0,
-                })
-                .collect(),
-        )
-    }
-
     /// Problems found while compiling.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
