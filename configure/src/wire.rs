@@ -17,6 +17,9 @@ pub struct UploadReply {
     pub var: serde_json::Map<String, serde_json::Value>,
     /// The profile's `.configure` script (Rhai source).
     pub script: String,
+    /// The node id the server filed the upload under (`/nodes/{id}/events`, `/nodes/{id}/log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A provisioning step the agent reports on.

@@ -142,6 +142,7 @@ pub async fn upload(
             profile: alloc.plan.profile,
             var,
             script: alloc.script,
+            node: Some(node.id.clone()),
         })
         .into_response());
     }

@@ -279,6 +279,7 @@ mod tests {
         let reply: rdeploy_configure::wire::UploadReply = serde_json::from_slice(&body)?;
         assert_eq!(reply.profile, "kvm");
         assert_eq!(reply.var.get("hostname"), Some(&serde_json::json!("vm010")));
+        assert!(reply.node.is_some_and(|id| !id.is_empty()));
         let resp = router
             .oneshot(Request::get("/nope").body(Body::empty())?)
             .await?;

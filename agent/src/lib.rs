@@ -1,0 +1,10 @@
+//! rdeploy-agent: the IO shell that provisions a machine and upgrades deployed hosts.
+//!
+//! - [`detect`]: the hardware inventory from `/sys`, `/proc` and DMI (eDeploy's vocabulary);
+//! - [`run`]: the provisioning run (upload, configure, install, report, boot action);
+//! - [`tree`]: role trees over HTTP: fresh installs and upgrades.
+
+pub mod cli;
+pub mod detect;
+pub mod run;
+pub mod tree;

@@ -1,0 +1,43 @@
+//! `rdeploy-agent`: the program in the PXE initramfs (detect, upload, configure, install) and on
+//! deployed hosts (upgrades).
+//!
+//! Thin: parse the command line, set up logging, run one function per subcommand, turn the
+//! outcome into an exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+use rdeploy_agent::cli::{Cli, Command};
+use rdeploy_agent::{detect, run, tree};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Detect(args) => detect::main(&args),
+        Command::Capture(args) => detect::capture_main(&args),
+        Command::Run(args) => run::main(&args),
+        Command::Upgrade(args) => tree::upgrade_main(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rdeploy-agent: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RDEPLOY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
