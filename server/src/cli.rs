@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// upload gets 503 with Retry-After and the agent retries later.
     #[arg(long, value_name = "N")]
     pub max_installs: Option<usize>,
+    /// With --max-installs: an install slot whose node sent no upload or event for this long
+    /// (an agent that died without reporting) is given to the next machine.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub install_timeout: std::time::Duration,
     /// File holding the bearer token that mutating operator endpoints require
     /// (/nextboot, /systems, /nodes/ID/boot, PXE Pilot deploys). Agent endpoints stay open.
     #[arg(long, value_name = "FILE")]

@@ -85,7 +85,9 @@ pub async fn upload(
             ));
         }
     }
-    if let Err(taken) = app.nodes.admit(&identity.name, app.max_installs) {
+    if let Err(taken) = app
+        .nodes
+        .admit(&identity.name, app.max_installs, app.install_timeout) {
         app.metrics.refused("install_limit");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -94,11 +96,21 @@ pub async fn upload(
         )
         .retry_after(INSTALL_RETRY_AFTER));
     }
-    app.save_hw(&identity, &inventory).await?;
     let holds = app.nodes.install_in_progress(&identity.name);
     let started = std::time::Instant::now();
-    let result = app.writer.upload(UploadJob { inventory, holds }).await;
+    // The inventory file is a record, the allocation is the answer: both go to disk at once,
+    // so an upload waits for the slower of the two instead of their sum.
+    let hw_text = inventory.to_python();
+    let (saved, result) = tokio::join!(
+        app.save_hw(&identity, hw_text),
+        app.writer.upload(UploadJob { inventory, holds })
+    );
     app.metrics.allocation(started.elapsed());
+    if saved.is_err() {
+        // The allocation may already be committed: answering it (and recording the node)
+        // keeps the entry with its machine. The write error is in the log already.
+        tracing::error!("inventory not saved under hw/; answering the allocation anyway");
+    }
     let alloc = match result {
         Ok(a) => a,
         Err(refusal) => {

@@ -33,7 +33,6 @@ use axum::http::Request;
 use axum::routing::{get, post, put};
 use axum::Router;
 use rdeploy_cmdb::ConfigDir;
-use rdeploy_specs::Inventory;
 use tower_http::trace::TraceLayer;
 
 use crate::cli::ServeArgs;
@@ -61,6 +60,8 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// `--max-installs`: installs under way at most (admission control).
     pub max_installs: Option<usize>,
+    /// `--install-timeout`: a silent install slot is reclaimed after this long.
+    pub install_timeout: std::time::Duration,
     /// `--admin-token-file`: the bearer token mutating operator endpoints require.
     pub admin_token: Option<String>,
 }
@@ -79,6 +80,7 @@ impl AppState {
         data_dir: PathBuf,
         boot: boot::BootConfig,
         max_installs: Option<usize>,
+        install_timeout: std::time::Duration,
         baseline: bool,
         admin_token: Option<String>,
     ) -> Result<AppState> {
@@ -97,19 +99,17 @@ impl AppState {
                 boot,
                 metrics: metrics::Metrics::default(),
                 max_installs,
+                install_timeout,
                 admin_token,
             }),
         })
     }
 
     /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
-    pub async fn save_hw(&self, id: &Identity, inventory: &Inventory) -> Result<(), ApiError> {
+    pub async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), ApiError> {
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        self.nodes
-            .disk()
-            .write_atomic(dir, file, inventory.to_python())
-            .await
+        self.nodes.disk().write_atomic(dir, file, inventory).await
     }
 }
 
@@ -204,6 +204,7 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         data_dir,
         boot,
         args.max_installs,
+        args.install_timeout,
         args.cgi_baseline,
         admin_token,
     )?;
@@ -263,7 +264,15 @@ mod tests {
         let tmp = tempfile::tempdir()?;
         let config = demo::extract(tmp.path())?;
         let boot = boot::BootConfig::new("http://127.0.0.1:1", None, tmp.path());
-        let state = AppState::open(config, tmp.path().to_owned(), boot, None, false, None)?;
+        let state = AppState::open(
+            config,
+            tmp.path().to_owned(),
+            boot,
+            None,
+            std::time::Duration::from_secs(3600),
+            false,
+            None,
+        )?;
         let router = app(state);
         let hw = include_str!("../../../examples/hw/kvm.json");
         let resp = router

@@ -6,10 +6,10 @@
 //! (`discovered → matched → configuring → installing → installed`, or `failed`), the
 //! agent's progress events, and its next boot.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -218,7 +218,8 @@ pub struct Nodes {
     systems_file: PathBuf,
     /// Nodes holding an install slot (admission control): admitted, not yet installed or
     /// failed.
-    installing: Mutex<HashSet<String>>,
+    /// Install slots: node id → last sign of life (admission, upload, event).
+    installing: Mutex<HashMap<String, Instant>>,
     disk: super::disk::Disk,
 }
 
@@ -256,7 +257,7 @@ impl Nodes {
         let installing = records
             .values()
             .filter(|n: &&Node| in_progress(n.state))
-            .map(|n| n.id.clone())
+            .map(|n| (n.id.clone(), Instant::now()))
             .collect();
         Ok(Nodes {
             disk: super::disk::Disk::default(),
@@ -374,28 +375,57 @@ impl Nodes {
     }
 
     /// Admission control: takes an install slot for `id` unless `max` are taken (a node
-    /// that already holds one keeps it). Returns the number of slots taken, or `Err` with it
-    /// when full.
-    pub fn admit(&self, id: &str, max: Option<usize>) -> Result<usize, usize> {
-        let Ok(mut set) = self.installing.lock() else {
+    /// that already holds one keeps it). When full, slots whose node gave no sign of life
+    /// (upload, event) for `stale_after` are reclaimed first: an agent that died without a
+    /// report does not hold its slot forever. Returns the number of slots taken, or `Err`
+    /// with it when full.
+    pub fn admit(&self, id: &str, max: Option<usize>, stale_after: Duration) -> Result<usize, usize> {
+        let Ok(mut slots) = self.installing.lock() else {
             return Ok(0);
         };
-        if set.contains(id) {
-            return Ok(set.len());
+        let now = Instant::now();
+        if let Some(seen) = slots.get_mut(id) {
+            *seen = now;
+            return Ok(slots.len());
         }
-        match max {
-            Some(m) if set.len() >= m => Err(set.len()),
-            _ => {
-                set.insert(id.to_owned());
-                Ok(set.len())
-            }
+        let Some(max) = max else {
+            slots.insert(id.to_owned(), now);
+            return Ok(slots.len());
+        };
+        if slots.len() >= max {
+            slots.retain(|node, seen| {
+                let silent = now.saturating_duration_since(*seen);
+                let keep = silent < stale_after;
+                if !keep {
+                    tracing::warn!(
+                        node = %node,
+                        silent_s = silent.as_secs(),
+                        "install slot reclaimed: no upload or event within --install-timeout"
+                    );
+                }
+                keep
+            });
         }
+        if slots.len() >= max {
+            return Err(slots.len());
+        }
+        slots.insert(id.to_owned(), now);
+        Ok(slots.len())
     }
 
     /// Gives an install slot back (the upload got nothing).
     pub fn release(&self, id: &str) {
-        if let Ok(mut set) = self.installing.lock() {
-            set.remove(id);
+        if let Ok(mut slots) = self.installing.lock() {
+            slots.remove(id);
+        }
+    }
+
+    /// Notes a sign of life from a node holding an install slot.
+    fn touch(&self, id: &str) {
+        if let Ok(mut slots) = self.installing.lock() {
+            if let Some(seen) = slots.get_mut(id) {
+                *seen = Instant::now();
+            }
         }
     }
 
@@ -536,6 +566,8 @@ impl Nodes {
         }
         if matches!(node.state, NodeState::Installed | NodeState::Failed) {
             self.release(id);
+        } else {
+            self.touch(id);
         }
         drop(_guard);
         self.forget_lock(id, lock);
@@ -639,6 +671,25 @@ mod tests {
         assert_eq!(parse_boot("../x"), None);
         assert_eq!(parse_boot(".x"), None);
         assert_eq!(parse_boot(""), None);
+    }
+
+    #[test]
+    fn silent_install_slots_are_reclaimed_when_full() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let nodes = Nodes::load(tmp.path())?;
+        let hour = Duration::from_secs(3600);
+        assert_eq!(nodes.admit("a", Some(2), hour), Ok(1));
+        assert_eq!(nodes.admit("b", Some(2), hour), Ok(2));
+        // Full, and nobody has been silent for an hour: refused, nothing reclaimed.
+        assert_eq!(nodes.admit("c", Some(2), hour), Err(2));
+        // A node that holds a slot is always admitted again.
+        assert_eq!(nodes.admit("a", Some(2), hour), Ok(2));
+        // With a zero timeout every other slot is stale: "c" takes one, "a" and "b" are gone.
+        assert_eq!(nodes.admit("c", Some(2), Duration::ZERO), Ok(1));
+        assert_eq!(nodes.installs_in_flight(), 1);
+        // Without a cap nothing is reclaimed.
+        assert_eq!(nodes.admit("d", None, Duration::ZERO), Ok(2));
+        Ok(())
     }
 
     #[tokio::test]
