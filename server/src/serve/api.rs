@@ -87,7 +87,8 @@ pub async fn upload(
     }
     if let Err(taken) = app
         .nodes
-        .admit(&identity.name, app.max_installs, app.install_timeout) {
+        .admit(&identity.name, app.max_installs, app.install_timeout)
+    {
         app.metrics.refused("install_limit");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
