@@ -23,7 +23,8 @@
 //! # Ok::<(), String>(())
 //! ```
 //!
-//! The module [`wire`] holds the JSON shapes the server and the agent exchange.
+//! The module [`wire`] holds the JSON shapes the server and the agent exchange; [`tree_wire`]
+//! those of role trees (manifests, install and upgrade reports).
 
 mod api;
 mod convert;
@@ -34,6 +35,7 @@ pub mod network;
 mod outcome;
 mod system;
 pub mod tools;
+pub mod tree_wire;
 pub mod wire;
 
 pub use convert::{to_dynamic, to_json};

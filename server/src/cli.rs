@@ -114,6 +114,11 @@ pub enum Command {
     /// Each profile: installs left, CMDB entries used, nodes.
     Quota(ServerArgs),
 
+    /// List the role trees a server's data dir holds (DATA_DIR/install/<version>/<role>/):
+    /// role, version, entries and bytes.
+    #[command(after_help = "Example:\n  rdeploy roles --data-dir /var/lib/rdeploy")]
+    Roles(RolesArgs),
+
     /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
     #[command(
         name = "dnsmasq-config",
@@ -241,6 +246,16 @@ pub struct ServeArgs {
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RolesArgs {
+    /// The server's data dir (as given to `rdeploy serve --data-dir`).
+    #[arg(long, value_name = "DIR", default_value = "rdeploy-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

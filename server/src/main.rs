@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         }),
         cli::Command::Quota(args) => ops::quota(&args),
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
+        cli::Command::Roles(args) => serve::roles::roles_main(&args),
     };
     match result {
         Ok(code) => code.into(),

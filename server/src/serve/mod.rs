@@ -9,6 +9,7 @@
 //! - [`identity`]: eDeploy's machine names and MACs;
 //! - [`error`]: `ApiError`, the one error answer;
 //! - [`disk`]: atomic file writes from handlers, a few at a time;
+//! - [`roles`]: role trees (`DATA_DIR/install/<version>/<role>/`) and upgrade metadata;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod metrics;
 pub mod node_api;
 pub mod nodes;
+pub mod roles;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -129,6 +131,16 @@ pub fn app(state: AppState) -> Router {
         .route("/nodes/{id}", get(node_api::show))
         .route("/nodes/{id}/events", post(node_api::event))
         .route("/nodes/{id}/boot", post(boot::set_node_boot))
+        .route("/nodes/{id}/tree", post(roles::report))
+        .route("/roles", get(roles::roles))
+        .route("/roles/{role}/{version}/manifest", get(roles::manifest))
+        .route("/roles/{role}/{version}/blob/{sha256}", get(roles::blob))
+        .route("/roles/{role}/{version}/stream", get(roles::stream))
+        .route("/roles/{role}/{version}/upgrades", get(roles::upgrades))
+        .route(
+            "/roles/{role}/{version}/upgrades/{to}/{file}",
+            get(roles::upgrade_file),
+        )
         .route("/boot.ipxe", get(boot::generic_ipxe))
         .route("/boot/{file}", get(boot::mac_ipxe))
         .route("/localboot", get(boot::localboot_caller))

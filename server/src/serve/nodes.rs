@@ -110,6 +110,12 @@ pub struct Node {
     pub var: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default = "default_boot")]
     pub boot: BootTarget,
+    /// The role tree installed (an install or upgrade report that succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The role tree's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub history: Vec<StateChange>,
     #[serde(default)]
     pub events: VecDeque<Event>,
@@ -126,6 +132,8 @@ impl Node {
             profile: None,
             var: None,
             boot: BootTarget::Install,
+            role: None,
+            version: None,
             history: vec![StateChange {
                 state: NodeState::Discovered,
                 at: at.to_owned(),
@@ -164,6 +172,8 @@ impl Node {
             "hostname": self.var.as_ref().and_then(|v| v.get("hostname")).cloned(),
             "macs": self.identity.macs,
             "boot": self.boot.to_string(),
+            "role": self.role,
+            "version": self.version,
             "last_event": last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
             "updated_at": self.updated_at,
         })
@@ -198,6 +208,8 @@ pub enum Transition {
     Alert { message: String },
     /// The agent uploaded its log.
     Log { message: String },
+    /// A role tree install or upgrade began or ended (event `install` or `upgrade`).
+    Tree(rdeploy_configure::tree_wire::TreeReport),
 }
 
 /// Now, as RFC 3339 (UTC, seconds).
@@ -379,7 +391,12 @@ impl Nodes {
     /// (upload, event) for `stale_after` are reclaimed first: an agent that died without a
     /// report does not hold its slot forever. Returns the number of slots taken, or `Err`
     /// with it when full.
-    pub fn admit(&self, id: &str, max: Option<usize>, stale_after: Duration) -> Result<usize, usize> {
+    pub fn admit(
+        &self,
+        id: &str,
+        max: Option<usize>,
+        stale_after: Duration,
+    ) -> Result<usize, usize> {
         let Ok(mut slots) = self.installing.lock() else {
             return Ok(0);
         };
@@ -652,6 +669,36 @@ fn apply(node: &mut Node, t: Transition, at: &str) {
         }
         Transition::Alert { message } => node.event(ev("alert", message)),
         Transition::Log { message } => node.event(ev("log", message)),
+        Transition::Tree(r) => {
+            use rdeploy_configure::tree_wire::TreeStatus;
+            let from = r
+                .from
+                .as_deref()
+                .map(|f| format!(" from {f}"))
+                .unwrap_or_default();
+            let mut message = format!("{} {}{from} to {}", r.action, r.role, r.version);
+            if r.status != TreeStatus::Started {
+                message.push_str(&format!(
+                    ": {} bytes transferred of {}, {} changes",
+                    r.bytes, r.tree_bytes, r.changes
+                ));
+            }
+            if !r.message.is_empty() {
+                message.push_str(&format!(" ({})", r.message));
+            }
+            node.event(Event {
+                at: at.to_owned(),
+                kind: r.action.to_string(),
+                step: None,
+                status: Some(r.status.to_string()),
+                message,
+                agent_time: None,
+            });
+            if r.status == TreeStatus::Succeeded {
+                node.role = Some(r.role);
+                node.version = Some(r.version);
+            }
+        }
     }
 }
 
