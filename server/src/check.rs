@@ -1,10 +1,13 @@
-//! `rdeploy check`: lint a config dir and explain which profile inventories would get.
+//! `rdeploy check`: lint a config dir, compile its configure scripts, and explain which
+//! profile inventories would get, with the plan of commands and files their script would run.
 //!
-//! Read-only: it takes no lock and writes nothing.
+//! Read-only: it takes no lock and writes nothing. Matching uses the pure pipeline on a memory
+//! copy of the files (no CMDB entry is saved) and scripts run on a recording host (nothing is
+//! executed).
 
 use crate::cli::CheckArgs;
 use crate::commands::{read_inventory, Outcome};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rdeploy_cmdb::cmdb::{Cmdb, CmdbError};
 use rdeploy_cmdb::pipeline::{find_match, MemorySource};
 use rdeploy_cmdb::store::ConfigDir;
@@ -13,6 +16,7 @@ use rdeploy_specs::matcher::Severity;
 use rdeploy_specs::{model, Pos, Specs};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Collected findings, printed as `file:line:col: level: message`.
 #[derive(Debug, Default)]
@@ -115,6 +119,8 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
         }
     }
 
+    check_scripts(&dir, &mut report)?;
+
     let mut unmatched = 0;
     if let Some(state) = &state {
         for hw in &args.hw {
@@ -127,12 +133,17 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
                 }
             };
             match find_match(state, &inventory, &mut source) {
-                Ok(plan) => println!(
-                    "{}: matches profile '{}' with {}",
-                    hw.display(),
-                    plan.profile,
-                    serde_json::to_string(&plan.vars.to_json()).unwrap_or_default()
-                ),
+                Ok(plan) => {
+                    let vars = plan.vars.to_json();
+                    println!(
+                        "{}: matches profile '{}' with {}",
+                        hw.display(),
+                        plan.profile,
+                        serde_json::to_string(&vars).unwrap_or_default()
+                    );
+                    let vars = vars.as_object().cloned().unwrap_or_default();
+                    dry_run_profile(&dir, &plan.profile, &vars, &mut report)?;
+                }
                 Err(e) => {
                     unmatched += 1;
                     println!("{}: no match: {}", hw.display(), e.explain());
@@ -276,6 +287,71 @@ fn check_profile(
         );
     }
     source.add(profile, specs_text.as_deref(), cmdb_text.as_deref());
+    Ok(())
+}
+
+/// Compiles every `*.configure` of the dir: syntax errors at `file:line:column`.
+fn check_scripts(dir: &ConfigDir, report: &mut Report) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .with_context(|| format!("cannot list {}", dir.path().display()))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".configure") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    for name in names {
+        let Some(text) = dir.read(&name)? else {
+            continue;
+        };
+        if let Err(e) = rdeploy_configure::compile(&name, &text) {
+            report_script_error(report, &dir.file(&name), &e);
+        }
+    }
+    Ok(())
+}
+
+fn report_script_error(report: &mut Report, path: &Path, e: &rdeploy_configure::ScriptError) {
+    let pos = e.line.map(|line| Pos {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        col: e.column.and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+    });
+    let mut message = format!("{}: {}", e.kind, e.message);
+    for (func, line, col) in &e.call_stack {
+        message.push_str(&format!(" (in function {func} called at {line}:{col})"));
+    }
+    report.say(Severity::Error, path, pos, &message);
+}
+
+/// Runs the profile's script with the matched variables on a recording host and prints the
+/// plan: settings (`# role: ...`), then each command (`$ ...`) and file, indented.
+fn dry_run_profile(
+    dir: &ConfigDir,
+    profile: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    report: &mut Report,
+) -> Result<()> {
+    let name = format!("{profile}.configure");
+    let Some(text) = dir.read(&name)? else {
+        return Ok(()); // already reported as missing
+    };
+    let Ok(script) = rdeploy_configure::compile(&name, &text) else {
+        return Ok(()); // already reported by check_scripts
+    };
+    let host = Rc::new(rdeploy_configure::RecordingHost::new());
+    match rdeploy_configure::run(
+        &script,
+        vars,
+        host.clone(),
+        &rdeploy_configure::Options::default(),
+    ) {
+        Ok(outcome) => {
+            println!("  plan of {name} (dry run, nothing executed):");
+            for line in outcome.summary().lines().chain(host.render().lines()) {
+                println!("    {line}");
+            }
+        }
+        Err(e) => report_script_error(report, &dir.file(&name), &e.error),
+    }
     Ok(())
 }
 

@@ -68,11 +68,13 @@ pub enum Command {
     ///
     /// Reports unbalanced brackets, entries that are not 4-tuples, unknown functions
     /// (gtt(4)), profiles in state without a .specs, malformed generate() ranges, missing
-    /// .configure scripts, and eDeploy quirks worth knowing (a profile that binds no
-    /// variable hands every node the first CMDB entry). With inventories, says which
-    /// profile each would get and, when none, why — per profile, the quota or the first
-    /// spec line that could not be satisfied. Changes no file. Exit 0 when no error was
-    /// found (warnings allowed), 2 otherwise, 1 when an inventory matches no profile.
+    /// .configure scripts, configure scripts that do not compile, and eDeploy quirks worth
+    /// knowing (a profile that binds no variable hands every node the first CMDB entry).
+    /// With inventories, says which profile each would get and, when none, why — per
+    /// profile, the quota or the first spec line that could not be satisfied — and prints
+    /// the plan of the matched profile's script run with the matched variables (commands
+    /// and files, nothing executed). Changes no file. Exit 0 when no error was found
+    /// (warnings allowed), 2 otherwise, 1 when an inventory matches no profile.
     #[command(after_help = "Example:\n  rdeploy check --config-dir /etc/rdeploy hw/*.json")]
     Check(CheckArgs),
 
