@@ -286,8 +286,12 @@ fn an_unreadable_file_loses_its_lines_not_the_inventory() -> TestResult {
 #[test]
 fn detecting_this_machine_equals_detecting_its_capture() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let (while_capturing, stats) = capture(tmp.path())?;
+    let (mut while_capturing, stats) = capture(tmp.path())?;
     assert!(stats.files > 0);
+    // a BMC answers only live: its lines are not in the capture
+    while_capturing
+        .lines
+        .retain(|l| l[0].as_str() != Some("ipmi") && l[1].as_str() != Some("ipmi"));
     let replayed = detect(&Root::dir(tmp.path()));
     assert_eq!(to_json_lines(&replayed), to_json_lines(&while_capturing));
 
