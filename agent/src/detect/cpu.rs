@@ -10,7 +10,9 @@
 //!   `architecture`, `min_Mhz` / `max_Mhz` (floats, when cpufreq is there), `flags`,
 //!   `threads_per_core` (integer);
 //! - `cpu physical smt`, `cpu physical_N boost`, `cpu logical_N governor` when the kernel
-//!   has them.
+//!   has them;
+//! - `numa nodes count`, `numa node_N cpu_count` (integers) and `cpu_mask` (hex without
+//!   leading zeros, as `lscpu -x`) from `/sys/devices/system/node`.
 //!
 //! `frequency` is lshw's nominal frequency in Hz (`'2200000000'`): from the `@ 2.20GHz` of
 //! the model name, else cpufreq's `base_frequency`, else `cpuinfo_max_freq`, else the
@@ -180,6 +182,62 @@ pub fn detect(root: &Root, out: &mut Lines) {
             out.push("cpu", &format!("logical_{n}"), "governor", g);
         }
     }
+    numa(root, out);
+}
+
+/// The number of CPUs in a kernel CPU list (`0-9,20-29` → 20).
+pub fn count_cpu_list(list: &str) -> i64 {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| match item.trim().split_once('-') {
+            Some((a, b)) => match (a.parse::<i64>(), b.parse::<i64>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 0,
+            },
+            None => 1,
+        })
+        .sum()
+}
+
+/// A sysfs `cpumap` (`00,3ff003ff`) as `lscpu -x` writes it (`3ff003ff`).
+pub fn lscpu_mask(cpumap: &str) -> String {
+    let digits: String = cpumap.chars().filter(|c| *c != ',').collect();
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// `numa nodes count` and `numa node_N cpu_count / cpu_mask` from
+/// `/sys/devices/system/node` (eDeploy read them from `lscpu` and `lscpu -x`).
+fn numa(root: &Root, out: &mut Lines) {
+    const NODES: &str = "/sys/devices/system/node";
+    let Ok(names) = root.read_dir(NODES) else {
+        tracing::debug!("no {NODES}: no NUMA lines");
+        return;
+    };
+    let mut nodes: Vec<u32> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("node")?.parse().ok())
+        .collect();
+    nodes.sort_unstable();
+    if nodes.is_empty() {
+        return;
+    }
+    out.push("numa", "nodes", "count", nodes.len() as i64);
+    for n in nodes {
+        let tag = format!("node_{n}");
+        let (Some(list), Some(map)) = (
+            super::read_line_logged(root, &format!("{NODES}/node{n}/cpulist")),
+            super::read_line_logged(root, &format!("{NODES}/node{n}/cpumap")),
+        ) else {
+            continue;
+        };
+        out.push("numa", &tag, "cpu_count", count_cpu_list(&list));
+        out.push("numa", &tag, "cpu_mask", lscpu_mask(&map));
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +263,16 @@ mod tests {
         let blocks = parse_cpuinfo(text);
         assert_eq!(blocks.len(), 2);
         assert_eq!(blocks[1].get("physical id").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn numa_lists_and_masks_as_lscpu() {
+        assert_eq!(count_cpu_list("0-9,20-29"), 20);
+        assert_eq!(count_cpu_list("0"), 1);
+        assert_eq!(count_cpu_list(""), 0);
+        assert_eq!(lscpu_mask("00,3ff003ff"), "3ff003ff");
+        assert_eq!(lscpu_mask("00000003"), "3");
+        assert_eq!(lscpu_mask("00000000"), "0");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | `disk logical count`, `disk sdX size/vendor/model/rev/optimal_io_size/physical_block_size/rotational/nr_requests/scheduler`, `Write Cache Enable`, `Read Cache Disable`, `wwn-id`/`scsi-id`/`id` | `/sys/block`, `/dev/disk/by-id` ([`disk`]) |
 //! | `system product vendor/name/version/serial/uuid`, `system motherboard ...`, `firmware bios vendor/version/date` | `/sys/class/dmi/id` ([`system`]) |
 //! | `memory total size` (bytes) | `/sys/devices/system/memory`, else `/proc/meminfo` ([`memory`]) |
-//! | `cpu physical number`, `cpu logical number`, `cpu physical_N vendor/product/frequency/cores/threads/...` | `/proc/cpuinfo`, cpufreq ([`cpu`]) |
+//! | `cpu physical number`, `cpu logical number`, `cpu physical_N vendor/product/frequency/cores/threads/...`, `numa ...` | `/proc/cpuinfo`, cpufreq, `/sys/devices/system/node` ([`cpu`]) |
 //! | `network IFACE businfo/size/serial/ipv4/ipv4-netmask/ipv4-cidr/ipv4-network/link/driver/duplex/speed` | `/sys/class/net`, `/proc/net/route`, `/proc/net/fib_trie` ([`network`]) |
 //! | `system kernel version/arch/cmdline` | `/proc/sys/kernel`, `/proc/cmdline` ([`system`]) |
 //! | `system ipmi channel`, `ipmi lan ...` | `ipmitool`, live only ([`ipmi`]) |
