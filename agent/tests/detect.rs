@@ -151,6 +151,33 @@ fn the_server_fixture_speaks_edeploys_vocabulary() -> TestResult {
     Ok(())
 }
 
+/// Our disk lines against what eDeploy's `hardware.diskinfo.detect()` (0.33) says about the
+/// same trees (recorded by `edeploy-diskinfo.py`): same lines, same values, same order within
+/// a disk (eDeploy lists disks in directory order, we sort them by name).
+#[test]
+fn disk_lines_are_the_ones_edeploy_reports_on_the_same_tree() -> TestResult {
+    for machine in ["dell-r630", "qemu-kvm-guest", "firecracker-kvm-guest"] {
+        let path = sysroot(&format!("{machine}.edeploy-disk.json"));
+        let theirs = Inventory::parse(&std::fs::read_to_string(&path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let ours = detect(&Root::dir(sysroot(machine)));
+        let by_disk = |inv: &Inventory| {
+            let mut lines: Vec<_> = inv
+                .lines
+                .iter()
+                .filter(|l| l[0].as_str() == Some("disk"))
+                .cloned()
+                .collect();
+            lines.sort_by(|a, b| a[1].as_str().cmp(&b[1].as_str()));
+            lines
+        };
+        let (ours, theirs) = (by_disk(&ours), by_disk(&theirs));
+        assert!(theirs.len() > 1, "{machine}: nothing recorded");
+        assert_eq!(ours, theirs, "{machine}");
+    }
+    Ok(())
+}
+
 fn specs(path: &Path) -> Result<Specs, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)?;
     let lines = parse_specs(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -269,7 +296,7 @@ fn an_unreadable_file_loses_its_lines_not_the_inventory() -> TestResult {
     std::fs::remove_file(tmp.path().join("proc/cpuinfo"))?;
     std::fs::create_dir(tmp.path().join("proc/cpuinfo"))?;
     let inv = detect(&Root::dir(tmp.path()));
-    assert_eq!(get(&inv, "disk", "logical", "count"), Some("2"));
+    assert_eq!(get(&inv, "disk", "logical", "count"), Some("3"));
     assert!(get(&inv, "disk", "vdb", "size").is_none());
     assert_eq!(get(&inv, "disk", "vdc", "size"), Some("21"));
     assert!(inv.get("cpu", "logical", "number").is_none());
