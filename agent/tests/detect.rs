@@ -336,6 +336,8 @@ fn detecting_this_machine_equals_detecting_its_capture() -> TestResult {
     };
     assert_eq!(strip_ipmi(&captured), strip_ipmi(&live));
     assert!(Inventory::parse(&live).is_ok());
+    // a second capture into the same directory is refused (stale files would mix in)
+    assert!(agent(&["capture", "--out", out]).is_err());
     Ok(())
 }
 

@@ -196,6 +196,15 @@ pub fn to_json_lines(inventory: &Inventory) -> String {
 
 /// Runs `capture`.
 pub fn capture_main(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
+    // a capture is exactly what detection read: stale files of an earlier one would be read
+    // back as if they were this machine's
+    if let Ok(mut entries) = std::fs::read_dir(&args.out) {
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "{} is not empty: capture into a new directory",
+            args.out.display()
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let (inventory, stats) =

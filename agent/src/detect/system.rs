@@ -116,3 +116,66 @@ pub fn detect_kernel(root: &Root, out: &mut Lines) {
         out.push("system", "kernel", "cmdline", c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdeploy_specs::Value;
+
+    fn tree(files: &[(&str, &str)]) -> std::io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        for (name, content) in files {
+            let path = dir.path().join("sys/class/dmi/id").join(name);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir.path()))?;
+            std::fs::write(path, format!("{content}\n"))?;
+        }
+        Ok(dir)
+    }
+
+    fn serial(files: &[(&str, &str)], nic: Option<&str>) -> std::io::Result<Option<Value>> {
+        let dir = tree(files)?;
+        let mut out = Lines::default();
+        detect_dmi(&Root::dir(dir.path()), &mut out, nic);
+        Ok(out.get("system", "product", "serial").cloned())
+    }
+
+    #[test]
+    fn fake_serials_are_replaced_as_edeploy_does() -> std::io::Result<()> {
+        let uuid = ("product_uuid", "00020003-0004-0005-0006-000700080009");
+        assert_eq!(
+            serial(&[("product_serial", "0123456789"), uuid], None)?,
+            Some("00020003-0004-0005-0006-000700080009".into())
+        );
+        assert_eq!(
+            serial(
+                &[("product_serial", "0000000000"), ("board_serial", "ZM123")],
+                Some("0025904a1b2c")
+            )?,
+            Some("ZM123".into())
+        );
+        assert_eq!(
+            serial(&[("product_serial", "0000000000")], Some("0025904a1b2c"))?,
+            Some("0025904a1b2c".into())
+        );
+        assert_eq!(
+            serial(&[("product_serial", "CZJ5210421"), uuid], None)?,
+            Some("CZJ5210421".into())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_sku_joins_the_product_name() -> std::io::Result<()> {
+        let dir = tree(&[
+            ("product_name", "ProLiant DL360 Gen9"),
+            ("product_sku", "755258-B21"),
+        ])?;
+        let mut out = Lines::default();
+        detect_dmi(&Root::dir(dir.path()), &mut out, None);
+        assert_eq!(
+            out.get("system", "product", "name"),
+            Some(&Value::from("ProLiant DL360 Gen9 (755258-B21)"))
+        );
+        Ok(())
+    }
+}
