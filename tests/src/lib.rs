@@ -1,2 +1,247 @@
 //! Shared helpers for rdeploy's end-to-end tests: locating the workspace's binaries, starting
-//! `rdeploy serve` on a loopback port, fixture paths.
+//! `rdeploy serve` on a loopback port, copying config dirs, and small HTTP calls.
+//!
+//! The binaries are the ones `cargo test --workspace` builds into the target directory (found
+//! from the test executable's own path). When one is missing or older than its sources
+//! (`cargo test -p rdeploy-tests` alone), [`binary`] builds it with the `cargo` that runs
+//! the tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root (the directory of the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map_or_else(|| here.to_owned(), Path::to_owned)
+}
+
+/// A file or directory of the workspace, from a path relative to its root.
+pub fn workspace_path(rel: &str) -> PathBuf {
+    workspace_root().join(rel)
+}
+
+/// The package that builds each binary of the workspace.
+fn package_of(binary: &str) -> Result<&'static str> {
+    Ok(match binary {
+        "rdeploy" => "rdeploy-server",
+        "rdeploy-agent" => "rdeploy-agent",
+        "rdeploy-initrd" => "rdeploy-initrd",
+        other => bail!("unknown workspace binary {other:?}"),
+    })
+}
+
+/// The sources a binary is built from (its package and the library crates it uses).
+fn source_dirs(package: &str) -> Vec<PathBuf> {
+    let crate_dir = match package {
+        "rdeploy-server" => "server",
+        "rdeploy-agent" => "agent",
+        "rdeploy-initrd" => "initrd",
+        _ => "",
+    };
+    [crate_dir, "specs", "cmdb", "configure"]
+        .iter()
+        .filter(|d| !d.is_empty())
+        .map(|d| workspace_path(d).join("src"))
+        .collect()
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<SystemTime> {
+    let mut best = None;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(m) = meta.modified() {
+                best = best.max(Some(m));
+            }
+        }
+    }
+    best
+}
+
+/// The target profile directory the running test executable lives in (`target/debug`).
+fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the test executable")?;
+    // target/debug/deps/agent_e2e-HASH → target/debug
+    exe.ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .map(Path::to_owned)
+        .with_context(|| format!("{} is not under a cargo target dir", exe.display()))
+}
+
+/// The path of workspace binary `name` (`rdeploy`, `rdeploy-agent`), built first when it is
+/// missing or older than its sources.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let package = package_of(name)?;
+    let path = profile_dir()?.join(name);
+    if built.iter().any(|b| b == name) {
+        return Ok(path);
+    }
+    let bin_time = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let src_time = source_dirs(package).iter().filter_map(|d| newest(d)).max();
+    let stale = match (bin_time, src_time) {
+        (None, _) => true,
+        (Some(b), Some(s)) => s > b,
+        (Some(_), None) => false,
+    };
+    if stale {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let profile = profile_dir()?;
+        let release = profile.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "-p", package, "--bin", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run `{cargo} build -p {package}`"))?;
+        if !status.success() || !path.exists() {
+            bail!(
+                "{} is missing or out of date and `cargo build -p {package} --bin {name}` failed: build it, or run `cargo test --workspace`",
+                path.display()
+            );
+        }
+    }
+    built.push(name.to_owned());
+    Ok(path)
+}
+
+/// Copies a directory tree (files, directories and symlinks).
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A running `rdeploy serve` on `127.0.0.1:0`, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The config dir it serves.
+    pub config_dir: PathBuf,
+    /// Its data dir (node records, role trees under `install/`).
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `rdeploy serve --config-dir CONFIG --data-dir DATA --listen 127.0.0.1:0 EXTRA...`
+    /// and waits for its `rdeploy: listening on http://ADDR` line. Its stderr goes to
+    /// `DATA/../server.log` when that directory exists, else nowhere.
+    pub fn start(config_dir: &Path, data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        let log = data_dir
+            .parent()
+            .map(|p| p.join("server.log"))
+            .and_then(|p| std::fs::File::create(p).ok());
+        let mut child = Command::new(binary("rdeploy")?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+            .arg(config_dir)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log.map_or_else(Stdio::null, Stdio::from))
+            .spawn()
+            .context("cannot start rdeploy serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(base) = line.trim().strip_prefix("rdeploy: listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("rdeploy serve said {line:?} instead of `rdeploy: listening on URL`");
+        };
+        Ok(Server {
+            base: base.to_owned(),
+            child,
+            config_dir: config_dir.to_owned(),
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// `BASE/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET BASE/path` as JSON (any status; the body must be JSON).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let text = self.get_text(path)?;
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
+    }
+
+    /// `GET BASE/path` as text.
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        let resp = reqwest::blocking::Client::new()
+            .get(self.url(path))
+            .header("Accept", "application/json")
+            .send()
+            .with_context(|| format!("GET {path}"))?;
+        resp.text().with_context(|| format!("GET {path}: body"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished process left: exit code, stdout, stderr.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a workspace binary with arguments to completion.
+pub fn run_binary(name: &str, args: &[&str]) -> Result<Output> {
+    let out = Command::new(binary(name)?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {name}"))?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
