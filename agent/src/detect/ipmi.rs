@@ -7,13 +7,17 @@
 //! Each `ipmitool` run has a time limit ([`TIMEOUT`]): a wedged BMC must not stop the
 //! provisioning. Without `ipmitool` or a device node there are no IPMI lines. The kernel
 //! modules (`ipmi_si`, `ipmi_devintf`) are the initramfs' business, not loaded here.
+//!
+//! Older eDeploy also answered `('system', 'ipmi-fake', 'channel', '0')` on machines without
+//! a BMC booted with `FAKEIPMI` on the kernel command line (the real inventory
+//! `tests/fixtures/hw/kvm-guest.json` has it); so does [`fake_from_cmdline`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Lines;
+use super::{Lines, Root};
 
 /// The time one `ipmitool` run may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +70,17 @@ impl Ipmitool {
             for (key, value) in parse_lan_print(&text) {
                 out.push("ipmi", "lan", &key, value);
             }
+        }
+    }
+}
+
+/// eDeploy's test hook: with `FAKEIPMI` (any case) on the kernel command line and no BMC,
+/// `('system', 'ipmi-fake', 'channel', '0')`, so specs of VMs can stand in for servers.
+/// Read from `/proc/cmdline`, so it works on captured trees too.
+pub fn fake_from_cmdline(root: &Root, out: &mut Lines) {
+    if let Ok(cmdline) = root.read("/proc/cmdline") {
+        if cmdline.to_lowercase().contains("fakeipmi") {
+            out.push("system", "ipmi-fake", "channel", "0");
         }
     }
 }

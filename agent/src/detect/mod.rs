@@ -13,6 +13,7 @@
 //! | `network IFACE businfo/size/serial/ipv4/ipv4-netmask/ipv4-cidr/ipv4-network/link/driver/duplex/speed` | `/sys/class/net`, `/proc/net/route`, `/proc/net/fib_trie` ([`network`]) |
 //! | `system kernel version/arch/cmdline` | `/proc/sys/kernel`, `/proc/cmdline` ([`system`]) |
 //! | `system ipmi channel`, `ipmi lan ...` | `ipmitool`, live only ([`ipmi`]) |
+//! | `system ipmi-fake channel` | `FAKEIPMI` on `/proc/cmdline`, when no BMC answered ([`ipmi`]) |
 //!
 //! Every path goes through one [`Root`]: [`Root::live`] for the running machine,
 //! [`Root::dir`] for a tree written by `rdeploy-agent capture` or by hand (the fixtures in
@@ -81,6 +82,9 @@ pub fn detect(root: &Root) -> Inventory {
     system::detect_kernel(root, &mut out);
     if root.is_live() {
         ipmi::detect(&mut out);
+    }
+    if out.get("system", "ipmi", "channel").is_none() {
+        ipmi::fake_from_cmdline(root, &mut out);
     }
     Inventory { lines: out.0 }
 }
