@@ -1,24 +1,397 @@
 //! Role trees over HTTP: fresh installs and upgrades of deployed hosts.
+//!
+//! - [`install`]: a role tree onto a mounted target (the provisioning run calls it after the
+//!   configure script), or `rdeploy-agent upgrade install` by hand;
+//! - `rdeploy-agent upgrade list|test-upgrade|upgrade|verify|version|role|profile`: eDeploy's
+//!   `edeploy` command of a deployed host, over HTTP to the server of
+//!   `/var/lib/rdeploy/conf` ([`conf`]);
+//! - [`upgrade`]: plan (what differs) and apply (fetch only changed content);
+//! - [`filter`]: the rsync-style patterns of `exclude` and `add_only`;
+//! - [`local`]: writing entries safely and walking the target; [`client`]: the HTTP side.
+//!
+//! Operator guide: `docs/upgrades.md`; endpoints: `docs/roles.md`.
 
-use std::path::PathBuf;
+pub mod client;
+pub mod conf;
+pub mod filter;
+mod install;
+pub mod local;
+pub mod upgrade;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `rdeploy-agent upgrade`.
+use anyhow::{Context, Result};
+use rdeploy_configure::tree_wire::{TreeAction, TreeReport, TreeStatus};
+
+use client::Client;
+use conf::Conf;
+use upgrade::{Op, Rules};
+
+pub use install::DEFAULT_JOBS;
+
+/// `rdeploy-agent upgrade`: eDeploy's `edeploy` command for deployed hosts.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rdeploy-agent upgrade list\n  rdeploy-agent upgrade test-upgrade 2.0\n  rdeploy-agent upgrade upgrade 2.0\n  rdeploy-agent upgrade verify\n  rdeploy-agent upgrade --root /mnt/chroot version\n\nExit status: 0 ok, 1 verify found differences, 2 error, 100 the upgrade's post script asked for a reboot."
+)]
 pub struct UpgradeArgs {
+    /// The system's root: every path (the conf, the tree) is taken under it.
+    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    pub root: PathBuf,
+    /// The server (default: SERVER= of ROOT/var/lib/rdeploy/conf).
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// Parallel transfers.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS, global = true)]
+    pub jobs: usize,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: UpgradeCommand,
+}
+
+/// The subcommands of `rdeploy-agent upgrade`.
+#[derive(Debug, clap::Subcommand)]
+pub enum UpgradeCommand {
+    /// Versions the server offers an upgrade to (metadata/<current>/<role>/<to>/ exists).
+    List,
+    /// Say what `upgrade VERSION` would change and transfer; change nothing.
+    TestUpgrade(VersionArg),
+    /// Upgrade to VERSION: run pre, sync (delete after; excluded paths untouched; add_only
+    /// paths only created when missing), run post, record the version.
+    Upgrade(UpgradeRun),
+    /// Files that differ from the current version's tree (excluded and add_only paths left
+    /// out); exit 1 when there are some.
+    Verify,
+    /// The installed version.
+    Version,
+    /// The installed role.
+    Role,
+    /// The hardware profile the system was installed with.
+    Profile,
+    /// Install a role tree into --root from --server (what the provisioning run does).
+    Install(InstallArgs),
+}
+
+/// A version argument.
+#[derive(Debug, clap::Args)]
+pub struct VersionArg {
     /// The version to upgrade to.
-    pub version: Option<String>,
+    pub version: String,
+}
+
+/// `upgrade VERSION`.
+#[derive(Debug, clap::Args)]
+pub struct UpgradeRun {
+    /// The version to upgrade to.
+    pub version: String,
+    /// Print one line per change as it is made.
+    #[arg(short, long)]
+    pub itemize: bool,
+    /// When post exits 100, do not reboot (exit 100 instead). Implied unless --root is /.
+    #[arg(long)]
+    pub no_reboot: bool,
+}
+
+/// `install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Role name.
+    #[arg(long)]
+    pub role: String,
+    /// Role version.
+    #[arg(long)]
+    pub version: String,
+    /// The profile recorded in the conf.
+    #[arg(long, default_value = "")]
+    pub profile: String,
+    /// The server's node id (install reports go to /nodes/ID/tree).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only say what would be installed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs `upgrade`.
-pub fn upgrade_main(_args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("upgrade: being written")
+pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
+    let root = &args.root;
+    if let UpgradeCommand::Install(i) = &args.command {
+        let server = args.server.clone().context("install needs --server URL")?;
+        let spec = InstallSpec {
+            server,
+            role: i.role.clone(),
+            version: i.version.clone(),
+            profile: i.profile.clone(),
+            target: root.clone(),
+            node: i.node.clone(),
+            jobs: args.jobs,
+        };
+        install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let conf = Conf::load(root)?;
+    let server = args.server.clone().unwrap_or_else(|| conf.server.clone());
+    match &args.command {
+        UpgradeCommand::Version => println!("{}", conf.version),
+        UpgradeCommand::Role => println!("{}", conf.role),
+        UpgradeCommand::Profile => println!("{}", conf.profile),
+        UpgradeCommand::List => {
+            let client = Client::new(&server)?;
+            for v in client.upgrades(&conf.role, &conf.version)?.to {
+                println!("{v}");
+            }
+        }
+        UpgradeCommand::Verify => return verify(root, &conf, &server),
+        UpgradeCommand::TestUpgrade(v) => {
+            return run_upgrade(root, &conf, &server, &v.version, args.jobs, None)
+        }
+        UpgradeCommand::Upgrade(u) => {
+            return run_upgrade(root, &conf, &server, &u.version, args.jobs, Some(u))
+        }
+        UpgradeCommand::Install(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rules `verify` uses: the implicit excludes and the `exclude`/`add_only` files the last
+/// upgrade saved in `var/lib/rdeploy/`.
+fn saved_rules(root: &Path) -> Rules {
+    let read = |name: &str| std::fs::read_to_string(root.join("var/lib/rdeploy").join(name));
+    Rules::new(
+        &read("exclude").unwrap_or_default(),
+        &read("add_only").unwrap_or_default(),
+    )
+}
+
+fn verify(root: &Path, conf: &Conf, server: &str) -> Result<ExitCode> {
+    let client = Client::new(server)?;
+    let m = client.manifest(&conf.role, &conf.version)?;
+    let rules = saved_rules(root);
+    let as_root = rustix::process::geteuid().is_root();
+    let plan = upgrade::plan(&m, root, &rules, true, as_root)?;
+    for c in &plan.changes {
+        let what = match c.op {
+            Op::Create => "missing",
+            Op::Update => "differs",
+            Op::Meta => "attrs  ",
+            Op::Delete => "extra  ",
+        };
+        match c.why.as_str() {
+            "" => println!("{what} {}", c.path),
+            why => println!("{what} {} ({why})", c.path),
+        }
+    }
+    if plan.changes.is_empty() {
+        println!(
+            "{} {}: the tree matches the manifest ({} entries)",
+            conf.role,
+            conf.version,
+            m.entries.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{} {}: {} differences",
+            conf.role,
+            conf.version,
+            plan.changes.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn report(client: &Client, conf: &Conf, r: TreeReport) {
+    let Some(node) = &conf.node else { return };
+    if let Err(e) = client.report(node, &r) {
+        tracing::warn!(error = %format!("{e:#}"), "upgrade report not delivered");
+    }
+}
+
+/// `test-upgrade` (`run` is `None`) and `upgrade`.
+fn run_upgrade(
+    root: &Path,
+    conf: &Conf,
+    server: &str,
+    to: &str,
+    jobs: usize,
+    run: Option<&UpgradeRun>,
+) -> Result<ExitCode> {
+    let from = conf.version.as_str();
+    let role = conf.role.as_str();
+    let client = Client::new(server)?;
+    let paths = client.upgrades(role, from)?;
+    anyhow::ensure!(
+        paths.to.iter().any(|v| v == to),
+        "no upgrade path from {role} {from} to {to} on {server} (no metadata/{from}/{role}/{to}/); offered: {}",
+        if paths.to.is_empty() { "none".to_owned() } else { paths.to.join(", ") }
+    );
+    let mut meta: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    for name in ["exclude", "add_only", "pre", "post"] {
+        if let Some(b) = client.metadata(role, from, to, name)? {
+            meta.insert(name, b);
+        }
+    }
+    // eDeploy's refusals.
+    let Some(exclude) = meta.get("exclude") else {
+        anyhow::bail!("metadata/{from}/{role}/{to}/ has no exclude file: refusing to upgrade (eDeploy requires one; an empty file excludes nothing)");
+    };
+    let exclude = String::from_utf8_lossy(exclude).into_owned();
+    let add_only = match meta.get("add_only") {
+        Some(a) => {
+            let text = String::from_utf8_lossy(a).into_owned();
+            anyhow::ensure!(
+                !filter::Filter::parse(&text).is_empty(),
+                "metadata/{from}/{role}/{to}/add_only is empty: refusing to upgrade (eDeploy refuses an empty add_only; delete it instead)"
+            );
+            text
+        }
+        None => String::new(),
+    };
+    let rules = Rules::new(&exclude, &add_only);
+    let m = client.manifest(role, to)?;
+    let as_root = rustix::process::geteuid().is_root();
+    let tree_bytes = m.bytes();
+
+    let Some(run) = run else {
+        let plan = upgrade::plan(&m, root, &rules, false, as_root)?;
+        for c in &plan.changes {
+            println!("{}", c.line(&m));
+        }
+        if meta.contains_key("pre") {
+            println!("would run pre");
+        }
+        if meta.contains_key("post") {
+            println!("would run post");
+        }
+        println!(
+            "test-upgrade {role} {from} -> {to}: {} changes, {} bytes to transfer of a {tree_bytes}-byte tree ({:.2}%); nothing written",
+            plan.changes.len(),
+            plan.fetch_bytes,
+            percent(plan.fetch_bytes, tree_bytes)
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let base = TreeReport {
+        action: TreeAction::Upgrade,
+        status: TreeStatus::Started,
+        role: role.to_owned(),
+        from: Some(from.to_owned()),
+        version: to.to_owned(),
+        bytes: 0,
+        tree_bytes,
+        changes: 0,
+        message: String::new(),
+    };
+    report(&client, conf, base.clone());
+    let result = (|| -> Result<(upgrade::Applied, i32)> {
+        let dir = upgrade::save_metadata(root, to, &meta)?;
+        let env = [
+            ("RDEPLOY_ROLE", role),
+            ("RDEPLOY_FROM", from),
+            ("RDEPLOY_TO", to),
+        ];
+        if meta.contains_key("pre") {
+            let code = upgrade::run_script(&dir.join("pre"), root, &env)?;
+            anyhow::ensure!(code == 0, "pre exited with {code}: upgrade not started");
+        }
+        let plan = upgrade::plan(&m, root, &rules, false, as_root)?;
+        let itemize = run.itemize;
+        let applied = upgrade::apply(&plan, &m, root, &client, jobs, &|line| {
+            if itemize {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+            }
+        })?;
+        for d in &applied.kept_dirs {
+            println!("kept {d}/: something excluded is still inside");
+        }
+        let mut post = 0;
+        if meta.contains_key("post") {
+            post = upgrade::run_script(&dir.join("post"), root, &env)?;
+            anyhow::ensure!(
+                post == 0 || post == 100,
+                "post exited with {post}: the tree is synced, the version stays {from}; run the upgrade again"
+            );
+        }
+        // Record what this system is now, and the rules `verify` uses.
+        let mut next = conf.clone();
+        next.version = to.to_owned();
+        next.server = server.to_owned();
+        let lib = root.join("var/lib/rdeploy");
+        conf::write_atomic(&lib.join("exclude"), exclude.as_bytes())?;
+        conf::write_atomic(&lib.join("add_only"), add_only.as_bytes())?;
+        next.save(root)?;
+        Ok((applied, post))
+    })();
+    match result {
+        Ok((applied, post)) => {
+            let line = format!(
+                "upgraded {role} {from} -> {to}: {} changes, {} bytes transferred of a {tree_bytes}-byte tree ({:.2}%)",
+                applied.changes,
+                applied.bytes,
+                percent(applied.bytes, tree_bytes)
+            );
+            println!("{line}");
+            report(
+                &client,
+                conf,
+                TreeReport {
+                    status: TreeStatus::Succeeded,
+                    bytes: applied.bytes,
+                    changes: applied.changes,
+                    message: if post == 100 {
+                        "reboot requested by post".into()
+                    } else {
+                        String::new()
+                    },
+                    ..base
+                },
+            );
+            if post == 100 {
+                println!("post asked for a reboot (exit 100)");
+                if root == Path::new("/") && !run.no_reboot {
+                    let _ = std::io::stdout().flush();
+                    let st = std::process::Command::new("reboot").status();
+                    if !st.is_ok_and(|s| s.success()) {
+                        eprintln!("rdeploy-agent: reboot failed; reboot by hand");
+                    }
+                }
+                return Ok(ExitCode::from(100));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            report(
+                &client,
+                conf,
+                TreeReport {
+                    status: TreeStatus::Failed,
+                    message: format!("{e:#}"),
+                    ..base
+                },
+            );
+            Err(e)
+        }
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 /// A fresh install of a role tree onto a mounted target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InstallSpec {
-    /// The server's base URL (`http://10.0.0.1:8080`).
+    /// The server's base URL (`http://10.0.0.1:8080`), or `rsync://host[:port]` for an
+    /// eDeploy-style rsync daemon (the agent runs `rsync`).
     pub server: String,
     /// Role name (`install/<version>/<role>/` on the server).
     pub role: String,
@@ -28,6 +401,11 @@ pub struct InstallSpec {
     pub profile: String,
     /// Where the target's root filesystem is mounted (`/chroot`).
     pub target: PathBuf,
+    /// The server's node id: recorded in the conf (`NODE=`); the install is reported on it
+    /// (`POST /nodes/{id}/tree`) so `GET /nodes` shows the role and version.
+    pub node: Option<String>,
+    /// Parallel streams (0: [`DEFAULT_JOBS`]).
+    pub jobs: usize,
 }
 
 /// What an install moved.
@@ -41,11 +419,15 @@ pub struct InstallStats {
 
 /// Installs the role tree `spec` names under `spec.target`; `progress` gets one line for a
 /// person now and then (bytes, files, rate). With `dry_run`, fetches the manifest and says what
-/// it would install, writing nothing.
+/// it would install, writing nothing (the stats are then what would be installed).
+///
+/// Every file is checked against its sha256; modes, numeric owners (when running as root),
+/// symlinks, hard links, devices, xattrs and times are set as the manifest says; the system's
+/// `/var/lib/rdeploy/conf` is written last.
 pub fn install(
-    _spec: &InstallSpec,
-    _dry_run: bool,
-    _progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<InstallStats> {
-    anyhow::bail!("role tree install: being written")
+    spec: &InstallSpec,
+    dry_run: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<InstallStats> {
+    install::install(spec, dry_run, progress)
 }

@@ -1,0 +1,160 @@
+//! The agent's HTTP client for role trees: manifests, stream parts, blobs, upgrade metadata,
+//! reports (see `docs/roles.md` for the endpoints).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdeploy_configure::tree_wire::{Manifest, TreeReport, UpgradePaths};
+
+/// A server's role tree endpoints.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://10.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<Client> {
+        let http = reqwest::blocking::Client::builder()
+            // Streams of a large tree take as long as they take; a dead peer is noticed by
+            // the connect timeout and TCP.
+            .timeout(None::<Duration>)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(16)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET, failing on an error status with the server's code and message.
+    pub fn get(&self, path: &str) -> Result<reqwest::blocking::Response> {
+        let url = self.url(path);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        check(resp, &url)
+    }
+
+    /// GET, `None` on 404.
+    fn get_optional(&self, path: &str) -> Result<Option<reqwest::blocking::Response>> {
+        let url = self.url(path);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        check(resp, &url).map(Some)
+    }
+
+    /// The manifest of `install/<version>/<role>/`, validated.
+    pub fn manifest(&self, role: &str, version: &str) -> Result<Manifest> {
+        let path = format!("/roles/{role}/{version}/manifest");
+        let m: Manifest = self
+            .get(&path)?
+            .json()
+            .with_context(|| format!("{}{path}: not a manifest", self.base))?;
+        m.validate()
+            .with_context(|| format!("{}{path}: refused", self.base))?;
+        Ok(m)
+    }
+
+    /// Part `part` of `parts` of the tree's contents (see `Manifest::stream_parts`).
+    pub fn stream(
+        &self,
+        m: &Manifest,
+        part: usize,
+        parts: usize,
+    ) -> Result<reqwest::blocking::Response> {
+        self.get(&format!(
+            "/roles/{}/{}/stream?manifest={}&part={part}&parts={parts}",
+            m.role, m.version, m.id
+        ))
+    }
+
+    /// One file's content by hash.
+    pub fn blob(
+        &self,
+        role: &str,
+        version: &str,
+        sha256: &str,
+    ) -> Result<reqwest::blocking::Response> {
+        self.get(&format!("/roles/{role}/{version}/blob/{sha256}"))
+    }
+
+    /// Versions a host at `from` can upgrade to.
+    pub fn upgrades(&self, role: &str, from: &str) -> Result<UpgradePaths> {
+        let path = format!("/roles/{role}/{from}/upgrades");
+        self.get(&path)?
+            .json()
+            .with_context(|| format!("{}{path}: not a list of upgrade paths", self.base))
+    }
+
+    /// One file of `metadata/<from>/<role>/<to>/` (`None` when it does not exist).
+    pub fn metadata(
+        &self,
+        role: &str,
+        from: &str,
+        to: &str,
+        file: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = format!("/roles/{role}/{from}/upgrades/{to}/{file}");
+        match self.get_optional(&path)? {
+            None => Ok(None),
+            Some(r) => Ok(Some(
+                r.bytes()
+                    .with_context(|| format!("{}{path}: reading the body", self.base))?
+                    .to_vec(),
+            )),
+        }
+    }
+
+    /// Tells the server about an install or upgrade of node `node`.
+    pub fn report(&self, node: &str, report: &TreeReport) -> Result<()> {
+        let url = self.url(&format!("/nodes/{node}/tree"));
+        let resp = self
+            .http
+            .post(&url)
+            .json(report)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        check(resp, &url).map(|_| ())
+    }
+}
+
+fn check(resp: reqwest::blocking::Response, url: &str) -> Result<reqwest::blocking::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            Some(format!(
+                "{}: {}",
+                v.get("error")?.as_str()?,
+                v.get("message")?.as_str()?
+            ))
+        })
+        .unwrap_or(body);
+    anyhow::bail!("GET {url}: {status}: {}", detail.trim())
+}
