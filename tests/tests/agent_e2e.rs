@@ -56,12 +56,14 @@ impl Env {
             "run",
             "--server",
             &self.server.base,
-            "--cmdline",
-            &cmdline,
             "--hw",
             hw.to_str().context("path")?,
         ];
         args.extend_from_slice(extra);
+        // Defaults the test may override: no kernel parameters, 20 s for the server.
+        if !extra.contains(&"--cmdline") {
+            args.extend_from_slice(&["--cmdline", &cmdline]);
+        }
         if !extra.contains(&"--retry-for") {
             args.extend_from_slice(&["--retry-for", "20s"]);
         }
@@ -420,5 +422,40 @@ fn check_prints_the_plan_and_locates_script_errors() -> Result<()> {
         config.join("hp.configure").display()
     );
     assert!(out.stdout.lines().any(|l| l.starts_with(&want)), "{all}");
+    Ok(())
+}
+
+#[test]
+fn a_hung_command_is_killed_at_the_command_timeout_and_named() -> Result<()> {
+    let script = "run(\"sleep 600\");\nset_role(\"base\", \"1.0\", var.disk);\n";
+    let env = Env::new(Some(script), &[])?;
+    let staging = env.path("staging");
+    let target = env.path("chroot");
+    // The time limit from the kernel command line, as an installer gets it.
+    let cmdline = env.path("cmdline-timeout");
+    fs::write(
+        &cmdline,
+        "rdeploy.command_timeout=1 rdeploy.onfailure=console\n",
+    )?;
+    let out = env.agent(&[
+        "--cmdline",
+        &cmdline,
+        "--staging",
+        &staging,
+        "--target",
+        &target,
+    ])?;
+    let all = show(&out);
+    assert_eq!(out.code, Some(1), "{all}");
+    assert_eq!(
+        out.stderr.lines().last().unwrap_or_default(),
+        "rdeploy-agent: provisioning failed at step configure: kvm.configure:1:1: host error: `/bin/sh -c 'sleep 600'` timed out after 1s and was killed",
+        "{all}"
+    );
+    let log = fs::read_to_string(env.server.data_dir.join(format!("nodes/{KVM_NODE}.log")))?;
+    assert!(
+        log.contains("$ /bin/sh -c 'sleep 600' (time limit 1 s)"),
+        "{log}"
+    );
     Ok(())
 }

@@ -181,6 +181,20 @@ pub fn fstab(
     out
 }
 
+/// The first field of the fstab line mounted on `/` (`UUID=...`, `LABEL=root`, a device):
+/// the `root=` of a kexec.
+pub fn root_of(fstab: &str) -> Option<String> {
+    fstab
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let mut fields = l.split_whitespace();
+            let spec = fields.next()?;
+            (fields.next()? == "/").then(|| spec.to_owned())
+        })
+}
+
 /// What the boot loader step needs.
 #[derive(Debug, Clone)]
 pub struct BootLoader {
@@ -419,8 +433,11 @@ mod tests {
         ];
         let mut uuids = BTreeMap::new();
         uuids.insert("/dev/vda2".to_owned(), "1234-abcd".to_owned());
+        let text = fstab(&mounts, &fss, &uuids);
+        assert_eq!(root_of(&text).as_deref(), Some("UUID=1234-abcd"));
+        assert_eq!(root_of("# / only in a comment\n"), None);
         assert_eq!(
-            fstab(&mounts, &fss, &uuids),
+            text,
             "# /etc/fstab: written by rdeploy-agent from the configure script's mounts\n\
              UUID=1234-abcd / ext4 errors=remount-ro 0 1\n\
              LABEL=boot /boot/efi vfat umask=0077 0 2\n\

@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use rdeploy_configure::wire::{ProgressEvent, Step, UploadReply};
-use rdeploy_configure::{compile, Host, Options, Outcome, RecordingHost, SystemHost};
+use rdeploy_configure::{
+    compile, Host, Options, Outcome, RecordingHost, RoleSelection, SystemHost,
+};
 
 use self::backoff::{seed_of, Backoff};
 use self::client::Client;
@@ -286,14 +288,48 @@ impl Run {
         }
     }
 
+    /// The whole run, step by step; the first error stops it (the caller reports it).
     fn provision(&mut self) -> anyhow::Result<()> {
         if self.s.dry_run {
             self.console
                 .say("dry run: the server is real, the machine is not touched");
         }
-        // detect
+        let inventory = self.step_detect()?;
+        let reply = self.step_upload(&inventory)?;
+        let outcome = self.step_configure(&reply)?;
+        let Some(role) = outcome.role.clone() else {
+            anyhow::bail!(
+                "{}.configure selected no role tree (set_role was not called): nothing to install",
+                reply.profile
+            );
+        };
+        // Where the target's root is mounted: the script's mount(dev, "/"), else --target.
+        let target = outcome.mounts.iter().find(|m| m.path == "/").map_or_else(
+            || self.s.target_root.clone(),
+            |m| m.mountpoint.trim_end_matches('/').to_owned(),
+        );
+        let fstab = self.step_install_role(&reply, &outcome, &role, &target)?;
+        self.step_bootloader(&outcome, &role, &target)?;
+        let root = install::root_of(&fstab).unwrap_or_else(|| role.disk.clone());
+        let after = self.records_and_unmount(&reply, &inventory, &outcome, &target, &root)?;
+        self.step_localboot(&reply, &inventory)?;
+        let msg = format!(
+            "installed profile {}, role {} {} in {:.0} s",
+            reply.profile,
+            role.role,
+            role.version,
+            self.console.elapsed_secs()
+        );
+        self.start(Step::Finish, "reporting success")?;
+        self.succeed(Step::Finish, &msg)?;
+        self.end_action(self.s.onsuccess, "onsuccess", &after)
+    }
+
+    /// `detect`: the inventory, as the JSON text to upload.
+    fn step_detect(&mut self) -> anyhow::Result<String> {
         self.start(Step::Detect, "hardware inventory")?;
         let inventory = self.detect()?;
+        // Retry pauses spread by machine: seeded by what makes this one different.
         self.client = Client::new(
             &self.s.server,
             self.s.http_timeout,
@@ -301,18 +337,29 @@ impl Run {
         )?;
         self.inventory = Some(inventory.clone());
         self.succeed(Step::Detect, "")?;
+        Ok(inventory)
+    }
 
-        // upload
+    /// `upload`: the profile, variables, script and node id; the held events go out.
+    fn step_upload(&mut self, inventory: &str) -> anyhow::Result<UploadReply> {
         self.start(Step::Upload, &format!("to {}", self.s.server))?;
-        let reply = self.client.upload(&self.console, &inventory)?;
+        let reply = self.client.upload(&self.console, inventory)?;
         self.profile = Some(reply.profile.clone());
         match &reply.node {
             Some(node) => {
-                self.console.say(&format!("upload: the server filed this machine as node {node}"));
-                let mut sink = ServerSink { client: &self.client, console: &self.console };
-                self.reporter.set_node(&mut sink, node).map_err(|e| anyhow!(e))?;
+                self.console
+                    .say(&format!("upload: the server filed this machine as node {node}"));
+                let mut sink = ServerSink {
+                    client: &self.client,
+                    console: &self.console,
+                };
+                self.reporter
+                    .set_node(&mut sink, node)
+                    .map_err(|e| anyhow!(e))?;
             }
-            None => self.console.say("upload: the server did not name the node (an older server?): no progress events will be sent"),
+            None => self.console.say(
+                "upload: the server did not name the node (an older server?): no progress events will be sent",
+            ),
         }
         let ip = reply
             .var
@@ -331,13 +378,16 @@ impl Run {
                 reply.node.as_deref().unwrap_or("?")
             );
         }
+        Ok(reply)
+    }
 
-        // configure
+    /// `configure`: the script's outcome.
+    fn step_configure(&mut self, reply: &UploadReply) -> anyhow::Result<Outcome> {
         self.start(
             Step::Configure,
             &format!("running {}.configure", reply.profile),
         )?;
-        let outcome = self.configure(&reply)?;
+        let outcome = self.configure(reply)?;
         self.succeed(
             Step::Configure,
             &format!(
@@ -346,19 +396,18 @@ impl Run {
                 outcome.files.len()
             ),
         )?;
+        Ok(outcome)
+    }
 
-        let target = outcome.mounts.iter().find(|m| m.path == "/").map_or_else(
-            || self.s.target_root.clone(),
-            |m| m.mountpoint.trim_end_matches('/').to_owned(),
-        );
-        let Some(role) = outcome.role.clone() else {
-            anyhow::bail!(
-                "{}.configure selected no role tree (set_role was not called): nothing to install",
-                reply.profile
-            );
-        };
-
-        // install_role
+    /// `install_role`: the role tree, the staged files over it, `/etc/fstab`. Returns the
+    /// installed system's fstab (empty when there is none).
+    fn step_install_role(
+        &mut self,
+        reply: &UploadReply,
+        outcome: &Outcome,
+        role: &RoleSelection,
+        target: &str,
+    ) -> anyhow::Result<String> {
         self.start(
             Step::InstallRole,
             &format!("{} {} into {target}", role.role, role.version),
@@ -368,7 +417,7 @@ impl Run {
             role: role.role.clone(),
             version: role.version.clone(),
             profile: reply.profile.clone(),
-            target: PathBuf::from(&target),
+            target: PathBuf::from(target),
             node: self.reporter.node().map(str::to_owned),
             jobs: 0,
         };
@@ -388,11 +437,13 @@ impl Run {
             timeout: self.s.command_timeout,
         };
         if !outcome.files.is_empty() {
-            steps.copy_staged(&self.s.staging, &target)?;
+            steps.copy_staged(&self.s.staging, target)?;
         }
-        if !outcome.mounts.is_empty() && !outcome.files.iter().any(|f| f.path == "/etc/fstab") {
-            steps.write_fstab(&target, &outcome.mounts, &outcome.filesystems)?;
-        }
+        let fstab = match outcome.files.iter().rev().find(|f| f.path == "/etc/fstab") {
+            Some(f) => f.contents.clone(),
+            None if outcome.mounts.is_empty() => String::new(),
+            None => steps.write_fstab(target, &outcome.mounts, &outcome.filesystems)?,
+        };
         if let Some(rec) = rec {
             self.print_plan(
                 &format!("install_role: {} {} into {target}", role.role, role.version),
@@ -403,9 +454,17 @@ impl Run {
             Step::InstallRole,
             &format!("{} files, {} bytes", stats.files, stats.bytes),
         )?;
+        Ok(fstab)
+    }
 
-        // bootloader
-        let grub = BootLoader::flavour(&target);
+    /// `bootloader`: GRUB in a chroot of the target.
+    fn step_bootloader(
+        &mut self,
+        outcome: &Outcome,
+        role: &RoleSelection,
+        target: &str,
+    ) -> anyhow::Result<()> {
+        let grub = BootLoader::flavour(target);
         let firmware = self.s.firmware;
         let fw = if firmware == Firmware::Uefi {
             "UEFI"
@@ -417,7 +476,7 @@ impl Run {
             &format!("{grub} for {fw} on {}", role.disk),
         )?;
         let bl = BootLoader {
-            target: target.clone(),
+            target: target.to_owned(),
             disk: role.disk.clone(),
             firmware,
             options: outcome.grub_options.clone(),
@@ -442,9 +501,20 @@ impl Run {
                 &rec.render(),
             );
         }
-        self.succeed(Step::Bootloader, "")?;
+        self.succeed(Step::Bootloader, "")
+    }
 
-        // records, end action preparation, unmount
+    /// The records under `/var/log/rdeploy`, the end action's preparation (kexec loads the
+    /// installed kernel while it is mounted), then the script's mounts unmounted. Returns the
+    /// end action's remaining commands.
+    fn records_and_unmount(
+        &mut self,
+        reply: &UploadReply,
+        inventory: &str,
+        outcome: &Outcome,
+        target: &str,
+        root: &str,
+    ) -> anyhow::Result<Vec<Vec<String>>> {
         let (host, rec) = self.host();
         let steps = Steps {
             host: host.as_ref(),
@@ -453,20 +523,9 @@ impl Run {
         self.console.say(&format!(
             "writing the install records under {target}/var/log/rdeploy"
         ));
-        self.write_records(&steps, &target, &reply, &inventory, &outcome)?;
-        let root_spec = install::fstab(&outcome.mounts, &outcome.filesystems, &Default::default())
-            .lines()
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .collect::<Vec<_>>()
-                    .get(..2)
-                    .map(<[&str]>::to_vec)
-            })
-            .find(|f| f.get(1) == Some(&"/"))
-            .and_then(|f| f.first().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| role.disk.clone());
+        self.write_records(&steps, target, reply, inventory, outcome)?;
         let (before, after) =
-            install::end_action(self.s.onsuccess, &target, &root_spec, &outcome.grub_options);
+            install::end_action(self.s.onsuccess, target, root, &outcome.grub_options);
         for argv in &before {
             steps.run(argv)?;
         }
@@ -486,13 +545,16 @@ impl Run {
             }
             self.print_plan("records and unmount", &body);
         }
+        Ok(after)
+    }
 
-        // localboot
+    /// `localboot`: PXE Manager's `GET /localboot/<mac>` for the boot MAC.
+    fn step_localboot(&mut self, reply: &UploadReply, inventory: &str) -> anyhow::Result<()> {
         self.start(
             Step::Localboot,
             "asking the server to boot this machine from its disk",
         )?;
-        let mac = self.boot_mac(&reply, &inventory);
+        let mac = self.boot_mac(reply, inventory);
         match &mac {
             Some(mac) => {
                 let answer = self.client.localboot(&self.console, mac)?;
@@ -502,18 +564,7 @@ impl Run {
                 .console
                 .say("localboot: no boot MAC known (no BOOTIF=): the finish report flips the boot"),
         }
-        self.succeed(Step::Localboot, mac.as_deref().unwrap_or(""))?;
-
-        // finish
-        let took = self.console.elapsed_secs();
-        let msg = format!(
-            "installed profile {}, role {} {} in {took:.0} s",
-            reply.profile, role.role, role.version
-        );
-        self.start(Step::Finish, "reporting success")?;
-        self.succeed(Step::Finish, &msg)?;
-
-        self.end_action(self.s.onsuccess, "onsuccess", &after)
+        self.succeed(Step::Localboot, mac.as_deref().unwrap_or(""))
     }
 
     /// Runs the end action's last commands (`reboot -f` ...); a dry run prints them.
@@ -727,5 +778,73 @@ impl Run {
                 .say(&format!("onfailure {action} failed: {e:#}"));
         }
         step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn settings(flags: &[&str], cmdline: &str) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(flags.iter().copied()))?;
+        Settings::resolve(&cli.run, &KernelParams::parse(cmdline))
+    }
+
+    #[test]
+    fn flags_win_over_the_kernel_command_line_which_wins_over_defaults() -> anyhow::Result<()> {
+        let cmdline = "rdeploy.server=http://10.0.0.1:8080 rdeploy.onsuccess=kexec \
+                       rdeploy.command_timeout=5m ONFAILURE=halt BOOTIF=01-aa-bb-cc-dd-ee-ff";
+        let s = settings(&[], cmdline)?;
+        assert_eq!(s.server, "http://10.0.0.1:8080");
+        assert_eq!(s.onsuccess, EndAction::Kexec);
+        assert_eq!(s.onfailure, EndAction::Halt);
+        assert_eq!(s.command_timeout, Duration::from_secs(300));
+        assert_eq!(s.retry_for, Duration::from_secs(24 * 3600));
+        assert_eq!(s.boot_mac.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
+        let s = settings(
+            &[
+                "--server",
+                "http://other/",
+                "--onsuccess",
+                "console",
+                "--command-timeout",
+                "90s",
+                "--retry-for",
+                "1m",
+            ],
+            cmdline,
+        )?;
+        assert_eq!(s.server, "http://other");
+        assert_eq!(s.onsuccess, EndAction::Console);
+        assert_eq!(s.command_timeout, Duration::from_secs(90));
+        assert_eq!(s.retry_for, Duration::from_secs(60));
+        let s = settings(&["--server", "http://x"], "")?;
+        assert_eq!(
+            (s.onsuccess, s.onfailure),
+            (EndAction::Reboot, EndAction::Console)
+        );
+        assert_eq!(s.command_timeout, Duration::from_secs(30 * 60));
+        Ok(())
+    }
+
+    #[test]
+    fn a_server_is_required_and_plain_http() {
+        let e = settings(&[], "quiet")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("no server: pass --server URL"), "{e}");
+        let e = settings(&["--server", "https://x"], "")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("only plain http:// URLs"), "{e}");
     }
 }
