@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// URL of the install initramfs for iPXE; default: <public-url>/images/initrd.img.
     #[arg(long, value_name = "URL")]
     pub initrd_url: Option<String>,
+    /// Serve DIR/vmlinuz and DIR/initrd.img at /images/vmlinuz and /images/initrd.img
+    /// (the output of `rdeploy-initrd build --out DIR`; the default kernel and initrd URLs).
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
     /// Extra kernel arguments for the install boot (e.g. "console=ttyS0").
     #[arg(long, value_name = "ARGS", default_value = "")]
     pub kernel_args: String,

@@ -40,6 +40,8 @@ pub struct BootConfig {
     pub pxe_initrd: String,
     /// Boot profiles: `<name>.prof` (PXELINUX) and `<name>.ipxe`.
     pub profiles_dir: PathBuf,
+    /// `--images-dir`: served at `/images/vmlinuz` and `/images/initrd.img` (see `images`).
+    pub images_dir: Option<PathBuf>,
 }
 
 impl BootConfig {
@@ -59,6 +61,7 @@ impl BootConfig {
             pxe_kernel: "rdeploy/vmlinuz".into(),
             pxe_initrd: "rdeploy/initrd.img".into(),
             profiles_dir,
+            images_dir: None,
         }
     }
 

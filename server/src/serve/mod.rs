@@ -9,6 +9,7 @@
 //! - [`identity`]: eDeploy's machine names and MACs;
 //! - [`error`]: `ApiError`, the one error answer;
 //! - [`disk`]: atomic file writes from handlers, a few at a time;
+//! - [`images`]: the install kernel and initramfs (`--images-dir`);
 //! - [`roles`]: role trees (`DATA_DIR/install/<version>/<role>/`) and upgrade metadata;
 //! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
 
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod disk;
 pub mod error;
 pub mod identity;
+pub mod images;
 pub mod metrics;
 pub mod node_api;
 pub mod nodes;
@@ -141,6 +143,7 @@ pub fn app(state: AppState) -> Router {
             "/roles/{role}/{version}/upgrades/{to}/{file}",
             get(roles::upgrade_file),
         )
+        .route("/images/{file}", get(images::image))
         .route("/boot.ipxe", get(boot::generic_ipxe))
         .route("/boot/{file}", get(boot::mac_ipxe))
         .route("/localboot", get(boot::localboot_caller))
@@ -201,6 +204,7 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         boot.initrd_url.clone_from(i);
     }
     boot.kernel_args.clone_from(&args.kernel_args);
+    boot.images_dir.clone_from(&args.images_dir);
     let admin_token = match &args.admin_token_file {
         Some(f) => {
             let t = std::fs::read_to_string(f)
