@@ -21,13 +21,22 @@
 //! path, or debug when its absence is normal, like the speed of a link that is down) and
 //! detection goes on without that line.
 //!
-//! For the provisioning run:
+//! Values are strings, except where eDeploy 0.33 gives numbers (CPU and NUMA counts are
+//! ints, cpufreq MHz floats), so specs such as `('cpu', 'physical', 'number', 2)` compare as
+//! they did with eDeploy.
+//!
+//! For the provisioning run, [`detect`] is the whole API. It returns the inventory rather
+//! than a `Result`: no single file is worth failing a provisioning for, and an empty
+//! inventory still uploads (the server then says no profile matched).
 //!
 //! ```no_run
 //! use rdeploy_agent::detect::{detect, Root};
 //! let inventory: rdeploy_specs::Inventory = detect(&Root::live());
 //! println!("{}", inventory.to_python());
 //! ```
+//!
+//! [`capture()`] runs the same detection on [`Root::recording`] and writes what was read
+//! (module [`capture`](mod@capture) says how the tree represents sysfs' symlinks).
 
 pub mod capture;
 pub mod cpu;
