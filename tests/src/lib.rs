@@ -234,8 +234,14 @@ pub struct Output {
 
 /// Runs a workspace binary with arguments to completion.
 pub fn run_binary(name: &str, args: &[&str]) -> Result<Output> {
+    run_binary_env(name, args, &[])
+}
+
+/// [`run_binary`] with extra environment variables (`PATH` with fake tools first ...).
+pub fn run_binary_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
     let out = Command::new(binary(name)?)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {name}"))?;
@@ -244,4 +250,24 @@ pub fn run_binary(name: &str, args: &[&str]) -> Result<Output> {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// Fake programs in `dir` (created) that append `NAME ARGS...` to `dir/calls.log` and exit
+/// 0, printing `stdout` when one is given: put `dir` first in `PATH` to run a real agent
+/// without touching disks, mounts or power. Returns the `PATH` value to use.
+pub fn fake_tools(dir: &Path, tools: &[(&str, Option<&str>)]) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let log = dir.join("calls.log");
+    for (name, stdout) in tools {
+        let path = dir.join(name);
+        let mut script = format!("#!/bin/sh\necho \"{name} $*\" >> '{}'\n", log.display());
+        if let Some(out) = stdout {
+            script.push_str(&format!("printf '%s\\n' '{out}'\n"));
+        }
+        std::fs::write(&path, script)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    Ok(format!("{}:{path}", dir.display()))
 }

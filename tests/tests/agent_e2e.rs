@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use rdeploy_tests::{copy_dir, run_binary, workspace_path, Output, Server};
+use rdeploy_tests::{
+    copy_dir, fake_tools, run_binary, run_binary_env, workspace_path, Output, Server,
+};
 use serde_json::Value;
 
 const KVM_NODE: &str = "KVM-NotSpecified-52-54-00-12-34-56";
@@ -457,5 +459,125 @@ fn a_hung_command_is_killed_at_the_command_timeout_and_named() -> Result<()> {
         log.contains("$ /bin/sh -c 'sleep 600' (time limit 1 s)"),
         "{log}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_real_run_installs_the_tree_files_fstab_and_records_with_fake_disk_tools() -> Result<()> {
+    let env = Env::new(None, &[])?;
+    // Everything that would touch disks, mounts or power is a fake that logs its call;
+    // mkdir, cp and the role tree install are real, into a temp target.
+    let fake = env.dir.path().join("fake-bin");
+    let tools: Vec<(&str, Option<&str>)> = [
+        "sgdisk",
+        "mkfs.vfat",
+        "mkfs.ext4",
+        "mount",
+        "umount",
+        "chroot",
+        "reboot",
+    ]
+    .iter()
+    .map(|t| (*t, None))
+    .chain([("blkid", Some("1111-2222"))])
+    .collect();
+    let path = fake_tools(&fake, &tools)?;
+    // The end action is `reboot -f`: make sure it is the fake one that PATH finds.
+    let first = std::env::split_paths(&path).find(|d| d.join("reboot").is_file());
+    ensure!(
+        first.as_deref() == Some(fake.as_path()),
+        "PATH would find another reboot: {first:?}"
+    );
+
+    let staging = env.path("staging");
+    let target = env.path("chroot");
+    let cmdline = env.cmdline()?;
+    let hw = workspace_path("examples/hw/kvm.json");
+    let out = run_binary_env(
+        "rdeploy-agent",
+        &[
+            "run",
+            "--server",
+            &env.server.base,
+            "--cmdline",
+            &cmdline,
+            "--hw",
+            hw.to_str().context("path")?,
+            "--staging",
+            &staging,
+            "--target",
+            &target,
+            "--firmware",
+            "bios",
+            "--onsuccess",
+            "reboot",
+            "--retry-for",
+            "20s",
+        ],
+        &[("PATH", &path)],
+    )?;
+    let all = show(&out);
+    ensure!(out.code == Some(0), "{all}");
+
+    let calls = fs::read_to_string(fake.join("calls.log"))?;
+    let t = &target;
+    let want = [
+        "sgdisk --clear --new=1:0:+512M --typecode=1:EF00 --change-name=1:boot --new=2:0:0 --typecode=2:8300 --change-name=2:root /dev/vda".to_owned(),
+        "mkfs.vfat -F 32 -n boot /dev/vda1".to_owned(),
+        "mkfs.ext4 -F -L root /dev/vda2".to_owned(),
+        format!("mount /dev/vda2 {t}"),
+        format!("mount /dev/vda1 {t}/boot/efi"),
+        "blkid -s UUID -o value /dev/vda2".to_owned(),
+        "blkid -s UUID -o value /dev/vda1".to_owned(),
+        format!("mount --bind /dev {t}/dev"),
+        format!("mount --bind /proc {t}/proc"),
+        format!("mount --bind /sys {t}/sys"),
+        format!("chroot {t} grub-install --target=i386-pc --recheck /dev/vda"),
+        format!("chroot {t} grub-mkconfig -o /boot/grub/grub.cfg"),
+        format!("umount {t}/sys"),
+        format!("umount {t}/proc"),
+        format!("umount {t}/dev"),
+        format!("umount {t}/boot/efi"),
+        format!("umount {t}"),
+        "reboot -f".to_owned(),
+    ];
+    assert_eq!(calls.lines().collect::<Vec<_>>(), want, "{all}");
+
+    let root = Path::new(&target);
+    // The role tree, the script's file over it, the fstab from the script's mounts.
+    assert_eq!(
+        fs::read_to_string(root.join("etc/os-release"))?,
+        "ID=rdeploy-test\n"
+    );
+    assert_eq!(fs::read_to_string(root.join("etc/hostname"))?, "vm010\n");
+    let fstab = fs::read_to_string(root.join("etc/fstab"))?;
+    assert!(
+        fstab.contains("\nUUID=1111-2222 / ext4 errors=remount-ro 0 1\n"),
+        "{fstab}"
+    );
+    // The records.
+    let logdir = root.join("var/log/rdeploy");
+    let log = fs::read_to_string(logdir.join("install.log"))?;
+    assert!(log.contains("bootloader: done"), "{log}");
+    assert_eq!(
+        fs::read_to_string(logdir.join("kvm.configure"))?,
+        fs::read_to_string(workspace_path("examples/config/kvm.configure"))?
+    );
+    let var: Value = serde_json::from_str(&fs::read_to_string(logdir.join("var.json"))?)?;
+    assert_eq!(var["hostname"], "vm010");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(logdir.join("var.json"))?.permissions().mode() & 0o777,
+        0o600
+    );
+    let inv: Value = serde_json::from_str(&fs::read_to_string(logdir.join("inventory.json"))?)?;
+    assert_eq!(
+        inv[0],
+        serde_json::json!(["system", "product", "vendor", "QEMU"])
+    );
+
+    let node = env.server.get_json(&format!("/nodes/{KVM_NODE}"))?;
+    assert_eq!(node["state"], "installed", "{node:#}");
+    assert_eq!(node["boot"]["target"], "local", "{node:#}");
     Ok(())
 }
