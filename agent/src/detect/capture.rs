@@ -1,4 +1,4 @@
-//! `capture`: writes the reads a recording [`Root`] saw into a directory that `detect --root`
+//! `capture`: writes the reads a recording [`Root`](super::Root) saw into a directory that `detect --root`
 //! reads back to the same inventory.
 //!
 //! Representation (what a fixture tree looks like):
