@@ -1,5 +1,5 @@
-//! `capture`: writes the reads a recording [`Root`](super::Root) saw into a directory that `detect --root`
-//! reads back to the same inventory.
+//! `capture`: writes the reads a recording [`Root`](super::Root) saw into a directory
+//! that `detect --root` reads back to the same inventory.
 //!
 //! Representation (what a fixture tree looks like):
 //! - a file read is written with the bytes detection read, at the path it has once every
