@@ -14,6 +14,10 @@
 //! - `numa nodes count`, `numa node_N cpu_count` (integers) and `cpu_mask` (hex without
 //!   leading zeros, as `lscpu -x`) from `/sys/devices/system/node`.
 //!
+//! Not reported: `current_Mhz` (it changes from one read to the next, so two detections of one
+//! machine would differ) and lscpu's cache sizes (`'64 KiB (2 instances)'`, lscpu's own
+//! formatting, which changed between its versions).
+//!
 //! `frequency` is lshw's nominal frequency in Hz (`'2200000000'`): from the `@ 2.20GHz` of
 //! the model name, else cpufreq's `base_frequency`, else `cpuinfo_max_freq`, else the
 //! `cpu MHz` of `/proc/cpuinfo` rounded to the MHz (stable on VMs, which have no cpufreq).

@@ -15,7 +15,8 @@
 //! addresses (`/32 host LOCAL`), `/proc/net/route` each interface's connected networks; an
 //! interface's address is the first local address inside one of its connected networks.
 //! Both are files, so a captured tree has them too. An address without a prefix route (a
-//! `/32` or `noprefixroute` address) is not seen.
+//! `/32` or `noprefixroute` address) is not seen; with several addresses in an interface's
+//! networks, the lowest is reported (lshw gave the primary one).
 
 use std::net::Ipv4Addr;
 
