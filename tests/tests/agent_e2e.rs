@@ -581,3 +581,34 @@ fn a_real_run_installs_the_tree_files_fstab_and_records_with_fake_disk_tools() -
     assert_eq!(node["boot"]["target"], "local", "{node:#}");
     Ok(())
 }
+
+#[test]
+fn a_captured_tree_is_detected_uploaded_and_installed() -> Result<()> {
+    let env = Env::new(None, &[])?;
+    let cmdline = env.cmdline()?;
+    let root = workspace_path("agent/tests/fixtures/sysroot/qemu-kvm-guest");
+    let out = run_binary(
+        "rdeploy-agent",
+        &[
+            "run",
+            "--dry-run",
+            "--server",
+            &env.server.base,
+            "--cmdline",
+            &cmdline,
+            "--root",
+            root.to_str().context("path")?,
+            "--retry-for",
+            "20s",
+        ],
+    )?;
+    let all = show(&out);
+    ensure!(out.code == Some(0), "{all}");
+    let first = out.stdout.lines().next().unwrap_or_default();
+    let node = first
+        .strip_prefix("# rdeploy-agent dry run: profile kvm, node ")
+        .with_context(|| format!("not matched as kvm: {all}"))?;
+    let record = env.server.get_json(&format!("/nodes/{node}"))?;
+    assert_eq!(record["state"], "installed", "{record:#}");
+    Ok(())
+}
