@@ -383,9 +383,19 @@ fn admission_control_is_honoured_with_the_servers_retry_after() -> Result<()> {
                 .contains(": the server answered 503 install_limit: "),
         "{all}"
     );
-    // Retry-After is 15 s; the pause is cut to the 2 s left.
+    // Retry-After is 15 s; the pause is cut to what is left of the 2 s, and then it gives up.
+    let pause: f64 = out
+        .stderr
+        .split("; next try in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" s (attempt 1").next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no retry message: {all}"))?;
+    assert!(pause <= 2.0, "{all}");
+    let last = out.stderr.lines().last().unwrap_or_default();
     assert!(
-        out.stderr.contains("; next try in 2.0 s (attempt 1"),
+        last.contains("upload: gave up after 2 attempts in ")
+            && last.contains(" s (retry time 2 s): the server answered 503 install_limit"),
         "{all}"
     );
     Ok(())
