@@ -594,7 +594,11 @@ impl Run {
             steps.run(argv)?;
         }
         if let Some(rec) = rec {
-            self.print_plan(&format!("{which}: {action}"), &rec.render());
+            let mut plan = rec.render();
+            if plan.is_empty() {
+                plan = "# nothing to run: the agent exits, the console is a person's\n".to_owned();
+            }
+            self.print_plan(&format!("{which}: {action}"), &plan);
         }
         Ok(())
     }
