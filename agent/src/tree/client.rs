@@ -99,6 +99,23 @@ impl Client {
         self.get(&format!("/roles/{role}/{version}/blob/{sha256}"))
     }
 
+    /// The contents of several files, concatenated in the order of `hashes`.
+    pub fn blobs(
+        &self,
+        role: &str,
+        version: &str,
+        hashes: &[&str],
+    ) -> Result<reqwest::blocking::Response> {
+        let url = self.url(&format!("/roles/{role}/{version}/blobs"));
+        let resp = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({ "sha256": hashes }))
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        check(resp, &url)
+    }
+
     /// Versions a host at `from` can upgrade to.
     pub fn upgrades(&self, role: &str, from: &str) -> Result<UpgradePaths> {
         let path = format!("/roles/{role}/{from}/upgrades");

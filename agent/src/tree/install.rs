@@ -123,7 +123,7 @@ fn install_http(
 ) -> Result<InstallStats> {
     let root = &spec.target;
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let target = Target::new(root);
+    let target = Target::fresh(root);
     let mut made = 0u64;
     for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
         target.ensure_dir(&e.path)?;

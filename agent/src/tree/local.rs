@@ -25,7 +25,11 @@ pub struct Target {
     pub root: PathBuf,
     /// Whether owners can be set (running as root).
     pub as_root: bool,
+    /// A fresh install: a file whose path is free is written in place (no temporary name,
+    /// no rename); one in the way is still replaced atomically.
+    pub fresh: bool,
     counter: AtomicU64,
+    pid: u32,
 }
 
 /// Prefix of temporary names (`.rdeploy.<pid>.<n>`); a walk treats them as leftovers.
@@ -37,7 +41,17 @@ impl Target {
         Target {
             root: root.to_owned(),
             as_root: rustix::process::geteuid().is_root(),
+            fresh: false,
             counter: AtomicU64::new(0),
+            pid: std::process::id(),
+        }
+    }
+
+    /// A target for a fresh install (see [`Target::fresh`]).
+    pub fn fresh(root: &Path) -> Target {
+        Target {
+            fresh: true,
+            ..Target::new(root)
         }
     }
 
@@ -48,7 +62,7 @@ impl Target {
 
     fn tmp_for(&self, rel: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{TMP_PREFIX}{}.{n}", std::process::id());
+        let name = format!("{TMP_PREFIX}{}.{n}", self.pid);
         match rel.rsplit_once('/') {
             Some((dir, _)) => self.root.join(dir).join(name),
             None => self.root.join(name),
@@ -76,6 +90,26 @@ impl Target {
     /// Writes a regular file from `content` (exactly `e.size` bytes), checking its sha256,
     /// then renames it into place. Returns the bytes read.
     pub fn write_file(&self, e: &Entry, content: &mut dyn Read) -> Result<u64> {
+        if self.fresh {
+            let path = self.path(&e.path);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => {
+                    let r = self.write_open(f, &path, e, content);
+                    if r.is_err() {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    return r.map(|()| e.size);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
+        }
         let tmp = self.tmp_for(&e.path);
         let r = self.write_tmp(&tmp, e, content);
         if r.is_err() {
@@ -87,11 +121,23 @@ impl Target {
     }
 
     fn write_tmp(&self, tmp: &Path, e: &Entry, content: &mut dyn Read) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
+        self.write_open(f, tmp, e, content)
+    }
+
+    /// Writes `e`'s content from `content` into the new file `f` (at `tmp`), checks it, sets
+    /// the metadata.
+    fn write_open(
+        &self,
+        mut f: std::fs::File,
+        tmp: &Path,
+        e: &Entry,
+        content: &mut dyn Read,
+    ) -> Result<()> {
         let mut h = Sha256::new();
         let mut left = e.size;
         let mut buf = vec![0u8; (e.size.min(256 * 1024) as usize).max(1)];
@@ -117,8 +163,40 @@ impl Target {
             "{}: content does not match the manifest (sha256 {got}, expected {want})",
             e.path
         );
-        drop(f);
-        self.set_meta(tmp, e, false)
+        self.set_file_meta(&f, tmp, e)
+    }
+
+    /// Owner, mode, xattrs and times of a regular file through its open descriptor (no path
+    /// lookups).
+    fn set_file_meta(&self, f: &std::fs::File, path: &Path, e: &Entry) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if self.as_root {
+            std::os::unix::fs::fchown(f, Some(e.uid), Some(e.gid))
+                .with_context(|| format!("cannot chown {}", path.display()))?;
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(e.mode))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+        for (name, value) in &e.xattrs {
+            let Some(v) = unhex(value) else { continue };
+            if let Err(err) =
+                rustix::fs::fsetxattr(f, name.as_str(), &v, rustix::fs::XattrFlags::empty())
+            {
+                tracing::warn!(path = %path.display(), xattr = %name, error = %err, "extended attribute not set");
+            }
+        }
+        let t = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::new(
+                u64::try_from(e.mtime).unwrap_or(0),
+                e.mtime_ns.min(999_999_999),
+            ))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let times = std::fs::FileTimes::new().set_accessed(t).set_modified(t);
+        if e.mtime >= 0 {
+            f.set_times(times)
+                .with_context(|| format!("cannot set the times of {}", path.display()))
+        } else {
+            set_mtime(path, e)
+        }
     }
 
     /// Creates a symlink, device or fifo under a temporary name and renames it into place.

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -284,37 +284,44 @@ pub fn apply(
             done(c);
         }
     }
-    // Contents, in parallel.
+    // Contents: `jobs` parallel requests, each for a run of files of about the same bytes,
+    // at most BATCH files per request.
     let fetch: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.op != Op::Meta && entry(c).is_some_and(|e| e.kind == EntryKind::File))
         .collect();
-    let next = AtomicUsize::new(0);
+    let groups = split_by_bytes(&fetch, jobs.clamp(1, 32), |c| {
+        entry(c).map_or(0, |e| e.size)
+    });
     let first_err: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, 32) {
-            s.spawn(|| loop {
-                if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
-                    break;
-                }
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(c) = fetch.get(k) else { break };
-                let Some(e) = entry(c) else { continue };
-                let r = (|| -> Result<()> {
-                    let sha = e.sha256.as_deref().unwrap_or("");
-                    let mut body = client.blob(&m.role, &m.version, sha)?;
-                    let n = target.write_file(e, &mut body)?;
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                    Ok(())
-                })();
-                match r {
-                    Ok(()) => done(c),
-                    Err(err) => {
+        for group in &groups {
+            let (first_err, target, bytes) = (&first_err, &target, &bytes);
+            s.spawn(move || {
+                for batch in group.chunks(BATCH) {
+                    if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let r = (|| -> Result<()> {
+                        let hashes: Vec<&str> = batch
+                            .iter()
+                            .filter_map(|c| entry(c).and_then(|e| e.sha256.as_deref()))
+                            .collect();
+                        let mut body = client.blobs(&m.role, &m.version, &hashes)?;
+                        for c in batch {
+                            let Some(e) = entry(c) else { continue };
+                            let n = target.write_file(e, &mut body)?;
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                            done(c);
+                        }
+                        Ok(())
+                    })();
+                    if let Err(err) = r {
                         if let Ok(mut slot) = first_err.lock() {
                             slot.get_or_insert(err);
                         }
-                        break;
+                        return;
                     }
                 }
             });
@@ -390,6 +397,31 @@ pub fn apply(
     })
 }
 
+/// Files per `blobs` request.
+const BATCH: usize = 2000;
+
+/// Splits `items` into at most `n` runs of about the same weight (plus 4 KiB per item), in
+/// order.
+fn split_by_bytes<T>(items: &[T], n: usize, size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let weight = |t: &T| size(t) + 4096;
+    let total: u64 = items.iter().map(&weight).sum();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut acc = 0u64;
+    for (i, t) in items.iter().enumerate() {
+        acc += weight(t);
+        let boundary = total * (out.len() as u64 + 1) / n as u64;
+        if acc >= boundary && out.len() + 1 < n {
+            out.push(&items[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 /// Saves an upgrade's metadata files under `root/var/lib/rdeploy/upgrade/<to>/` (`pre` and
 /// `post` executable) and returns that directory.
 pub fn save_metadata(
@@ -451,6 +483,17 @@ mod tests {
     }
 
     /// Plans against a real directory: what differs, what excluded and add_only paths do.
+    #[test]
+    fn splits_cover_everything_in_order() {
+        let items: Vec<u64> = (0..100).map(|i| i * 1000).collect();
+        for n in [1, 2, 3, 7, 200] {
+            let parts = split_by_bytes(&items, n, |x| *x);
+            assert!(parts.len() <= n && !parts.is_empty());
+            assert_eq!(parts.concat(), items);
+        }
+        assert!(split_by_bytes(&[] as &[u64], 4, |x| *x).is_empty());
+    }
+
     #[test]
     fn plan_follows_exclude_and_add_only() -> Result<()> {
         let tmp = tempfile::tempdir()?;

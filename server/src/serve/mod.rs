@@ -137,6 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/roles", get(roles::roles))
         .route("/roles/{role}/{version}/manifest", get(roles::manifest))
         .route("/roles/{role}/{version}/blob/{sha256}", get(roles::blob))
+        .route("/roles/{role}/{version}/blobs", post(roles::blobs))
         .route("/roles/{role}/{version}/stream", get(roles::stream))
         .route("/roles/{role}/{version}/upgrades", get(roles::upgrades))
         .route(

@@ -6,6 +6,7 @@
 //! - `GET /roles`: every role and version with entries and bytes;
 //! - `GET /roles/{role}/{version}/manifest`: the manifest (cached, see [`tree`]);
 //! - `GET /roles/{role}/{version}/blob/{sha256}`: one file's content;
+//! - `POST /roles/{role}/{version}/blobs` `{"sha256": [...]}`: several, concatenated;
 //! - `GET /roles/{role}/{version}/stream?manifest=ID&part=I&parts=N`: the contents of part `I`
 //!   of `Manifest::stream_parts(N)`, concatenated (a fresh install opens N of these);
 //! - `GET /roles/{role}/{version}/upgrades`: versions with upgrade metadata from `version`;
@@ -171,6 +172,69 @@ pub async fn blob(
         ));
     };
     Ok(stream_files(s, vec![i]))
+}
+
+/// The body of `POST /roles/{role}/{version}/blobs`.
+#[derive(Debug, serde::Deserialize)]
+pub struct BlobsRequest {
+    /// Content hashes, in the order the contents are wanted.
+    pub sha256: Vec<String>,
+}
+
+/// Most hashes one `blobs` request may name.
+pub const MAX_BLOBS: usize = 10_000;
+
+/// `POST /roles/{role}/{version}/blobs` with `{"sha256": [...]}`: the contents of those files,
+/// concatenated in the order asked (an upgrade fetching many changed files in a few requests).
+pub async fn blobs(
+    State(app): State<AppState>,
+    UrlPath((role, version)): UrlPath<(String, String)>,
+    body: Result<Json<BlobsRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    check("role", &role)?;
+    check("version", &version)?;
+    let Json(req) = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "bad_blobs",
+            format!(
+                "a blobs request is {{\"sha256\": [HASH, ...]}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    if req.sha256.len() > MAX_BLOBS {
+        return Err(ApiError::bad_request(
+            "bad_blobs",
+            format!(
+                "{} hashes asked for; at most {MAX_BLOBS} per request",
+                req.sha256.len()
+            ),
+        ));
+    }
+    if let Some(bad) = req.sha256.iter().find(|h| !is_sha256(h)) {
+        return Err(ApiError::bad_request(
+            "bad_hash",
+            format!("{bad:?} is not a sha256 (64 lowercase hex digits)"),
+        ));
+    }
+    let root = tree_root(&app.data_dir, &role, &version);
+    let has_all = |s: &tree::Served| req.sha256.iter().all(|h| s.by_hash.contains_key(h));
+    let s = match tree::last(&root).filter(|s| has_all(s)) {
+        Some(s) => s,
+        None => served(&app, &role, &version).await?,
+    };
+    let mut files = Vec::with_capacity(req.sha256.len());
+    for h in &req.sha256 {
+        let Some(&i) = s.by_hash.get(h) else {
+            return Err(ApiError::not_found(
+                "no_such_blob",
+                format!("no file with sha256 {h} in install/{version}/{role}/"),
+            ));
+        };
+        files.push(i);
+    }
+    Ok(stream_files(s, files))
 }
 
 /// The query of a stream request.
