@@ -7,7 +7,8 @@
 # few MiB), then times, RUNS times each, into empty directories:
 #   1. tar -cf - | tar -xf -        over a pipe (the floor: no network, no hashing);
 #   2. rsync -aHAXS from an rsync daemon on 127.0.0.1 (eDeploy's transfer);
-#   3. rdeploy-agent install from rdeploy serve on 127.0.0.1 (manifest already cached).
+#   3. rdeploy-agent install from rdeploy serve on 127.0.0.1 (manifest already cached), with
+#      the default 4 parallel streams and with --jobs 1.
 # Then an upgrade where 1% of the files changed: bytes on the loopback interface and bytes
 # the agent reports, against the bytes that changed (rsync daemon for comparison).
 #
@@ -126,7 +127,7 @@ warm=$(timed curl -sf -o /dev/null "$url/roles/base/1/manifest")
 curl -sf -o /dev/null "$url/roles/base/2/manifest"
 say "manifest: first request (hashing) ${cold}s, cached ${warm}s"
 
-declare -a T_TAR T_RSYNC T_RDEPLOY
+declare -a T_TAR T_RSYNC T_RDEPLOY T_RDEPLOY1
 d="$work/dst"
 run_one() {
     rm -rf "$d"; mkdir -p "$d"; sync
@@ -134,15 +135,16 @@ run_one() {
         tar) T_TAR+=("$(timed bash -c "tar -C '$v1' --numeric-owner -cf - . | tar -C '$d' --numeric-owner -xpf -")") ;;
         rsync) T_RSYNC+=("$(timed rsync -aHAXS --numeric-ids "rsync://127.0.0.1:$port/install/1/base/" "$d/")") ;;
         rdeploy) T_RDEPLOY+=("$(timed "$agent" upgrade --root "$d" --server "$url" install --role base --version 1)") ;;
+        rdeploy1) T_RDEPLOY1+=("$(timed "$agent" upgrade --jobs 1 --root "$d" --server "$url" install --role base --version 1)") ;;
     esac
 }
 # The order rotates from run to run, so a slow moment of the machine does not always hit
 # the same tool; rdeploy goes last in the last run (its tree is checked and upgraded below).
-orders=("tar rsync rdeploy" "rdeploy tar rsync" "rsync rdeploy tar")
+orders=("tar rsync rdeploy1 rdeploy" "rdeploy tar rdeploy1 rsync" "rsync rdeploy tar rdeploy1")
 for run in $(seq "$RUNS"); do
-    if [ "$run" = "$RUNS" ]; then order="tar rsync rdeploy"; else order=${orders[$(( (run - 1) % 3 ))]}; fi
+    if [ "$run" = "$RUNS" ]; then order="tar rsync rdeploy1 rdeploy"; else order=${orders[$(( (run - 1) % 3 ))]}; fi
     for tool in $order; do run_one "$tool"; done
-    say "run $run: tar|tar ${T_TAR[-1]}s, rsync daemon ${T_RSYNC[-1]}s, rdeploy ${T_RDEPLOY[-1]}s"
+    say "run $run: tar|tar ${T_TAR[-1]}s, rsync daemon ${T_RSYNC[-1]}s, rdeploy ${T_RDEPLOY[-1]}s, rdeploy --jobs 1 ${T_RDEPLOY1[-1]}s"
 done
 
 # Check the last install: same files as the source.
@@ -175,16 +177,18 @@ rs_lo=$((after - before))
 cmp -s "$work/src.sum" "$work/dst.sum" || { say "upgraded tree differs from version 2"; exit 1; }
 
 python3 - "$FILES" "$MIB" "$changed_bytes" "$rd_lo" "$rd_reported" "$rs_lo" "$cold" "$warm" \
-    "$rd_time" "$rs_time" "${T_TAR[*]}" "${T_RSYNC[*]}" "${T_RDEPLOY[*]}" <<'EOF'
+    "$rd_time" "$rs_time" "${T_TAR[*]}" "${T_RSYNC[*]}" "${T_RDEPLOY[*]}" "${T_RDEPLOY1[*]}" "$work" <<'EOF'
 import sys, statistics as st
 files, mib, changed, rd_lo, rd_rep, rs_lo, cold, warm, rd_time, rs_time = sys.argv[1:11]
-tar, rs, rd = ([float(x) for x in a.split()] for a in sys.argv[11:14])
+tar, rs, rd, rd1 = ([float(x) for x in a.split()] for a in sys.argv[11:15])
+where = sys.argv[15]
 m = lambda xs: st.median(xs)
-print(f"\nRole tree bench: {files} files, {mib} MiB, loopback, {len(tar)} runs (median; min in the ratios' brackets)")
+print(f"\nRole tree bench: {files} files, {mib} MiB, loopback, {len(tar)} runs (median; min in the ratios' brackets), in {where}")
 print(f"  manifest: first request {cold} s (hashing), cached {warm} s")
 print(f"  tar | tar (floor)   {m(tar):7.2f} s   runs {tar}")
 print(f"  rsync daemon        {m(rs):7.2f} s   runs {rs}   ({m(rs)/m(tar):.2f}x tar [min {min(rs)/min(tar):.2f}x])")
 print(f"  rdeploy install     {m(rd):7.2f} s   runs {rd}   ({m(rd)/m(tar):.2f}x tar [min {min(rd)/min(tar):.2f}x], {m(rd)/m(rs):.2f}x rsync)")
+print(f"  rdeploy --jobs 1    {m(rd1):7.2f} s   runs {rd1}   ({m(rd1)/m(tar):.2f}x tar [min {min(rd1)/min(tar):.2f}x], {m(rd1)/m(rs):.2f}x rsync)")
 changed = int(changed)
 print(f"Upgrade, 1% of files changed ({changed} bytes):")
 print(f"  rdeploy: {rd_time} s; agent reports {rd_rep} content bytes; loopback carried {rd_lo} bytes ({int(rd_lo)/changed:.2f}x the changed bytes)")
