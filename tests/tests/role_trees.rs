@@ -542,3 +542,100 @@ fn the_server_lists_roles_and_refuses_paths_out_of_a_tree() -> Result<()> {
     );
     Ok(())
 }
+
+/// A tree edited on the server under an install: a stream already asked for ends early (the
+/// file no longer matches what was hashed), and once the manifest was computed again, a
+/// stream for the old manifest is refused.
+#[test]
+fn a_tree_that_changed_is_never_served_as_a_mix() -> Result<()> {
+    let env = Env::new()?;
+    let m = env.server.get_json("/roles/base/1/manifest")?;
+    let id = m["id"].as_str().context("no id")?.to_owned();
+    write(
+        &env.data("install/1/base"),
+        "etc/motd",
+        "edited on the server\n",
+        0o644,
+    )?;
+    // etc/ comes first in the manifest: part 0 of 1 holds etc/motd.
+    let early = reqwest::blocking::get(env.server.url(&format!(
+        "/roles/base/1/stream?manifest={id}&part=0&parts=1"
+    )))?;
+    assert_eq!(early.status(), 200);
+    ensure!(early.bytes().is_err(), "the stream did not end early");
+    let again = env.server.get_json("/roles/base/1/manifest")?;
+    assert_ne!(again["id"], m["id"]);
+    let v = env.server.get_json(&format!(
+        "/roles/base/1/stream?manifest={id}&part=0&parts=2"
+    ))?;
+    assert_eq!(v["error"], "tree_changed", "{v}");
+    Ok(())
+}
+
+/// eDeploy's transfer: an `rsync://` server makes the agent run rsync against a real rsync
+/// daemon on loopback.
+#[test]
+fn an_rsync_server_installs_with_rsync() -> Result<()> {
+    let env = Env::new()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let conf = env.dir.path().join("rsyncd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "use chroot = no\n[install]\npath = {}\nread only = yes\nuid = 0\ngid = 0\n",
+            env.data("install").display()
+        ),
+    )?;
+    let mut daemon = Command::new("rsync")
+        .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--config={}", conf.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start an rsync daemon: install rsync (scripts/apt-packages)")?;
+    let result = (|| -> Result<()> {
+        // The daemon is up when it accepts a connection.
+        let mut up = false;
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ensure!(up, "the rsync daemon does not accept connections");
+        let server = format!("rsync://127.0.0.1:{port}");
+        let out = env.agent(&[
+            "--server",
+            &server,
+            "install",
+            "--role",
+            "base",
+            "--version",
+            "1",
+            "--profile",
+            "kvm",
+        ])?;
+        ensure!(out.code == Some(0), "{}", show(&out));
+        let got = describe(&env.root, &["var/lib"])?;
+        let want = describe(&env.data("install/1/base"), &[])?;
+        let diff = differences(&want, &got);
+        ensure!(
+            diff.is_empty(),
+            "rsync install differs:\n{}",
+            diff.join("\n")
+        );
+        let conf = std::fs::read_to_string(env.root.join("var/lib/rdeploy/conf"))?;
+        ensure!(
+            conf.contains(&format!("\nRSERV_PORT={port}\n")) && conf.contains("\nVERS=1\n"),
+            "{conf}"
+        );
+        Ok(())
+    })();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    result
+}
