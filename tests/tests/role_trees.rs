@@ -572,70 +572,137 @@ fn a_tree_that_changed_is_never_served_as_a_mix() -> Result<()> {
     Ok(())
 }
 
-/// eDeploy's transfer: an `rsync://` server makes the agent run rsync against a real rsync
-/// daemon on loopback.
-#[test]
-fn an_rsync_server_installs_with_rsync() -> Result<()> {
-    let env = Env::new()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let conf = env.dir.path().join("rsyncd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "use chroot = no\n[install]\npath = {}\nread only = yes\nuid = 0\ngid = 0\n",
-            env.data("install").display()
-        ),
-    )?;
-    let mut daemon = Command::new("rsync")
-        .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
-        .arg(format!("--port={port}"))
-        .arg(format!("--config={}", conf.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start an rsync daemon: install rsync (scripts/apt-packages)")?;
-    let result = (|| -> Result<()> {
+/// An rsync daemon on loopback serving the data dir's `install` and `metadata` modules,
+/// killed when dropped.
+struct RsyncDaemon {
+    child: std::process::Child,
+    url: String,
+    port: u16,
+}
+
+impl RsyncDaemon {
+    fn start(env: &Env) -> Result<RsyncDaemon> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let conf = env.dir.path().join("rsyncd.conf");
+        let mut text = String::from("use chroot = no\nuid = 0\ngid = 0\n");
+        for module in ["install", "metadata"] {
+            text.push_str(&format!(
+                "[{module}]\npath = {}\nread only = yes\n",
+                env.data(module).display()
+            ));
+        }
+        std::fs::write(&conf, text)?;
+        let child = Command::new("rsync")
+            .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--config={}", conf.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start an rsync daemon: install rsync (scripts/apt-packages)")?;
+        let daemon = RsyncDaemon {
+            child,
+            url: format!("rsync://127.0.0.1:{port}"),
+            port,
+        };
         // The daemon is up when it accepts a connection.
-        let mut up = false;
         for _ in 0..500 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                up = true;
-                break;
+                return Ok(daemon);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        ensure!(up, "the rsync daemon does not accept connections");
-        let server = format!("rsync://127.0.0.1:{port}");
-        let out = env.agent(&[
-            "--server",
-            &server,
-            "install",
-            "--role",
-            "base",
-            "--version",
-            "1",
-            "--profile",
-            "kvm",
-        ])?;
-        ensure!(out.code == Some(0), "{}", show(&out));
-        let got = describe(&env.root, &["var/lib"])?;
-        let want = describe(&env.data("install/1/base"), &[])?;
-        let diff = differences(&want, &got);
-        ensure!(
-            diff.is_empty(),
-            "rsync install differs:\n{}",
-            diff.join("\n")
-        );
-        let conf = std::fs::read_to_string(env.root.join("var/lib/rdeploy/conf"))?;
-        ensure!(
-            conf.contains(&format!("\nRSERV_PORT={port}\n")) && conf.contains("\nVERS=1\n"),
-            "{conf}"
-        );
-        Ok(())
-    })();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    result
+        anyhow::bail!("the rsync daemon does not accept connections")
+    }
+}
+
+impl Drop for RsyncDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// eDeploy's transfer: an `rsync://` server makes the agent run rsync against a real rsync
+/// daemon, for the install and for every upgrade command, with the same result as over HTTP.
+#[test]
+fn an_rsync_server_installs_and_upgrades_with_rsync() -> Result<()> {
+    let env = Env::new()?;
+    let daemon = RsyncDaemon::start(&env)?;
+    let out = env.agent(&[
+        "--server",
+        &daemon.url,
+        "install",
+        "--role",
+        "base",
+        "--version",
+        "1",
+        "--profile",
+        "kvm",
+    ])?;
+    ensure!(out.code == Some(0), "{}", show(&out));
+    let got = describe(&env.root, &["var/lib"])?;
+    let want = describe(&env.data("install/1/base"), &[])?;
+    let diff = differences(&want, &got);
+    ensure!(
+        diff.is_empty(),
+        "rsync install differs:\n{}",
+        diff.join("\n")
+    );
+    let conf = std::fs::read_to_string(env.root.join("var/lib/rdeploy/conf"))?;
+    ensure!(
+        conf.contains(&format!("\nRSERV_PORT={}\n", daemon.port)) && conf.contains("\nVERS=1\n"),
+        "{conf}"
+    );
+
+    env.local_edits()?;
+    let out = env.agent(&["list"])?;
+    assert_eq!(out.stdout, "2\n3\n", "{}", show(&out));
+    let before = env.actual()?;
+    let out = env.agent(&["test-upgrade", "2"])?;
+    ensure!(
+        out.code == Some(0) && out.stdout.contains("etc/motd"),
+        "{}",
+        show(&out)
+    );
+    let after: BTreeMap<String, String> = env
+        .actual()?
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/lib/rdeploy/"))
+        .collect();
+    let before: BTreeMap<String, String> = before
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/lib/rdeploy/"))
+        .collect();
+    assert_eq!(differences(&before, &after), Vec::<String>::new());
+    let out = env.agent(&["upgrade", "3"])?;
+    ensure!(
+        out.code == Some(2) && out.stderr.contains("has no exclude file"),
+        "{}",
+        show(&out)
+    );
+
+    let out = env.agent(&["upgrade", "2"])?;
+    ensure!(out.code == Some(0), "rsync upgrade: {}", show(&out));
+    let diff = differences(&env.expected_v2()?, &env.actual()?);
+    ensure!(
+        diff.is_empty(),
+        "tree after an rsync upgrade differs:\n{}",
+        diff.join("\n")
+    );
+    let hooks = std::fs::read_to_string(env.root.join("var/lib/rdeploy/hooks.log"))?;
+    assert_eq!(hooks, "pre 1 2\npost base 2\n");
+    assert_eq!(env.agent(&["version"])?.stdout, "2\n");
+    let out = env.agent(&["verify"])?;
+    assert_eq!(out.code, Some(0), "{}", show(&out));
+    write(&env.root, "etc/motd", "welcome to v2, now LONGER\n", 0o600)?;
+    let out = env.agent(&["verify"])?;
+    ensure!(
+        out.code == Some(1) && out.stdout.contains("etc/motd"),
+        "{}",
+        show(&out)
+    );
+    Ok(())
 }

@@ -64,7 +64,8 @@ impl Conf {
     }
 
     /// Reads the text back: `KEY=value` lines, `#` comments, values optionally quoted. Without
-    /// `SERVER=`, the server is `http://RSERV:RSERV_PORT` (an eDeploy conf).
+    /// `SERVER=` (a conf eDeploy wrote), the server is its rsync daemon,
+    /// `rsync://RSERV:RSERV_PORT`.
     pub fn parse(text: &str, file: &Path) -> Result<Conf> {
         let mut c = Conf::default();
         let (mut rserv, mut rport) = (None, None);
@@ -90,7 +91,7 @@ impl Conf {
         }
         if c.server.is_empty() {
             if let Some(h) = rserv {
-                c.server = format!("http://{h}:{}", rport.unwrap_or_else(|| "80".into()));
+                c.server = format!("rsync://{h}:{}", rport.unwrap_or_else(|| "873".into()));
             }
         }
         for (key, v) in [
@@ -161,7 +162,7 @@ mod tests {
             "VERS=D7-H.1.0.0\nROLE=openstack\nRSERV=10.0.0.2\nRSERV_PORT=80\nPROFILE='hp'\n",
             Path::new("conf"),
         )?;
-        assert_eq!(e.server, "http://10.0.0.2:80");
+        assert_eq!(e.server, "rsync://10.0.0.2:80");
         assert_eq!(e.profile, "hp");
         let err = Conf::parse("ROLE=x\n", Path::new("/c"))
             .err()

@@ -7,7 +7,8 @@
 //!   `/var/lib/rdeploy/conf` ([`conf`]);
 //! - [`upgrade`]: plan (what differs) and apply (fetch only changed content);
 //! - [`filter`]: the rsync-style patterns of `exclude` and `add_only`;
-//! - [`local`]: writing entries safely and walking the target; [`client`]: the HTTP side.
+//! - [`local`]: writing entries safely and walking the target; [`client`]: the HTTP side;
+//! - [`rsync`]: the same commands against an eDeploy rsync daemon (`rsync://` servers).
 //!
 //! Operator guide: `docs/upgrades.md`; endpoints: `docs/roles.md`.
 
@@ -16,6 +17,7 @@ pub mod conf;
 pub mod filter;
 mod install;
 pub mod local;
+pub mod rsync;
 pub mod upgrade;
 
 use std::collections::BTreeMap;
@@ -134,6 +136,36 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
     }
     let conf = Conf::load(root)?;
     let server = args.server.clone().unwrap_or_else(|| conf.server.clone());
+    if server.starts_with("rsync://") {
+        return match &args.command {
+            UpgradeCommand::List => {
+                for v in rsync::list(&server, &conf)? {
+                    println!("{v}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            UpgradeCommand::TestUpgrade(v) => {
+                rsync::upgrade(root, &conf, &server, &v.version, false, true)
+            }
+            UpgradeCommand::Upgrade(u) => {
+                rsync::upgrade(root, &conf, &server, &u.version, true, u.no_reboot)
+            }
+            UpgradeCommand::Verify => rsync::verify(root, &conf, &server),
+            UpgradeCommand::Version => {
+                println!("{}", conf.version);
+                Ok(ExitCode::SUCCESS)
+            }
+            UpgradeCommand::Role => {
+                println!("{}", conf.role);
+                Ok(ExitCode::SUCCESS)
+            }
+            UpgradeCommand::Profile => {
+                println!("{}", conf.profile);
+                Ok(ExitCode::SUCCESS)
+            }
+            UpgradeCommand::Install(_) => Ok(ExitCode::SUCCESS),
+        };
+    }
     match &args.command {
         UpgradeCommand::Version => println!("{}", conf.version),
         UpgradeCommand::Role => println!("{}", conf.role),
