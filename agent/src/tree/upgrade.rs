@@ -130,9 +130,22 @@ pub fn plan(
     let mut replaced: HashMap<&str, bool> = HashMap::new();
     let in_manifest: std::collections::HashSet<&str> =
         m.entries.iter().map(|e| e.path.as_str()).collect();
+    // Directories of the manifest that will not be real directories after the sync (an
+    // add_only directory that exists locally as something else, a symlink say): nothing is
+    // written below them, so nothing is ever written through a symlink.
+    let mut blocked: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, e) in m.entries.iter().enumerate() {
         let is_dir = e.kind == EntryKind::Dir;
         if rules.exclude.excluded(&e.path, is_dir) {
+            continue;
+        }
+        if e.path
+            .rsplit_once('/')
+            .is_some_and(|(parent, _)| blocked.contains(parent))
+        {
+            if is_dir {
+                blocked.insert(&e.path);
+            }
             continue;
         }
         let l = local.get(&e.path);
@@ -154,6 +167,9 @@ pub fn plan(
             continue;
         };
         if add_only {
+            if is_dir && l.kind != EntryKind::Dir {
+                blocked.insert(&e.path);
+            }
             continue;
         }
         let same_kind =
@@ -361,6 +377,11 @@ pub fn apply(
     // something excluded stays, as with rsync.
     let mut kept_dirs = Vec::new();
     for c in plan.changes.iter().filter(|c| c.op == Op::Delete) {
+        if !under_real_dirs(root, &c.path) {
+            // Its directory was replaced (by a symlink, a file) and went with it: never
+            // delete through what replaced it.
+            continue;
+        }
         let path = target.path(&c.path);
         let r = match std::fs::symlink_metadata(&path) {
             Ok(md) if md.is_dir() => std::fs::remove_dir(&path),
@@ -395,6 +416,19 @@ pub fn apply(
         bytes: bytes.into_inner(),
         kept_dirs,
     })
+}
+
+/// Whether every directory above `rel` under `root` is a real directory (not a symlink).
+fn under_real_dirs(root: &Path, rel: &str) -> bool {
+    let mut end = 0;
+    while let Some(i) = rel[end..].find('/') {
+        let dir = root.join(&rel[..end + i]);
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return false;
+        }
+        end += i + 1;
+    }
+    true
 }
 
 /// Files per `blobs` request.
@@ -483,6 +517,87 @@ mod tests {
     }
 
     /// Plans against a real directory: what differs, what excluded and add_only paths do.
+    fn dir(path: &str) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            size: 0,
+            sha256: None,
+            ..file(path, "", 0)
+        }
+    }
+
+    fn symlink(path: &str, target: &str) -> Entry {
+        Entry {
+            kind: EntryKind::Symlink,
+            size: 0,
+            sha256: None,
+            target: Some(target.into()),
+            ..file(path, "", 0)
+        }
+    }
+
+    /// A directory that becomes a symlink: its old contents are deleted, never through the
+    /// new symlink; an add_only directory that is a symlink locally gets nothing written
+    /// below it.
+    #[test]
+    fn nothing_is_written_or_deleted_through_a_symlink() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside)?;
+        let t = Target::new(&root);
+        std::fs::create_dir_all(root.join("usr/lib"))?;
+        std::fs::create_dir_all(root.join("lib"))?;
+        let x = file("usr/lib/x", "keep", 10);
+        t.write_file(&x, &mut "keep".as_bytes())?;
+        std::fs::write(root.join("lib/x"), "old")?;
+        std::os::unix::fs::symlink(&outside, root.join("opt"))?;
+        let as_root = rustix::process::geteuid().is_root();
+        let uid = if as_root {
+            0
+        } else {
+            rustix::process::geteuid().as_raw()
+        };
+        let gid = if as_root {
+            0
+        } else {
+            rustix::process::getegid().as_raw()
+        };
+        let mut entries = vec![
+            symlink("lib", "usr/lib"),
+            dir("opt"),
+            file("opt/x", "planted", 20),
+            dir("usr"),
+            dir("usr/lib"),
+            x.clone(),
+        ];
+        for e in &mut entries {
+            (e.uid, e.gid) = (uid, gid);
+        }
+        let m = Manifest {
+            role: "r".into(),
+            version: "2".into(),
+            id: "i".into(),
+            entries,
+        };
+        let rules = Rules::new("", "/opt/\n");
+        let p = plan(&m, &root, &rules, false, as_root)?;
+        let got: Vec<(Op, &str)> = p
+            .changes
+            .iter()
+            .filter(|c| c.op != Op::Meta)
+            .map(|c| (c.op, c.path.as_str()))
+            .collect();
+        assert_eq!(got, [(Op::Update, "lib"), (Op::Delete, "lib/x")]);
+        let client = Client::new("http://127.0.0.1:9")?;
+        apply(&p, &m, &root, &client, 1, &|_| {})?;
+        assert_eq!(std::fs::read_link(root.join("lib"))?, Path::new("usr/lib"));
+        assert_eq!(std::fs::read_to_string(root.join("usr/lib/x"))?, "keep");
+        assert!(std::fs::read_dir(&outside)?.next().is_none());
+        Ok(())
+    }
+
     #[test]
     fn splits_cover_everything_in_order() {
         let items: Vec<u64> = (0..100).map(|i| i * 1000).collect();
