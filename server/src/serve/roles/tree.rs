@@ -251,6 +251,8 @@ impl Served {
 #[derive(Debug, Default)]
 struct Slot {
     served: Option<Arc<Served>>,
+    /// When the walk that checked `served` began.
+    walked_at: Option<std::time::Instant>,
 }
 
 /// Every tree's slot: one lock per tree, so concurrent requests compute a manifest once.
@@ -266,16 +268,28 @@ fn slot(root: &Path) -> Arc<Mutex<Slot>> {
 
 /// The tree's manifest: the cached one if nothing changed since, else a new one (only
 /// changed files hashed again). Blocking: call from a blocking thread.
+///
+/// Requests that waited for the lock while another walked the tree take that walk's answer
+/// when the walk began after they arrived (a boot storm of manifest requests walks the tree
+/// a few times, not once per request).
 pub fn manifest(root: &Path, role: &str, version: &str) -> Result<Arc<Served>, TreeError> {
+    let arrived = std::time::Instant::now();
     let slot = slot(root);
     let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-    let walked = walk(root)?;
-    if let Some(s) = &slot.served {
-        if same_walk(&s.walked, &walked) {
+    if let (Some(s), Some(at)) = (&slot.served, slot.walked_at) {
+        if at >= arrived {
             return Ok(Arc::clone(s));
         }
     }
     let started = std::time::Instant::now();
+    let walked = walk(root)?;
+    if let Some(s) = &slot.served {
+        if same_walk(&s.walked, &walked) {
+            let s = Arc::clone(s);
+            slot.walked_at = Some(started);
+            return Ok(s);
+        }
+    }
     let old: HashMap<StatKey, String> = slot
         .served
         .iter()
@@ -292,6 +306,7 @@ pub fn manifest(root: &Path, role: &str, version: &str) -> Result<Arc<Served>, T
     );
     let served = Arc::new(served);
     slot.served = Some(Arc::clone(&served));
+    slot.walked_at = Some(started);
     Ok(served)
 }
 
@@ -448,6 +463,15 @@ mod tests {
         let changed = manifest(&root, "r", "1")?;
         assert_ne!(changed.manifest.id, s.manifest.id);
         assert_eq!(changed.manifest.entries.len(), 5);
+        // Concurrent requests get the same manifest.
+        let many: Vec<Arc<Served>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| sc.spawn(|| manifest(&root, "r", "1")))
+                .collect();
+            hs.into_iter().filter_map(|h| h.join().ok()?.ok()).collect()
+        });
+        assert_eq!(many.len(), 8);
+        assert!(many.iter().all(|m| Arc::ptr_eq(m, &changed)));
         // A symlink is never read through.
         assert!(open_nofollow(&root.join("shadow")).is_err());
         Ok(())
