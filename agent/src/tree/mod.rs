@@ -332,10 +332,28 @@ fn run_upgrade(
         }
         let plan = upgrade::plan(&m, root, &rules, false, as_root)?;
         let itemize = run.itemize;
+        let total = plan.changes.len();
+        println!(
+            "upgrading {role} {from} -> {to}: {total} changes, {} bytes to transfer",
+            plan.fetch_bytes
+        );
+        // Without --itemize, a progress line every few seconds.
+        let progress = std::sync::Mutex::new((std::time::Instant::now(), 0usize));
         let applied = upgrade::apply(&plan, &m, root, &client, jobs, &|line| {
             if itemize {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
+                return;
+            }
+            if let Ok(mut p) = progress.lock() {
+                p.1 += 1;
+                if p.0.elapsed() >= std::time::Duration::from_secs(2) {
+                    p.0 = std::time::Instant::now();
+                    println!(
+                        "upgrading {role} {from} -> {to}: {}/{total} changes made",
+                        p.1
+                    );
+                }
             }
         })?;
         for d in &applied.kept_dirs {
