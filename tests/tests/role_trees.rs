@@ -530,6 +530,17 @@ fn the_server_lists_roles_and_refuses_paths_out_of_a_tree() -> Result<()> {
             "{bad}: {v}"
         );
     }
+    let post = |body: serde_json::Value| -> Result<serde_json::Value> {
+        Ok(reqwest::blocking::Client::new()
+            .post(env.server.url("/roles/base/1/blobs"))
+            .json(&body)
+            .send()?
+            .json()?)
+    };
+    let v = post(serde_json::json!({"sha256": ["../../etc/passwd"]}))?;
+    assert_eq!(v["error"], "bad_hash", "{v}");
+    let v = post(serde_json::json!({"sha256": ["0".repeat(64)]}))?;
+    assert_eq!(v["error"], "no_such_blob", "{v}");
     // The manifest lists the symlink as data.
     let m = env.server.get_json("/roles/base/1/manifest")?;
     let link = m["entries"]
