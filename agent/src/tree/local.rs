@@ -139,6 +139,7 @@ impl Target {
         content: &mut dyn Read,
     ) -> Result<()> {
         let mut h = Sha256::new();
+        let mut holes = false;
         let mut left = e.size;
         let mut buf = vec![0u8; (e.size.min(256 * 1024) as usize).max(1)];
         while left > 0 {
@@ -152,9 +153,13 @@ impl Target {
                 e.path
             );
             h.update(&buf[..n]);
-            f.write_all(&buf[..n])
+            holes |= write_sparse(&mut f, &buf[..n])
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             left -= n as u64;
+        }
+        if holes {
+            f.set_len(e.size)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
         let got = hex(&h.finalize());
         let want = e.sha256.as_deref().unwrap_or("");
@@ -287,6 +292,40 @@ impl Target {
     pub fn remove(&self, rel: &str) -> Result<()> {
         remove(&self.path(rel))
     }
+}
+
+/// Size of the zero blocks left as holes (rsync's `--sparse`).
+const SPARSE_BLOCK: usize = 4096;
+
+/// Writes `data`, seeking over whole blocks of zeros instead of writing them; returns
+/// whether it seeked (the caller then sets the file's length, in case it ends in a hole).
+fn write_sparse(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    // Runs of data blocks are written with one call; runs of zero blocks are one seek.
+    let mut holes = false;
+    let mut run_start = 0;
+    let mut zeros = 0usize;
+    for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
+        let at = i * SPARSE_BLOCK;
+        if block.len() == SPARSE_BLOCK && block.iter().all(|&b| b == 0) {
+            if zeros == 0 {
+                f.write_all(&data[run_start..at])?;
+            }
+            zeros += SPARSE_BLOCK;
+        } else if zeros > 0 {
+            f.seek(SeekFrom::Current(zeros as i64))?;
+            holes = true;
+            zeros = 0;
+            run_start = at;
+        }
+    }
+    if zeros > 0 {
+        f.seek(SeekFrom::Current(zeros as i64))?;
+        holes = true;
+    } else {
+        f.write_all(&data[run_start..])?;
+    }
+    Ok(holes)
 }
 
 /// Sets a path's access and modification times to `e.mtime` (not following a symlink).
@@ -495,6 +534,18 @@ mod tests {
         let err = t.write_file(&bad, &mut &b"xorld"[..]).err();
         assert!(err.is_some_and(|e| e.to_string().contains("does not match")));
         assert_eq!(std::fs::read(tmp.path().join("a"))?, b"hello");
+        // Zeros become holes; the content reads back the same.
+        let mut sparse = vec![0u8; 64 * 1024];
+        sparse[0] = 1;
+        let mut big = file("big", b"");
+        big.size = sparse.len() as u64;
+        big.sha256 = Some(hex(&Sha256::digest(&sparse)));
+        t.write_file(&big, &mut &sparse[..])?;
+        assert_eq!(std::fs::read(tmp.path().join("big"))?, sparse);
+        let blocks =
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(tmp.path().join("big"))?);
+        assert!(blocks * 512 < 64 * 1024, "{blocks} blocks: not sparse");
+        std::fs::remove_file(tmp.path().join("big"))?;
         // Short content: refused.
         assert!(t.write_file(&bad, &mut &b"wor"[..]).is_err());
         let names: Vec<String> = std::fs::read_dir(tmp.path())?
