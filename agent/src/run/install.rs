@@ -228,6 +228,60 @@ impl BootLoader {
         }
     }
 
+    /// Whether the installed tree has its own `{grub}-install` (a full OS does; a minimal
+    /// role tree may not).
+    pub fn tree_has_grub(target: &str, grub: &str) -> bool {
+        let t = Path::new(target);
+        ["usr/sbin", "usr/bin", "sbin", "bin"]
+            .iter()
+            .any(|d| t.join(d).join(format!("{grub}-install")).exists())
+    }
+
+    /// For a role tree without GRUB: the initramfs's own `grub-install` writes the boot loader,
+    /// with the target's `/boot` as its boot directory, and the tree's `/boot/grub/grub.cfg`
+    /// is kept (there is no `grub-mkconfig` to write one; without that file nothing could
+    /// boot, which is an error).
+    pub fn install_from_initramfs(&self, steps: &Steps<'_>) -> anyhow::Result<()> {
+        let t = &self.target;
+        let boot_dir = format!("--boot-directory={t}/boot");
+        match self.firmware {
+            Firmware::Uefi => {
+                let efi = format!("--efi-directory={t}{}", self.efi_dir);
+                steps.run(&[
+                    "grub-install",
+                    "--target=x86_64-efi",
+                    &efi,
+                    &boot_dir,
+                    "--bootloader-id=rdeploy",
+                    "--recheck",
+                ])?;
+                steps.run(&[
+                    "grub-install",
+                    "--target=x86_64-efi",
+                    &efi,
+                    &boot_dir,
+                    "--removable",
+                    "--recheck",
+                ])?;
+            }
+            _ => {
+                steps.run(&[
+                    "grub-install",
+                    "--target=i386-pc",
+                    &boot_dir,
+                    "--recheck",
+                    &self.disk,
+                ])?;
+            }
+        }
+        let cfg = Path::new(t).join("boot/grub/grub.cfg");
+        anyhow::ensure!(
+            cfg.exists(),
+            "the role tree has no grub-install and no /boot/grub/grub.cfg: nothing would boot it"
+        );
+        Ok(())
+    }
+
     /// Installs GRUB in a chroot of the target (with /dev, /proc, /sys bound in, and efivarfs
     /// on UEFI), always unmounting what it mounted.
     pub fn install(&self, steps: &Steps<'_>, grub: &str) -> anyhow::Result<()> {
@@ -481,6 +535,41 @@ mod tests {
                 "umount /chroot/dev"
             ]
         );
+    }
+
+    #[test]
+    fn a_tree_without_grub_gets_the_initramfs_grub_and_keeps_its_grub_cfg() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let t = dir.path().to_string_lossy().into_owned();
+        assert!(!BootLoader::tree_has_grub(&t, "grub"));
+        let host = RecordingHost::new();
+        let steps = Steps {
+            host: &host,
+            timeout: Duration::from_secs(60),
+        };
+        let bl = BootLoader {
+            target: t.clone(),
+            disk: "/dev/vdc".into(),
+            firmware: Firmware::Bios,
+            options: String::new(),
+            efi_dir: "/boot/efi".into(),
+        };
+        let err = bl
+            .install_from_initramfs(&steps)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("no /boot/grub/grub.cfg"), "{err}");
+        std::fs::create_dir_all(dir.path().join("boot/grub"))?;
+        std::fs::write(dir.path().join("boot/grub/grub.cfg"), "echo hi\n")?;
+        bl.install_from_initramfs(&steps)?;
+        let expected =
+            format!("grub-install --target=i386-pc --boot-directory={t}/boot --recheck /dev/vdc");
+        assert_eq!(host.command_lines().last(), Some(&expected));
+        std::fs::create_dir_all(dir.path().join("usr/sbin"))?;
+        std::fs::write(dir.path().join("usr/sbin/grub-install"), "")?;
+        assert!(BootLoader::tree_has_grub(&t, "grub"));
+        Ok(())
     }
 
     #[test]

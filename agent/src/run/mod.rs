@@ -488,13 +488,17 @@ impl Run {
                 .unwrap_or_else(|| "/boot/efi".to_owned()),
         };
         let (host, rec) = self.host();
-        bl.install(
-            &Steps {
-                host: host.as_ref(),
-                timeout: self.s.command_timeout,
-            },
-            grub,
-        )?;
+        let steps = Steps {
+            host: host.as_ref(),
+            timeout: self.s.command_timeout,
+        };
+        if self.s.dry_run || BootLoader::tree_has_grub(target, grub) {
+            bl.install(&steps, grub)?;
+        } else {
+            self.console
+                .say("bootloader: the role tree has no grub-install: using the initramfs's");
+            bl.install_from_initramfs(&steps)?;
+        }
         if let Some(rec) = rec {
             self.print_plan(
                 &format!("bootloader: {grub}, {fw}, {}", role.disk),
