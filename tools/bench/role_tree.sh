@@ -166,8 +166,9 @@ rm -rf "$work/dst2"; mkdir -p "$work/dst2"
 rsync -aHAXS --numeric-ids "rsync://127.0.0.1:$port/install/1/base/" "$work/dst2/"
 before=$(lo_bytes)
 s=$(date +%s.%N)
-t rsync -aHAXS --numeric-ids --delete-after "rsync://127.0.0.1:$port/install/2/base/" "$work/dst2/"
+rs_stats=$(t rsync -aHAXS --numeric-ids --delete-after --stats "rsync://127.0.0.1:$port/install/2/base/" "$work/dst2/")
 e=$(date +%s.%N)
+rs_reported=$(printf '%s\n' "$rs_stats" | sed -n 's/^Total bytes received: \([0-9,]*\).*/\1/p' | tr -d ,)
 after=$(lo_bytes)
 rs_time=$(python3 -c "print(f'{$e - $s:.2f}')")
 rs_lo=$((after - before))
@@ -175,13 +176,15 @@ rs_lo=$((after - before))
 (cd "$v2" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/src.sum"
 (cd "$work/dst" && find . -path ./var -prune -o -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/dst.sum"
 cmp -s "$work/src.sum" "$work/dst.sum" || { say "upgraded tree differs from version 2"; exit 1; }
+(cd "$work/dst2" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/dst2.sum"
+cmp -s "$work/src.sum" "$work/dst2.sum" || { say "rsync's upgraded tree differs from version 2"; exit 1; }
 
 python3 - "$FILES" "$MIB" "$changed_bytes" "$rd_lo" "$rd_reported" "$rs_lo" "$cold" "$warm" \
-    "$rd_time" "$rs_time" "${T_TAR[*]}" "${T_RSYNC[*]}" "${T_RDEPLOY[*]}" "${T_RDEPLOY1[*]}" "$work" <<'EOF'
+    "$rd_time" "$rs_time" "${T_TAR[*]}" "${T_RSYNC[*]}" "${T_RDEPLOY[*]}" "${T_RDEPLOY1[*]}" "$work" "$rs_reported" <<'EOF'
 import sys, statistics as st
 files, mib, changed, rd_lo, rd_rep, rs_lo, cold, warm, rd_time, rs_time = sys.argv[1:11]
 tar, rs, rd, rd1 = ([float(x) for x in a.split()] for a in sys.argv[11:15])
-where = sys.argv[15]
+where, rs_rep = sys.argv[15], sys.argv[16]
 m = lambda xs: st.median(xs)
 print(f"\nRole tree bench: {files} files, {mib} MiB, loopback, {len(tar)} runs (median; min in the ratios' brackets), in {where}")
 print(f"  manifest: first request {cold} s (hashing), cached {warm} s")
@@ -192,5 +195,5 @@ print(f"  rdeploy --jobs 1    {m(rd1):7.2f} s   runs {rd1}   ({m(rd1)/m(tar):.2f
 changed = int(changed)
 print(f"Upgrade, 1% of files changed ({changed} bytes):")
 print(f"  rdeploy: {rd_time} s; agent reports {rd_rep} content bytes; loopback carried {rd_lo} bytes ({int(rd_lo)/changed:.2f}x the changed bytes)")
-print(f"  rsync daemon: {rs_time} s; loopback carried {rs_lo} bytes ({int(rs_lo)/changed:.2f}x)")
+print(f"  rsync daemon: {rs_time} s; rsync reports {rs_rep} bytes received; loopback carried {rs_lo} bytes ({int(rs_lo)/changed:.2f}x)")
 EOF
