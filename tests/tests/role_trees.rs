@@ -717,3 +717,76 @@ fn an_rsync_server_installs_and_upgrades_with_rsync() -> Result<()> {
     );
     Ok(())
 }
+
+/// `pre` failing stops the upgrade before anything changes; `post` exiting 100 asks for a
+/// reboot (exit 100; with `--root` other than `/` nothing reboots) after the version is
+/// recorded. Both attempts are events on the node.
+#[test]
+fn pre_can_refuse_and_post_can_ask_for_a_reboot() -> Result<()> {
+    let env = Env::new()?;
+    // Versions 4 and 5 are version 2's tree under other names.
+    std::os::unix::fs::symlink("2", env.data("install/4"))?;
+    std::os::unix::fs::symlink("2", env.data("install/5"))?;
+    let m4 = env.data("metadata/1/base/4");
+    write(&m4, "exclude", "", 0o644)?;
+    write(&m4, "post", "#!/bin/sh\nexit 100\n", 0o755)?;
+    let m5 = env.data("metadata/1/base/5");
+    write(&m5, "exclude", "", 0o644)?;
+    write(&m5, "pre", "#!/bin/sh\necho not now >&2\nexit 3\n", 0o755)?;
+    env.install_v1()?;
+    let before = env.actual()?;
+
+    let out = env.agent(&["upgrade", "5"])?;
+    assert_eq!(out.code, Some(2), "{}", show(&out));
+    ensure!(
+        out.stderr
+            .contains("pre exited with 3: upgrade not started"),
+        "{}",
+        show(&out)
+    );
+    let after: BTreeMap<String, String> = env
+        .actual()?
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/lib/rdeploy/"))
+        .collect();
+    let before: BTreeMap<String, String> = before
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("var/lib/rdeploy/"))
+        .collect();
+    assert_eq!(differences(&before, &after), Vec::<String>::new());
+    assert_eq!(env.agent(&["version"])?.stdout, "1\n");
+
+    let out = env.agent(&["upgrade", "4"])?;
+    assert_eq!(out.code, Some(100), "{}", show(&out));
+    ensure!(
+        out.stdout.contains("post asked for a reboot (exit 100)"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.agent(&["version"])?.stdout, "4\n");
+    let out = env.agent(&["verify"])?;
+    assert_eq!(out.code, Some(0), "{}", show(&out));
+
+    let node = env.server.get_json(&format!("/nodes/{}", env.node))?;
+    let events: Vec<(String, String)> = node["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter(|e| e["kind"] == "upgrade")
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap_or("").to_owned(),
+                e["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let statuses: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["started", "failed", "started", "succeeded"]);
+    ensure!(events[1].1.contains("pre exited with 3"), "{events:?}");
+    ensure!(
+        events[3].1.contains("reboot requested by post"),
+        "{events:?}"
+    );
+    assert_eq!(node["version"], "4");
+    Ok(())
+}
