@@ -6,11 +6,13 @@
 //! created as real directories before their children, so nothing is written through a symlink.
 //! A new entry is made under a temporary name in its directory (`.rdeploy.<pid>.<n>`) and
 //! renamed over the old one: an interrupted run leaves either the old or the new entry, plus
-//! temporary files the next run deletes.
+//! temporary files the next run deletes. A file is created readable by its owner only and gets
+//! its mode once its content and owner are right, so a secret being written is never readable
+//! by others on a running host.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -95,6 +97,7 @@ impl Target {
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&path)
             {
                 Ok(f) => {
@@ -124,6 +127,7 @@ impl Target {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         self.write_open(f, tmp, e, content)
@@ -480,7 +484,6 @@ fn scan_dir(
 
 /// The sha256 of a local file (not following a symlink).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
