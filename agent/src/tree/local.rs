@@ -71,8 +71,8 @@ impl Target {
         }
     }
 
-    /// Makes sure a directory exists at `rel` (replacing anything else there), writable
-    /// by us until [`Target::finish_dir`] sets its mode.
+    /// Makes sure a directory exists at `rel` (replacing anything else there); a new one is
+    /// private (0700) until [`Target::finish_dir`] sets its mode.
     pub fn ensure_dir(&self, rel: &str) -> Result<()> {
         let path = self.path(rel);
         match std::fs::symlink_metadata(&path) {
@@ -80,7 +80,11 @@ impl Target {
             Ok(_) => remove(&path)?,
             Err(_) => {}
         }
-        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))
     }
 
     /// Sets a directory's owner, mode, xattrs and times (after its contents are in place).
