@@ -78,6 +78,14 @@ pub const OPTIONAL_TOOLS: &[&str] = &[
 /// listed in the manifest, not an error: kernels differ). Big drivers that need firmware
 /// anyway (bnx2x, i40e, mlx5) are left to `--module`.
 pub const DEFAULT_MODULES: &[&str] = &[
+    // crc32c first: ext4 needs it and nothing requests it on its own, and libcrc32c (xfs,
+    // raid456) fails to load without it
+    "crc32c",
+    "crc32c_intel",
+    "crc32c_generic",
+    // entropy: without it, the first getrandom() of a machine with no RDRAND (QEMU's TCG)
+    // blocks for minutes
+    "virtio_rng",
     // virtual machines
     "virtio_pci",
     "virtio_blk",
@@ -99,10 +107,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "raid10",
     "raid456",
     "dm_mod",
-    // file systems; ext4 needs crc32c, which nothing requests on its own
-    "crc32c",
-    "crc32c_intel",
-    "crc32c_generic",
+    // file systems
     "ext4",
     "xfs",
     "vfat",
@@ -136,6 +141,8 @@ pub struct BuildOptions {
     pub extra_modules: Vec<String>,
     /// More tools, by name or absolute path (a missing one is an error).
     pub extra_tools: Vec<String>,
+    /// Optional tools to leave out, by name.
+    pub without: Vec<String>,
     /// Leave GRUB out.
     pub no_grub: bool,
 }
@@ -411,6 +418,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
 
     // Tools.
     for name in REQUIRED_TOOLS.iter().chain(OPTIONAL_TOOLS) {
+        if opts.without.iter().any(|w| w == name) && !REQUIRED_TOOLS.contains(name) {
+            m.tools_absent.push((*name).to_owned());
+            continue;
+        }
         match find_tool(name) {
             Some(p) => {
                 let real = c.add_host(&p)?;
@@ -431,8 +442,9 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         for platform in ["i386-pc", "x86_64-efi", "arm64-efi"] {
             let dir = Path::new("/usr/lib/grub").join(platform);
             if dir.is_dir() {
-                // monolithic/: signed images for Secure Boot, 15 MB, not used by grub-install.
-                c.add_tree(&dir, &["monolithic"])?;
+                // monolithic/: signed images for Secure Boot, 15 MB; grub-bios-setup and
+                // grub-ntldr-img: programs grub-install does not run (it sets up in process).
+                c.add_tree(&dir, &["monolithic", "grub-bios-setup", "grub-ntldr-img"])?;
                 m.grub.push(path_str(&dir)?);
             }
         }
@@ -474,14 +486,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         m.busybox_applets += 1;
     }
 
-    // Shared libraries of everything ELF in the image (tools found in GRUB's dirs too).
-    for (path, member) in c.image.members() {
-        if let Member::File { data, .. } = member {
-            if data.starts_with(b"\x7fELF") && path.starts_with("/usr/lib/grub/") {
-                elf_files.push(PathBuf::from(path));
-            }
-        }
-    }
+    // Shared libraries of everything ELF in the image.
     let resolver = Resolver::host();
     let mut libs: Vec<PathBuf> = resolver.closure(&elf_files)?.into_keys().collect();
     // dlopen()ed by glibc for thread cancellation; not in any DT_NEEDED.
@@ -549,6 +554,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     c.image.insert(
         &format!("{modules_image}/modules.dep"),
         Member::file(dep_text),
+    )?;
+    c.image.insert(
+        &format!("{modules_image}/modules.alias"),
+        Member::file(index.alias_text_for(&included)),
     )?;
     for extra in [
         "modules.builtin",

@@ -68,7 +68,7 @@ arg() {
 }
 
 if arg rdeploy.probe >/dev/null; then
-    say "@PROBE_OK@"
+    echo "@PROBE_OK@"
     poweroff -f
 fi
 

@@ -62,6 +62,10 @@ struct BuildArgs {
     /// One more tool, by name or path (with its libraries); repeatable.
     #[arg(long = "tool", value_name = "NAME")]
     tools: Vec<String>,
+    /// Leave out an optional tool (e.g. ipmitool: 3 MB compressed with its libraries);
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    without: Vec<String>,
     /// Leave GRUB (grub-install and its module directories) out.
     #[arg(long)]
     no_grub: bool,
@@ -116,6 +120,7 @@ fn build_main(args: &BuildArgs) -> Result<()> {
         busybox: args.busybox.clone(),
         extra_modules: args.modules.clone(),
         extra_tools: args.tools.clone(),
+        without: args.without.clone(),
         no_grub: args.no_grub,
     };
     let kernel = std::fs::read(&args.kernel)

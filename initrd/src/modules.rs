@@ -35,6 +35,8 @@ pub struct ModuleIndex {
     builtin: BTreeSet<String>,
     /// alias → module names (exact aliases only, not the wildcard device aliases).
     aliases: BTreeMap<String, Vec<String>>,
+    /// Every `alias` line as read (wildcards too), for [`ModuleIndex::alias_text_for`].
+    alias_lines: Vec<(String, String)>,
 }
 
 /// The modules to put in the image, in load order.
@@ -97,6 +99,7 @@ impl ModuleIndex {
             let (Some(alias), Some(module)) = (words.next(), words.next()) else {
                 continue;
             };
+            self.alias_lines.push((alias.to_owned(), normalize(module)));
             if alias.contains(['*', '?', '[']) {
                 continue;
             }
@@ -179,6 +182,19 @@ impl ModuleIndex {
             self.visit(&dep_name, seen, order);
         }
         order.push(path.clone());
+    }
+
+    /// `modules.alias` restricted to the modules of `paths`: busybox modprobe resolves the
+    /// kernel's requests (`crypto-crc32c`, `md-level-1`, device aliases) with it.
+    pub fn alias_text_for(&self, paths: &BTreeSet<String>) -> String {
+        let names: BTreeSet<String> = paths.iter().map(|p| module_name(p)).collect();
+        let mut out = String::new();
+        for (alias, module) in &self.alias_lines {
+            if names.contains(module) {
+                out.push_str(&format!("alias {alias} {module}\n"));
+            }
+        }
+        out
     }
 
     /// `modules.dep` restricted to `paths` (what the image's busybox modprobe reads).
@@ -265,6 +281,11 @@ mod tests {
         );
         assert_eq!(r.builtin, ["loop", "mbcache"]);
         assert_eq!(r.missing, ["no_such_module"]);
+        let kept: BTreeSet<String> = r.load_order.into_iter().collect();
+        assert_eq!(
+            index()?.alias_text_for(&kept),
+            "alias crc32c crc32c_generic\nalias crc32c crc32c_intel\n"
+        );
         Ok(())
     }
 
