@@ -1,0 +1,814 @@
+//! The VM boot test: a QEMU machine goes through rdeploy's whole chain, nothing simulated.
+//!
+//! QEMU's iPXE ROM gets `http://10.0.2.100/boot.ipxe` from QEMU's user-mode DHCP; every
+//! guest connection to 10.0.2.100:80 is relayed (`socat`, one per connection) to a real
+//! `rdeploy serve` on loopback. iPXE chains to the machine's script, loads the kernel and the
+//! initramfs built by `rdeploy-initrd` (`scripts/build-boot-images`), the agent detects the
+//! VM, uploads its inventory, gets the `kvm` profile of `examples/vm-config` (a RAID1 mirror
+//! of two disks, a GPT on the third), installs the role tree `vmtest` served by rdeploy and
+//! GRUB, reports success and powers off. The second boot of the same VM asks the server
+//! again, is sent to its disk, and the GRUB installed there prints a line and ends QEMU
+//! through `isa-debug-exit`. The disks are then read from the host (`sfdisk`, `mdadm
+//! --examine`, `debugfs`, never mounted). A second VM with one disk matches no profile: it
+//! says so, the server records it, and its disk stays blank.
+//!
+//! Every QEMU run has a hard time limit (it is killed); the serial console goes to a file
+//! whose tail is printed on failure. The accelerator is chosen by booting a probe (KVM when
+//! it really works, else TCG). Missing prerequisites fail the test with the command to run.
+//! Needs: `bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images`
+//! (which `bash scripts/test` runs first).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, ensure, Context, Result};
+use rdeploy_tests::{copy_dir, workspace_path, Server};
+use serde_json::Value;
+
+/// One VM at a time: two TCG guests on two cores would only slow each other down.
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What QEMU reaches the server at (`--public-url`); the guest's DHCP lease is 10.0.2.15.
+const GUEST_SERVER: &str = "10.0.2.100";
+/// The line the installed GRUB prints (tests/fixtures/vm-role/vmtest/boot/grub/grub.cfg).
+const LOCAL_BOOT_MARKER: &str = "rdeploy-vm-test: local boot: GRUB started from the installed disk";
+/// QEMU's exit status after `outb 0xf4 0x10` (isa-debug-exit: (0x10 << 1) | 1).
+const DEBUG_EXIT_STATUS: i32 = 33;
+/// The line `/init` prints for `rdeploy.probe` (initrd/src/init.rs).
+const PROBE_OK: &str = "rdeploy-init: probe ok";
+/// Time limits of one QEMU run under TCG (KVM is much faster); the QEMU process is killed
+/// past them.
+const INSTALL_LIMIT: Duration = Duration::from_secs(240);
+const LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(90);
+const PROBE_LIMIT: Duration = Duration::from_secs(25);
+
+const KERNEL_ARGS: &str = "console=ttyS0 rdeploy.onsuccess=halt rdeploy.onfailure=halt";
+
+fn say(line: &str) {
+    eprintln!("vm_boot: {line}");
+}
+
+/// The boot images and host tools, or an error that says what to run.
+#[derive(Debug, Clone)]
+struct Prerequisites {
+    images: PathBuf,
+    qemu: PathBuf,
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn newest_source(dir: &Path) -> Option<SystemTime> {
+    let mut best = None;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(m) = meta.modified() {
+                best = best.max(Some(m));
+            }
+        }
+    }
+    best
+}
+
+const SETUP: &str = "bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images";
+
+fn prerequisites() -> Result<Prerequisites> {
+    let mut missing = Vec::new();
+    for tool in ["qemu-system-x86_64", "socat", "sfdisk", "mdadm", "debugfs"] {
+        if which(tool).is_none() {
+            missing.push(tool);
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "the VM boot test needs {}: run `{SETUP}` (as root, on Debian bookworm)",
+        missing.join(", ")
+    );
+    let rom = [
+        "/usr/share/qemu/efi-virtio.rom",
+        "/usr/lib/ipxe/qemu/efi-virtio.rom",
+    ];
+    ensure!(
+        rom.iter().any(|r| Path::new(r).exists()),
+        "no iPXE ROM for virtio-net ({}): run `bash scripts/vm-deps` (ipxe-qemu)",
+        rom.join(", ")
+    );
+    let images = std::env::var_os("RDEPLOY_BOOT_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_path("target/boot-images"));
+    let initrd = images.join("initrd.img");
+    let built = std::fs::metadata(&initrd)
+        .and_then(|m| m.modified())
+        .with_context(|| {
+            format!(
+                "no {}: run `bash scripts/build-boot-images` (or `{SETUP}`)",
+                initrd.display()
+            )
+        })?;
+    ensure!(
+        images.join("vmlinuz").is_file(),
+        "no {}: run `bash scripts/build-boot-images`",
+        images.join("vmlinuz").display()
+    );
+    // An initramfs older than the agent's sources would test yesterday's agent.
+    for src in ["agent/src", "configure/src", "specs/src", "initrd/src"] {
+        if let Some(t) = newest_source(&workspace_path(src)) {
+            ensure!(
+                t <= built,
+                "{} is older than {src}: run `bash scripts/build-boot-images` to rebuild it",
+                initrd.display()
+            );
+        }
+    }
+    let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64")?;
+    Ok(Prerequisites { images, qemu })
+}
+
+/// A finished QEMU run.
+#[derive(Debug)]
+struct Run {
+    /// QEMU's exit status (`None`: killed by a signal).
+    status: Option<i32>,
+    /// When QEMU started.
+    started: SystemTime,
+    /// Seconds until QEMU exited.
+    seconds: f64,
+    /// The serial console.
+    console: String,
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Kills QEMU if the test stops half-way (a failed assertion, a panic).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs QEMU with `args` until it exits or `limit` passes (then it is killed and this is an
+/// error with the console's tail). The serial console goes to `console`.
+fn run_qemu(qemu: &Path, args: &[String], console: &Path, limit: Duration) -> Result<Run> {
+    let _ = std::fs::remove_file(console);
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let log = console.with_extension("qemu.log");
+    let child = Command::new(qemu)
+        .args(args)
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?)
+        .spawn()
+        .with_context(|| format!("cannot start {}", qemu.display()))?;
+    let mut guard = Guard(child);
+    let mut last_report = Instant::now();
+    let status = loop {
+        if let Some(st) = guard.0.try_wait()? {
+            break st;
+        }
+        if t0.elapsed() > limit {
+            let _ = guard.0.kill();
+            let _ = guard.0.wait();
+            bail!(
+                "QEMU still running after {} s: killed. Console ({}), last lines:\n{}\nQEMU: {}",
+                limit.as_secs(),
+                console.display(),
+                tail(&read_lossy(console), 40),
+                read_lossy(&log).trim()
+            );
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            last_report = Instant::now();
+            let text = read_lossy(console);
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("rdeploy") || l.contains("iPXE"))
+                .unwrap_or("(booting)");
+            say(&format!("  {:>4.0} s: {last}", t0.elapsed().as_secs_f64()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    Ok(Run {
+        status: status.code(),
+        started,
+        seconds: t0.elapsed().as_secs_f64(),
+        console: read_lossy(console),
+    })
+}
+
+/// KVM when a probe boot under KVM works, else TCG. `RDEPLOY_VM_ACCEL=kvm|tcg` skips the probe.
+fn accelerator(p: &Prerequisites, dir: &Path) -> &'static str {
+    static ACCEL: OnceLock<&'static str> = OnceLock::new();
+    ACCEL.get_or_init(|| {
+        match std::env::var("RDEPLOY_VM_ACCEL").as_deref() {
+            Ok("kvm") => return "kvm",
+            Ok("tcg") => return "tcg",
+            _ => {}
+        }
+        if !Path::new("/dev/kvm").exists() {
+            say("accelerator: no /dev/kvm: TCG");
+            return "tcg";
+        }
+        let args: Vec<String> = [
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "512",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-kernel",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([
+            p.images.join("vmlinuz").display().to_string(),
+            "-initrd".into(),
+            p.images.join("initrd.img").display().to_string(),
+            "-append".into(),
+            "console=ttyS0 rdeploy.probe panic=-1 quiet".into(),
+        ])
+        .collect();
+        match run_qemu(&p.qemu, &args, &dir.join("probe-kvm.console"), PROBE_LIMIT) {
+            Ok(run) if run.console.contains(PROBE_OK) => {
+                say(&format!(
+                    "accelerator: KVM (probe booted in {:.1} s)",
+                    run.seconds
+                ));
+                "kvm"
+            }
+            Ok(run) => {
+                say(&format!(
+                    "accelerator: the KVM probe ended without booting (status {:?}): TCG",
+                    run.status
+                ));
+                "tcg"
+            }
+            Err(_) => {
+                say("accelerator: the KVM probe did not finish: TCG");
+                "tcg"
+            }
+        }
+    })
+}
+
+/// One test machine: its disks and MAC.
+struct Vm {
+    dir: PathBuf,
+    name: &'static str,
+    mac: &'static str,
+    disks: Vec<PathBuf>,
+}
+
+impl Vm {
+    fn new(dir: &Path, name: &'static str, mac: &'static str, disks: usize) -> Result<Vm> {
+        let mut paths = Vec::new();
+        for i in 0..disks {
+            let p = dir.join(format!("{name}-vd{}.img", (b'a' + i as u8) as char));
+            let f = std::fs::File::create(&p).with_context(|| format!("{}", p.display()))?;
+            f.set_len(2 << 30)?; // 2 GiB, sparse
+            paths.push(p);
+        }
+        Ok(Vm {
+            dir: dir.to_owned(),
+            name,
+            mac,
+            disks: paths,
+        })
+    }
+
+    /// QEMU's arguments: network boot first (iPXE), then the last disk (the boot disk).
+    fn args(&self, accel: &str, server_port: u16) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-accel".into(),
+            accel.into(),
+            "-smp".into(),
+            "2".into(),
+            "-m".into(),
+            "1024".into(),
+            "-display".into(),
+            "none".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-netdev".into(),
+            format!(
+                "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:80-cmd:socat - TCP:127.0.0.1:{server_port},bootfile=http://{GUEST_SERVER}/boot.ipxe"
+            ),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n0,mac={},bootindex=1", self.mac),
+            // Entropy: without it the agent's first getrandom() blocks for minutes under TCG.
+            "-device".into(),
+            "virtio-rng-pci".into(),
+            "-device".into(),
+            "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
+        ];
+        if accel == "kvm" {
+            a.extend(["-cpu".into(), "host".into()]);
+        }
+        let last = self.disks.len().saturating_sub(1);
+        for (i, d) in self.disks.iter().enumerate() {
+            a.push("-drive".into());
+            a.push(format!("file={},if=none,id=d{i},format=raw", d.display()));
+            a.push("-device".into());
+            if i == last {
+                a.push(format!("virtio-blk-pci,drive=d{i},bootindex=2"));
+            } else {
+                a.push(format!("virtio-blk-pci,drive=d{i}"));
+            }
+        }
+        a
+    }
+
+    fn boot(
+        &self,
+        p: &Prerequisites,
+        accel: &str,
+        port: u16,
+        what: &str,
+        limit: Duration,
+    ) -> Result<Run> {
+        say(&format!(
+            "{}: {what} (QEMU, {accel}, at most {} s)",
+            self.name,
+            limit.as_secs()
+        ));
+        let console = self.dir.join(format!("{}-{what}.console", self.name));
+        let run = run_qemu(&p.qemu, &self.args(accel, port), &console, limit)?;
+        say(&format!(
+            "{}: {what}: QEMU exited with status {:?} after {:.1} s",
+            self.name, run.status, run.seconds
+        ));
+        Ok(run)
+    }
+}
+
+/// Everything one scenario needs: a server on a copy of examples/vm-config.
+struct Setup {
+    dir: tempfile::TempDir,
+    server: Server,
+    port: u16,
+    tftp: PathBuf,
+}
+
+fn setup(p: &Prerequisites) -> Result<Setup> {
+    let dir = tempfile::Builder::new().prefix("rdeploy-vm-").tempdir()?;
+    let config = dir.path().join("config");
+    copy_dir(&workspace_path("examples/vm-config"), &config)?;
+    let data = dir.path().join("data");
+    copy_dir(
+        &workspace_path("tests/fixtures/vm-role/vmtest"),
+        &data.join("install/1.0/vmtest"),
+    )?;
+    let tftp = dir.path().join("tftp");
+    std::fs::create_dir_all(&tftp)?;
+    let images = p.images.display().to_string();
+    let tftp_s = tftp.display().to_string();
+    let public = format!("http://{GUEST_SERVER}");
+    let server = Server::start(
+        &config,
+        &data,
+        &[
+            "--public-url",
+            &public,
+            "--images-dir",
+            &images,
+            "--tftp-root",
+            &tftp_s,
+            "--kernel-args",
+            KERNEL_ARGS,
+        ],
+    )?;
+    let port = server
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no port in {}", server.base))?;
+    Ok(Setup {
+        dir,
+        server,
+        port,
+        tftp,
+    })
+}
+
+/// The node record of the machine with `mac`.
+fn node_by_mac(server: &Server, mac: &str) -> Result<Value> {
+    let list = server.get_json("/nodes")?;
+    let nodes = list
+        .as_array()
+        .or_else(|| list.get("nodes").and_then(Value::as_array))
+        .with_context(|| format!("GET /nodes: not a list: {list}"))?;
+    let id = nodes
+        .iter()
+        .find(|n| n.to_string().to_lowercase().contains(mac))
+        .and_then(|n| n.get("id"))
+        .and_then(Value::as_str)
+        .with_context(|| format!("no node with MAC {mac} in {list}"))?;
+    server.get_json(&format!("/nodes/{id}"))
+}
+
+fn command(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    ensure!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A file of an ext4 file system that starts `offset` bytes into `image`, read with debugfs.
+fn debugfs_cat(image: &Path, offset: u64, path: &str) -> Result<String> {
+    let dev = format!("{}?offset={offset}", image.display());
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("cat {path}"), &dev])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run debugfs")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() && !err.contains("File not found"),
+        "debugfs {dev}: cat {path}: {err}"
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `Key : value` of `mdadm --examine`.
+fn examine_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(" : ")?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// Seconds from `start` to a node record's time (`2026-11-21T21:49:19Z`, UTC); negative
+/// when before (the record has whole seconds).
+fn seconds_after(start: SystemTime, rfc3339: &str) -> Option<f64> {
+    let (date, time) = rfc3339.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<f64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let at = days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss;
+    let start = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some(at - start)
+}
+
+/// `(state, at)` of the node's history, in order.
+fn history(node: &Value) -> Vec<(String, String)> {
+    node.get("history")
+        .and_then(Value::as_array)
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    (
+                        e.get("state")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        e.get("at").and_then(Value::as_str).unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn on_failure<T>(result: Result<T>, consoles: &[&Path]) -> Result<T> {
+    if result.is_err() {
+        for c in consoles {
+            let text = read_lossy(c);
+            if !text.is_empty() {
+                eprintln!("--- {} (last lines)\n{}", c.display(), tail(&text, 40));
+            }
+        }
+    }
+    result
+}
+
+/// Install, then local boot, then the disks read from the host.
+#[test]
+fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    let s = setup(&p)?;
+    let accel = accelerator(&p, s.dir.path());
+    let vm = Vm::new(s.dir.path(), "vm1", "52:54:00:12:34:56", 3)?;
+    let install_console = s.dir.path().join("vm1-install.console");
+    let local_console = s.dir.path().join("vm1-local-boot.console");
+    let consoles = [install_console.as_path(), local_console.as_path()];
+
+    // 1. Network boot: install.
+    let run = on_failure(
+        vm.boot(&p, accel, s.port, "install", INSTALL_LIMIT),
+        &consoles,
+    )?;
+    on_failure(
+        (|| {
+            ensure!(
+                run.status == Some(0),
+                "the install boot should end with a power-off (status 0), not {:?}",
+                run.status
+            );
+            for line in [
+                "rdeploy-init: starting rdeploy-agent run",
+                "matched profile kvm",
+                "mdadm --create /dev/md0",
+                "install_role: done",
+                "grub-install --target=i386-pc",
+                "onsuccess: halt",
+            ] {
+                ensure!(run.console.contains(line), "the console has no {line:?}");
+            }
+            Ok(())
+        })(),
+        &consoles,
+    )?;
+
+    // The server's record: states in order, the CMDB entry, local boot.
+    let node = node_by_mac(&s.server, vm.mac)?;
+    let states: Vec<String> = history(&node).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        states,
+        [
+            "discovered",
+            "matched",
+            "configuring",
+            "installing",
+            "installed"
+        ],
+        "{node:#}"
+    );
+    assert_eq!(node["profile"], "kvm", "{node:#}");
+    assert_eq!(node["var"]["hostname"], "rdeploy-vm01", "{node:#}");
+    assert_eq!(node["var"]["mac"], vm.mac, "{node:#}");
+    assert_eq!(node["boot"]["target"], "local", "{node:#}");
+    let state = std::fs::read_to_string(s.server.config_dir.join("state"))?;
+    assert!(
+        state.contains("('kvm', 2)"),
+        "quota not decremented: {state}"
+    );
+    let cmdb = std::fs::read_to_string(s.server.config_dir.join("kvm.cmdb"))?;
+    let used: Vec<&str> = cmdb.lines().filter(|l| l.contains("'used': 1")).collect();
+    assert_eq!(used.len(), 1, "{cmdb}");
+    assert!(
+        used[0].contains("rdeploy-vm01") && used[0].contains(vm.mac),
+        "{cmdb}"
+    );
+    let pxe = s.tftp.join("pxelinux.cfg/01-52-54-00-12-34-56");
+    let pxe_text = std::fs::read_to_string(&pxe).with_context(|| format!("{}", pxe.display()))?;
+    assert!(
+        pxe_text.contains("LOCALBOOT"),
+        "{}: {pxe_text}",
+        pxe.display()
+    );
+
+    // Timings for docs/benchmarks.md.
+    let times: Vec<(String, Option<f64>)> = history(&node)
+        .into_iter()
+        .map(|(st, at)| (st, seconds_after(run.started, &at)))
+        .collect();
+    say(&format!(
+        "install timeline (s after QEMU start, {accel}): {} power-off {:.1}",
+        times
+            .iter()
+            .map(|(st, t)| format!("{st} {}", t.map_or("?".into(), |t| format!("{t:.0}"))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        run.seconds
+    ));
+
+    // 2. The same VM again: the server sends it to its disk, whose GRUB ends QEMU.
+    let run2 = on_failure(
+        vm.boot(&p, accel, s.port, "local-boot", LOCAL_BOOT_LIMIT),
+        &consoles,
+    )?;
+    on_failure(
+        (|| {
+            ensure!(
+                run2.console.contains(LOCAL_BOOT_MARKER),
+                "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
+            );
+            ensure!(
+                run2.status == Some(DEBUG_EXIT_STATUS),
+                "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
+                run2.status
+            );
+            ensure!(
+                !run2.console.contains("rdeploy-agent"),
+                "the second boot ran the installer again"
+            );
+            Ok(())
+        })(),
+        &consoles,
+    )?;
+    say(&format!(
+        "local boot: GRUB's line after {:.1} s",
+        run2.seconds
+    ));
+    let node = node_by_mac(&s.server, vm.mac)?;
+    assert_eq!(node["state"], "installed", "{node:#}");
+    assert!(
+        node.to_string()
+            .contains("network-booted again: answered local"),
+        "no alert for the second network boot: {node:#}"
+    );
+
+    // 3. The disks, read from the host.
+    let (vda, vdb, vdc) = (&vm.disks[0], &vm.disks[1], &vm.disks[2]);
+    let table: Value =
+        serde_json::from_str(&command("sfdisk", &["--json", &vdc.display().to_string()])?)?;
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .context("no partitions on vdc")?;
+    assert_eq!(table["partitiontable"]["label"], "gpt", "{table:#}");
+    let types: Vec<&str> = parts.iter().filter_map(|p| p["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "21686148-6449-6E6F-744E-656564454649",
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        ],
+        "{table:#}"
+    );
+    assert_eq!(parts[1]["name"], "EFI", "{table:#}");
+    assert_eq!(parts[2]["name"], "boot", "{table:#}");
+    let sector = table["partitiontable"]["sectorsize"]
+        .as_u64()
+        .unwrap_or(512);
+    let boot_offset = parts[2]["start"].as_u64().context("no start")? * sector;
+
+    let mut uuids = Vec::new();
+    let mut data_offset = 0;
+    for d in [vda, vdb] {
+        let text = command("mdadm", &["--examine", &d.display().to_string()])?;
+        assert_eq!(examine_field(&text, "Raid Level"), Some("raid1"), "{text}");
+        assert_eq!(examine_field(&text, "Raid Devices"), Some("2"), "{text}");
+        assert_eq!(examine_field(&text, "Version"), Some("1.2"), "{text}");
+        uuids.push(
+            examine_field(&text, "Array UUID")
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let sectors: u64 = examine_field(&text, "Data Offset")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no data offset: {text}"))?;
+        data_offset = sectors * 512;
+    }
+    assert_eq!(uuids[0], uuids[1], "the two disks are not one array");
+
+    // The root file system on the mirror: the role tree and the script's files, on both halves.
+    let numbers = std::fs::read_to_string(workspace_path(
+        "tests/fixtures/vm-role/vmtest/usr/share/rdeploy-vm-test/numbers.txt",
+    ))?;
+    for d in [vda, vdb] {
+        assert_eq!(
+            debugfs_cat(d, data_offset, "/etc/hostname")?,
+            "rdeploy-vm01\n"
+        );
+        assert_eq!(
+            debugfs_cat(d, data_offset, "/usr/share/rdeploy-vm-test/numbers.txt")?,
+            numbers
+        );
+        let motd = debugfs_cat(d, data_offset, "/etc/motd")?;
+        assert!(motd.contains("vmtest"), "{motd}");
+        let fstab = debugfs_cat(d, data_offset, "/etc/fstab")?;
+        assert!(
+            fstab.contains(" / ext4") && fstab.contains(" /boot ext4"),
+            "{fstab}"
+        );
+        let test = debugfs_cat(d, data_offset, "/etc/rdeploy-test")?;
+        assert!(test.contains("ip=10.0.2.15"), "{test}");
+    }
+    // /boot on vdc3: the role tree's grub.cfg and the modules grub-install wrote.
+    let grub_cfg = std::fs::read_to_string(workspace_path(
+        "tests/fixtures/vm-role/vmtest/boot/grub/grub.cfg",
+    ))?;
+    assert_eq!(debugfs_cat(vdc, boot_offset, "/grub/grub.cfg")?, grub_cfg);
+    assert!(!debugfs_cat(vdc, boot_offset, "/grub/i386-pc/normal.mod")?.is_empty());
+    // GRUB's boot code in vdc's first sector.
+    let mut mbr = [0u8; 512];
+    std::fs::File::open(vdc)?.read_exact(&mut mbr)?;
+    assert!(
+        mbr.windows(4).any(|w| w == b"GRUB"),
+        "no GRUB boot code on vdc"
+    );
+    assert_eq!(&mbr[510..], &[0x55, 0xaa]);
+    Ok(())
+}
+
+/// A VM that matches no profile: a clear no-match on its console and in the server's record,
+/// and nothing written to its disk.
+#[test]
+fn a_vm_that_matches_no_profile_is_told_so_and_keeps_its_disk() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    let s = setup(&p)?;
+    let accel = accelerator(&p, s.dir.path());
+    let vm = Vm::new(s.dir.path(), "stranger", "52:54:00:ab:cd:ef", 1)?;
+    let console = s.dir.path().join("stranger-install.console");
+    let run = on_failure(
+        vm.boot(&p, accel, s.port, "install", INSTALL_LIMIT),
+        &[&console],
+    )?;
+    on_failure(
+        (|| {
+            ensure!(
+                run.console.contains("no_match"),
+                "the console does not say no_match"
+            );
+            ensure!(
+                run.status == Some(0),
+                "the failed run should power off (rdeploy.onfailure=halt), not {:?}",
+                run.status
+            );
+            ensure!(!run.console.contains("configure: running"), "a script ran");
+            Ok(())
+        })(),
+        &[&console],
+    )?;
+    for line in run.console.lines().filter(|l| l.contains("no_match")) {
+        say(&format!("stranger's console: {line}"));
+    }
+    let node = node_by_mac(&s.server, vm.mac)?;
+    assert!(node.to_string().contains("no_match"), "{node:#}");
+    assert_ne!(node["state"], "installed", "{node:#}");
+    let state = std::fs::read_to_string(s.server.config_dir.join("state"))?;
+    assert!(state.contains("('kvm', 3)"), "the quota moved: {state}");
+    // The disk is still all zeros (sparse, never written).
+    let mut f = std::fs::File::open(&vm.disks[0])?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n].iter().all(|b| *b == 0),
+            "byte written near offset {total}"
+        );
+        total += n as u64;
+    }
+    assert_eq!(total, 2 << 30);
+    Ok(())
+}
