@@ -88,7 +88,6 @@ pub fn install(
     r
 }
 
-#[allow(clippy::too_many_arguments)]
 fn report(
     client: &Client,
     spec: &InstallSpec,
