@@ -262,6 +262,34 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Opens a regular file for reading; a symlink in its place is an error (data is never
+/// followed out of a tree).
+pub fn open_nofollow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// The manifest's `sha256` of a file (lowercase hex), read without following a symlink: the
+/// one definition the server (manifests) and the agent (verify, upgrades) share.
+pub fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut f = open_nofollow(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// The bytes of a hex string (`None` when it is not hex).
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {

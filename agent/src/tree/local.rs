@@ -486,24 +486,6 @@ fn scan_dir(
     Ok(held)
 }
 
-/// The sha256 of a local file (not following a symlink).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use rdeploy_configure::tree_wire::{Entry, EntryKind, Manifest};
+use rdeploy_configure::tree_wire::{hash_file, Entry, EntryKind, Manifest};
 
 use super::client::Client;
 use super::filter::Filter;
-use super::local::{hash_file, Local, Target};
+use super::local::{Local, Target};
 
 /// Paths an upgrade never touches whatever the `exclude` file says: the kernel's and the
 /// runtime's file systems, and rdeploy's own records.

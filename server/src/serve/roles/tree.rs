@@ -13,7 +13,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rdeploy_configure::tree_wire::{hex, Entry, EntryKind, Manifest};
+pub use rdeploy_configure::tree_wire::open_nofollow;
+use rdeploy_configure::tree_wire::{hash_file, hex, Entry, EntryKind, Manifest};
 use sha2::{Digest, Sha256};
 
 /// Why a tree cannot be served.
@@ -194,32 +195,6 @@ fn read_xattrs(path: &Path) -> BTreeMap<String, String> {
         }
     }
     out
-}
-
-/// The sha256 of a file, read without following a symlink.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut f = open_nofollow(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-/// Opens a regular file for reading; a symlink in its place is an error (data is never
-/// followed out of a tree).
-pub fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
 }
 
 /// A tree's manifest, with what serving it needs.
