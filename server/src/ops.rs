@@ -155,6 +155,7 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
         "STATE",
         "PROFILE",
         "IP",
+        "ROLE",
         "BOOT",
         "LAST EVENT",
         "AGE",
@@ -179,6 +180,7 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
             s(&n["state"]),
             s(&n["profile"]),
             s(&n["ip"]),
+            role_version(n),
             s(&n["boot"]),
             last,
             age(n["updated_at"].as_str().unwrap_or(""), now),
@@ -186,6 +188,15 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
     }
     print!("{}", table(&rows));
     Ok(Outcome::Ok)
+}
+
+/// `ROLE VERSION` of an installed node, `-` before its role tree is installed.
+fn role_version(n: &serde_json::Value) -> String {
+    match (n["role"].as_str(), n["version"].as_str()) {
+        (Some(role), Some(version)) => format!("{role} {version}"),
+        (Some(role), None) => role.to_owned(),
+        _ => "-".to_owned(),
+    }
 }
 
 /// `rdeploy node show ID`: the whole record as JSON.

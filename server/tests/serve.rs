@@ -892,9 +892,9 @@ async fn the_operator_cli_talks_to_the_running_server_with_a_token() -> Res {
     assert_eq!(code, 0, "{err}");
     let mut lines = out.lines();
     assert!(
-        lines
-            .next()
-            .is_some_and(|h| h.starts_with("NODE") && h.contains("LAST EVENT")),
+        lines.next().is_some_and(|h| h.starts_with("NODE")
+            && h.contains(" ROLE ")
+            && h.contains("LAST EVENT")),
         "{out}"
     );
     let row = lines.next().ok_or("no node row")?;
