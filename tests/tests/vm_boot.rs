@@ -150,6 +150,8 @@ struct Run {
     seconds: f64,
     /// The serial console.
     console: String,
+    /// QEMU's own messages (stderr).
+    qemu_log: String,
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -227,6 +229,7 @@ fn run_qemu(qemu: &Path, args: &[String], console: &Path, limit: Duration) -> Re
         started,
         seconds: t0.elapsed().as_secs_f64(),
         console: read_lossy(console),
+        qemu_log: read_lossy(&log),
     })
 }
 
@@ -277,8 +280,9 @@ fn accelerator(p: &Prerequisites, dir: &Path) -> &'static str {
             }
             Ok(run) => {
                 say(&format!(
-                    "accelerator: the KVM probe ended without booting (status {:?}): TCG",
-                    run.status
+                    "accelerator: the KVM probe ended without booting (status {:?}; {}): TCG",
+                    run.status,
+                    run.qemu_log.lines().next().unwrap_or("no message")
                 ));
                 "tcg"
             }
@@ -382,6 +386,7 @@ impl Vm {
 }
 
 /// Everything one scenario needs: a server on a copy of examples/vm-config.
+/// `RDEPLOY_VM_KEEP=1` keeps the directory (consoles, disks, server log, data dir).
 struct Setup {
     dir: tempfile::TempDir,
     server: Server,
@@ -390,7 +395,11 @@ struct Setup {
 }
 
 fn setup(p: &Prerequisites) -> Result<Setup> {
-    let dir = tempfile::Builder::new().prefix("rdeploy-vm-").tempdir()?;
+    let mut dir = tempfile::Builder::new().prefix("rdeploy-vm-").tempdir()?;
+    if std::env::var_os("RDEPLOY_VM_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        say(&format!("keeping {}", dir.path().display()));
+    }
     let config = dir.path().join("config");
     copy_dir(&workspace_path("examples/vm-config"), &config)?;
     let data = dir.path().join("data");
