@@ -114,6 +114,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_iso8859_1",
     "nls_utf8",
+    "nls_ascii",
     "efivarfs",
     // network
     "af_packet",

@@ -85,6 +85,10 @@ while read -r m; do
     fi
 done < @MODULES_LOAD@
 say "$loaded modules loaded${failed:+; not loaded (no such hardware or already built in):$failed}"
+# UEFI machines: grub-install and efibootmgr write boot entries through efivarfs.
+if [ -d /sys/firmware/efi/efivars ]; then
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+fi
 echo 4 > /proc/sys/kernel/printk 2>/dev/null
 # The kernel asks for more modules through modprobe (busybox, with modules.dep).
 echo /sbin/modprobe > /proc/sys/kernel/modprobe 2>/dev/null

@@ -189,12 +189,16 @@ fn the_host_build_is_deterministic_and_complete() -> Result<()> {
         .filter_map(|p| Path::new(p).file_stem())
         .map(|s| s.to_string_lossy().replace('-', "_"))
         .collect();
+    // nls_ascii: Debian's vfat mounts with iocharset=ascii by default (the ESP fails without).
     for needed in [
         "ext4",
         "crc32c_generic",
         "raid1",
         "virtio_net",
         "virtio_rng",
+        "vfat",
+        "nls_cp437",
+        "nls_ascii",
     ] {
         assert!(
             loaded.contains(needed) || m.modules_builtin.iter().any(|b| b == needed),

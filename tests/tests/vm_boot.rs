@@ -788,7 +788,9 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         assert!(motd.contains("vmtest"), "{motd}");
         let fstab = debugfs_cat(d, data_offset, "/etc/fstab")?;
         assert!(
-            fstab.contains(" / ext4") && fstab.contains(" /boot ext4"),
+            fstab.contains(" / ext4")
+                && fstab.contains(" /boot ext4")
+                && fstab.contains(" /boot/efi vfat"),
             "{fstab}"
         );
         let test = debugfs_cat(d, data_offset, "/etc/rdeploy-test")?;
