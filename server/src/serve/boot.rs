@@ -101,10 +101,14 @@ impl BootConfig {
     pub fn ipxe(&self, target: &BootTarget, who: &str) -> String {
         let head = format!("#!ipxe\n# rdeploy: {who}: next boot {}\n", target);
         match target {
+            // `initrd=NAME`: under UEFI, iPXE hands the initramfs to the kernel's EFI stub as a
+            // file of that name (older iPXE builds, such as QEMU's, only that way); BIOS
+            // kernels ignore it.
             BootTarget::Install => format!(
-                "{head}kernel {} rdeploy.server={} BOOTIF=01-${{netX/mac:hexhyp}}{}\ninitrd {}\nboot\n",
+                "{head}kernel {} rdeploy.server={} BOOTIF=01-${{netX/mac:hexhyp}} initrd={}{}\ninitrd {}\nboot\n",
                 self.kernel_url,
                 self.public_url,
+                url_file_name(&self.initrd_url),
                 args(&self.kernel_args),
                 self.initrd_url
             ),
@@ -169,6 +173,13 @@ impl BootConfig {
         }
         Ok(())
     }
+}
+
+/// The last path segment of a URL (`http://h/images/initrd.img?x=1` → `initrd.img`): the
+/// name iPXE gives the image it fetched.
+fn url_file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn args(extra: &str) -> String {
@@ -506,6 +517,11 @@ mod tests {
             ),
             "{install}"
         );
+        assert!(
+            install.contains(" initrd=initrd.img\ninitrd http://10.0.0.1:8080/images/initrd.img\n"),
+            "{install}"
+        );
+        assert_eq!(url_file_name("http://h/a/initrd-5.img?v=2"), "initrd-5.img");
         assert!(b.ipxe(&BootTarget::Local, "n1").ends_with("exit\n"));
         assert!(b.pxelinux(&BootTarget::Local).contains("LOCALBOOT 0"));
         assert!(b
