@@ -10,7 +10,8 @@
 //! again, is sent to its disk, and the GRUB installed there prints a line and ends QEMU
 //! through `isa-debug-exit`. The disks are then read from the host (`sfdisk`, `mdadm
 //! --examine`, `debugfs`, never mounted). A second VM with one disk matches no profile: it
-//! says so, the server records it, and its disk stays blank.
+//! says so, the server records it, and its disk stays blank. A third VM does the install and
+//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition.
 //!
 //! Every QEMU run has a hard time limit (it is killed); the serial console goes to a file
 //! whose tail is printed on failure. The accelerator is chosen by booting a probe (KVM when
@@ -44,6 +45,10 @@ const PROBE_OK: &str = "rdeploy-init: probe ok";
 const INSTALL_LIMIT: Duration = Duration::from_secs(240);
 const LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(90);
 const PROBE_LIMIT: Duration = Duration::from_secs(25);
+/// UEFI firmware (OVMF) is slower to start under TCG, and tries its own network boot
+/// entries before the disk.
+const UEFI_INSTALL_LIMIT: Duration = Duration::from_secs(300);
+const UEFI_LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(180);
 
 const KERNEL_ARGS: &str = "console=ttyS0 rdeploy.onsuccess=halt rdeploy.onfailure=halt";
 
@@ -89,7 +94,14 @@ const SETUP: &str = "bash scripts/deps && bash scripts/vm-deps && bash scripts/b
 
 fn prerequisites() -> Result<Prerequisites> {
     let mut missing = Vec::new();
-    for tool in ["qemu-system-x86_64", "socat", "sfdisk", "mdadm", "debugfs"] {
+    for tool in [
+        "qemu-system-x86_64",
+        "socat",
+        "sfdisk",
+        "mdadm",
+        "debugfs",
+        "fsck.fat",
+    ] {
         if which(tool).is_none() {
             missing.push(tool);
         }
@@ -294,15 +306,35 @@ fn accelerator(p: &Prerequisites, dir: &Path) -> &'static str {
     })
 }
 
-/// One test machine: its disks and MAC.
+/// UEFI firmware (Debian's ovmf): code, and the variable store each VM gets a copy of.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// One test machine: its disks and MAC, and with UEFI its variable store.
 struct Vm {
     dir: PathBuf,
     name: &'static str,
     mac: &'static str,
     disks: Vec<PathBuf>,
+    uefi_vars: Option<PathBuf>,
 }
 
 impl Vm {
+    /// The same machine with UEFI firmware (OVMF) instead of SeaBIOS.
+    fn uefi(dir: &Path, name: &'static str, mac: &'static str, disks: usize) -> Result<Vm> {
+        for f in [OVMF_CODE, OVMF_VARS] {
+            ensure!(
+                Path::new(f).is_file(),
+                "no {f}: run `bash scripts/vm-deps` (ovmf)"
+            );
+        }
+        let mut vm = Vm::new(dir, name, mac, disks)?;
+        let vars = dir.join(format!("{name}-OVMF_VARS.fd"));
+        std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("{}", vars.display()))?;
+        vm.uefi_vars = Some(vars);
+        Ok(vm)
+    }
+
     fn new(dir: &Path, name: &'static str, mac: &'static str, disks: usize) -> Result<Vm> {
         let mut paths = Vec::new();
         for i in 0..disks {
@@ -316,6 +348,7 @@ impl Vm {
             name,
             mac,
             disks: paths,
+            uefi_vars: None,
         })
     }
 
@@ -347,6 +380,18 @@ impl Vm {
         ];
         if accel == "kvm" {
             a.extend(["-cpu".into(), "host".into()]);
+        }
+        if let Some(vars) = &self.uefi_vars {
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,file={}", vars.display()));
+            // After iPXE's `exit`, OVMF tries its own network boot options before the disk,
+            // each with its time-outs: leave out those it has switches for (PXE, IPv6).
+            for knob in ["IPv6Support", "IPv4PXESupport", "IPv6PXESupport"] {
+                a.push("-fw_cfg".into());
+                a.push(format!("name=opt/org.tianocore/{knob},string=no"));
+            }
         }
         let last = self.disks.len().saturating_sub(1);
         for (i, d) in self.disks.iter().enumerate() {
@@ -869,5 +914,127 @@ fn a_vm_that_matches_no_profile_is_told_so_and_keeps_its_disk() -> Result<()> {
         head.iter().all(|b| *b == 0),
         "the stranger's disk was written"
     );
+    Ok(())
+}
+
+/// The EFI system partition's file list (`fsck.fat -n -l` on a copy of the partition).
+fn esp_files(disk: &Path, dir: &Path) -> Result<String> {
+    let table: Value = serde_json::from_str(&command(
+        "sfdisk",
+        &["--json", &disk.display().to_string()],
+    )?)?;
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .context("no partitions")?;
+    let esp = parts
+        .iter()
+        .find(|p| p["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+        .with_context(|| format!("no EFI system partition: {table:#}"))?;
+    let (start, size) = (
+        esp["start"].as_u64().context("start")?,
+        esp["size"].as_u64().context("size")?,
+    );
+    let mut bytes = vec![0u8; (size * 512) as usize];
+    let mut f = std::fs::File::open(disk)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start * 512))?;
+    f.read_exact(&mut bytes)?;
+    let copy = dir.join("esp.img");
+    std::fs::write(&copy, &bytes)?;
+    let out = Command::new("fsck.fat")
+        .args(["-n", "-l"])
+        .arg(&copy)
+        .output()
+        .context("cannot run fsck.fat")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "fsck.fat on the ESP: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text)
+}
+
+/// The same chain under UEFI (OVMF): iPXE's EFI ROM, the kernel's EFI stub, GRUB x86_64-efi
+/// on the EFI system partition (with a boot entry through efibootmgr and at the removable
+/// path), and the second boot through the firmware's boot manager to the disk.
+#[test]
+fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    let s = setup(&p)?;
+    let accel = accelerator(&p, s.dir.path());
+    let vm = Vm::uefi(s.dir.path(), "uefi1", "52:54:00:12:34:58", 3)?;
+    let consoles_owned = [
+        s.dir.path().join("uefi1-install.console"),
+        s.dir.path().join("uefi1-local-boot.console"),
+    ];
+    let consoles: Vec<&Path> = consoles_owned.iter().map(PathBuf::as_path).collect();
+
+    let run = on_failure(
+        vm.boot(&p, accel, s.port, "install", UEFI_INSTALL_LIMIT),
+        &consoles,
+    )?;
+    on_failure(
+        (|| {
+            ensure!(
+                run.status == Some(0),
+                "the install boot should end with a power-off (status 0), not {:?}",
+                run.status
+            );
+            for line in [
+                "grub for UEFI",
+                "grub-install --target=x86_64-efi",
+                "--removable",
+                "finish: done",
+                "onsuccess: halt",
+            ] {
+                ensure!(run.console.contains(line), "the console has no {line:?}");
+            }
+            Ok(())
+        })(),
+        &consoles,
+    )?;
+    let node = node_by_mac(&s.server, vm.mac)?;
+    assert_eq!(node["state"], "installed", "{node:#}");
+    assert_eq!(node["boot"]["target"], "local", "{node:#}");
+    say(&format!(
+        "uefi install: power-off after {:.1} s",
+        run.seconds
+    ));
+
+    let run2 = on_failure(
+        vm.boot(&p, accel, s.port, "local-boot", UEFI_LOCAL_BOOT_LIMIT),
+        &consoles,
+    )?;
+    on_failure(
+        (|| {
+            ensure!(
+                run2.console.contains(LOCAL_BOOT_MARKER),
+                "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
+            );
+            ensure!(
+                run2.status == Some(DEBUG_EXIT_STATUS),
+                "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
+                run2.status
+            );
+            ensure!(
+                !run2.console.contains("rdeploy-agent"),
+                "the second boot ran the installer again"
+            );
+            Ok(())
+        })(),
+        &consoles,
+    )?;
+    say(&format!(
+        "uefi local boot: GRUB's line after {:.1} s",
+        run2.seconds
+    ));
+
+    let files = esp_files(&vm.disks[2], s.dir.path())?;
+    for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
+        assert!(files.contains(f), "{f} not on the ESP: {files}");
+    }
     Ok(())
 }
