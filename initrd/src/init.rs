@@ -1,7 +1,8 @@
 //! The scripts the initramfs runs: `/init` (PID 1, busybox sh) and the udhcpc event script.
 //!
-//! `/init` mounts the pseudo file systems, loads the modules listed in
-//! `/etc/rdeploy/modules.load` (dependencies first, `crc32c` included), brings the network up
+//! `/init` mounts the pseudo file systems (and efivarfs on UEFI machines, for grub-install
+//! and efibootmgr), loads the modules listed in `/etc/rdeploy/modules.load` (dependencies
+//! first, `crc32c` included), brings the network up
 //! with DHCP on the interface iPXE booted from (`BOOTIF=`) or else every Ethernet interface,
 //! then runs `rdeploy-agent run` (which reads `rdeploy.server=` from `/proc/cmdline`).
 //! PID 1 never exits: when the agent returns, `rdeploy.onsuccess=` / `rdeploy.onfailure=`
