@@ -27,7 +27,7 @@ use super::error::ApiError;
 /// Writes committed together at most.
 const BATCH: usize = 512;
 
-/// Threads syncing one batch's files.
+/// Threads writing and syncing one batch's files.
 const SYNCERS: usize = 32;
 
 struct Job {
@@ -99,10 +99,13 @@ fn temp_name(name: &str) -> String {
     format!(".{name}.{}.{seq}.rdeploy-tmp", std::process::id())
 }
 
-/// Writes `job`'s text to a new temporary file beside its target (not yet synced).
+/// Writes `job`'s text to a new temporary file beside its target and syncs it.
 fn stage(job: &Job) -> Result<PathBuf, String> {
     let tmp = job.dir.join(temp_name(&job.name));
-    let written = File::create(&tmp).and_then(|mut f| f.write_all(job.text.as_bytes()));
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(job.text.as_bytes())?;
+        f.sync_data()
+    });
     match written {
         Ok(()) => Ok(tmp),
         Err(e) => {
@@ -112,21 +115,40 @@ fn stage(job: &Job) -> Result<PathBuf, String> {
     }
 }
 
-/// Writes a batch: temporary files, one flush, renames, one sync per directory.
-fn commit(batch: Vec<Job>) {
+/// Stages every job, side by side (up to [`SYNCERS`] threads): the file system folds
+/// concurrent syncs into few journal commits. A file that cannot be written or synced fails
+/// its write alone.
+fn stage_all(batch: Vec<Job>) -> Vec<(Job, Result<PathBuf, String>)> {
     let mut staged: Vec<(Job, Result<PathBuf, String>)> = batch
         .into_iter()
-        .map(|job| {
-            let tmp = stage(&job);
-            (job, tmp)
-        })
+        .map(|job| (job, Err(String::new())))
         .collect();
+    let stage_part = |part: &mut [(Job, Result<PathBuf, String>)]| {
+        for (job, tmp) in part {
+            *tmp = stage(job);
+        }
+    };
+    if staged.len() == 1 {
+        stage_part(&mut staged);
+        return staged;
+    }
+    let chunk = staged.len().div_ceil(SYNCERS).max(1);
+    std::thread::scope(|scope| {
+        for part in staged.chunks_mut(chunk) {
+            scope.spawn(move || stage_part(part));
+        }
+    });
+    staged
+}
+
+/// Writes a batch: synced temporary files, renames, one sync per directory.
+fn commit(batch: Vec<Job>) {
+    let mut staged = stage_all(batch);
     let dirs: BTreeSet<PathBuf> = staged
         .iter()
         .filter(|(_, tmp)| tmp.is_ok())
         .map(|(job, _)| job.dir.clone())
         .collect();
-    sync_all(&mut staged);
     // Renames in arrival order: two writes of one file in a batch end with the later one.
     for (job, tmp) in &mut staged {
         if let Ok(path) = tmp {
@@ -156,27 +178,6 @@ fn commit(batch: Vec<Job>) {
             );
         let _ = job.done.send(result);
     }
-}
-
-/// Makes every staged file durable. The fsyncs run side by side (up to [`SYNCERS`] at once)
-/// so the file system can fold them into few journal commits; a file that cannot be synced
-/// fails its write alone.
-fn sync_all(staged: &mut [(Job, Result<PathBuf, String>)]) {
-    let chunk = staged.len().div_ceil(SYNCERS).max(1);
-    std::thread::scope(|scope| {
-        for part in staged.chunks_mut(chunk) {
-            scope.spawn(move || {
-                for (_, tmp) in part {
-                    if let Ok(path) = tmp {
-                        if let Err(e) = File::open(&*path).and_then(|f| f.sync_data()) {
-                            let _ = std::fs::remove_file(&*path);
-                            *tmp = Err(format!("cannot sync {}: {e}", path.display()));
-                        }
-                    }
-                }
-            });
-        }
-    });
 }
 
 #[cfg(test)]
