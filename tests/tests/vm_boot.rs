@@ -584,6 +584,25 @@ fn history(node: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The second boot of an installed VM: the installed GRUB printed its line and ended QEMU
+/// through isa-debug-exit, and the installer did not run again.
+fn started_from_disk(run: &Run) -> Result<()> {
+    ensure!(
+        run.console.contains(LOCAL_BOOT_MARKER),
+        "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
+    );
+    ensure!(
+        run.status == Some(DEBUG_EXIT_STATUS),
+        "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
+        run.status
+    );
+    ensure!(
+        !run.console.contains("rdeploy-agent"),
+        "the second boot ran the installer again"
+    );
+    Ok(())
+}
+
 fn on_failure<T>(result: Result<T>, consoles: &[&Path]) -> Result<T> {
     if result.is_err() {
         for c in consoles {
@@ -740,25 +759,7 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         vm.boot(&p, accel, s.port, "local-boot", LOCAL_BOOT_LIMIT),
         &consoles,
     )?;
-    on_failure(
-        (|| {
-            ensure!(
-                run2.console.contains(LOCAL_BOOT_MARKER),
-                "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
-            );
-            ensure!(
-                run2.status == Some(DEBUG_EXIT_STATUS),
-                "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
-                run2.status
-            );
-            ensure!(
-                !run2.console.contains("rdeploy-agent"),
-                "the second boot ran the installer again"
-            );
-            Ok(())
-        })(),
-        &consoles,
-    )?;
+    on_failure(started_from_disk(&run2), &consoles)?;
     say(&format!(
         "local boot: GRUB's line after {:.1} s",
         run2.seconds
@@ -1008,25 +1009,7 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         vm.boot(&p, accel, s.port, "local-boot", UEFI_LOCAL_BOOT_LIMIT),
         &consoles,
     )?;
-    on_failure(
-        (|| {
-            ensure!(
-                run2.console.contains(LOCAL_BOOT_MARKER),
-                "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
-            );
-            ensure!(
-                run2.status == Some(DEBUG_EXIT_STATUS),
-                "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
-                run2.status
-            );
-            ensure!(
-                !run2.console.contains("rdeploy-agent"),
-                "the second boot ran the installer again"
-            );
-            Ok(())
-        })(),
-        &consoles,
-    )?;
+    on_failure(started_from_disk(&run2), &consoles)?;
     say(&format!(
         "uefi local boot: GRUB's line after {:.1} s",
         run2.seconds
