@@ -304,6 +304,19 @@ async fn localboot_node(app: &AppState, node: &Node, why: &str) -> Result<Node, 
     Ok(node)
 }
 
+/// The node that calls, found by its address (the IP its CMDB entry gave it; PXE Manager's
+/// way).
+fn caller(app: &AppState, peer: SocketAddr) -> Result<(String, Node), ApiError> {
+    let ip = peer.ip().to_string();
+    match app.nodes.by_ip(&ip) {
+        Some(node) => Ok((ip, node)),
+        None => Err(ApiError::not_found(
+            "no_such_node",
+            format!("no node was given the address {ip}"),
+        )),
+    }
+}
+
 /// `GET /localboot`: the caller (identified by its address, the IP its CMDB entry gave it)
 /// boots locally from now on.
 pub async fn localboot_caller(
@@ -311,13 +324,7 @@ pub async fn localboot_caller(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ip = peer.ip().to_string();
-    let node = app.nodes.by_ip(&ip).ok_or_else(|| {
-        ApiError::not_found(
-            "no_such_node",
-            format!("no node was given the address {ip}"),
-        )
-    })?;
+    let (ip, node) = caller(&app, peer)?;
     let node = localboot_node(&app, &node, &format!("localboot from {ip}")).await?;
     Ok(answer(
         &headers,
@@ -358,13 +365,7 @@ pub async fn profile_caller(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ip = peer.ip().to_string();
-    let node = app.nodes.by_ip(&ip).ok_or_else(|| {
-        ApiError::not_found(
-            "no_such_node",
-            format!("no node was given the address {ip}"),
-        )
-    })?;
+    let (_, node) = caller(&app, peer)?;
     Ok(answer(&headers, &node, node.boot.to_string()))
 }
 
