@@ -408,8 +408,8 @@ fn install_then_upgrade_gives_the_exact_tree() -> Result<()> {
     );
     assert_eq!(differences(&before, &env.actual()?), Vec::<String>::new());
 
-    // The upgrade.
-    let out = env.agent(&["upgrade", "2"])?;
+    // The upgrade, in its short form (`rdeploy-agent upgrade 2`).
+    let out = env.agent(&["2"])?;
     ensure!(out.code == Some(0), "upgrade: {}", show(&out));
     ensure!(
         out.stdout.contains("bytes transferred of a"),

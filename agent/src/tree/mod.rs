@@ -37,7 +37,7 @@ pub use install::DEFAULT_JOBS;
 /// `rdeploy-agent upgrade`: eDeploy's `edeploy` command for deployed hosts.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rdeploy-agent upgrade list\n  rdeploy-agent upgrade test-upgrade 2.0\n  rdeploy-agent upgrade upgrade 2.0\n  rdeploy-agent upgrade verify\n  rdeploy-agent upgrade --root /mnt/chroot version\n\nExit status: 0 ok, 1 verify found differences, 2 error, 100 the upgrade's post script asked for a reboot."
+    after_help = "Examples:\n  rdeploy-agent upgrade list\n  rdeploy-agent upgrade test-upgrade 2.0\n  rdeploy-agent upgrade upgrade 2.0     # or: rdeploy-agent upgrade 2.0\n  rdeploy-agent upgrade verify\n  rdeploy-agent upgrade --root /mnt/chroot version\n\nExit status: 0 ok, 1 verify found differences, 2 error, 100 the upgrade's post script asked for a reboot."
 )]
 pub struct UpgradeArgs {
     /// The system's root: every path (the conf, the tree) is taken under it.
@@ -75,6 +75,18 @@ pub enum UpgradeCommand {
     Profile,
     /// Install a role tree into --root from --server (what the provisioning run does).
     Install(InstallArgs),
+    /// `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]`: short for `upgrade upgrade
+    /// VERSION` (eDeploy's `edeploy upgrade VERSION` habit).
+    #[command(external_subcommand)]
+    Shorthand(Vec<String>),
+}
+
+/// The words after `rdeploy-agent upgrade` when they start with a version.
+#[derive(Debug, clap::Parser)]
+#[command(name = "rdeploy-agent upgrade")]
+struct Shorthand {
+    #[command(flatten)]
+    run: UpgradeRun,
 }
 
 /// A version argument.
@@ -117,10 +129,27 @@ pub struct InstallArgs {
     pub dry_run: bool,
 }
 
+/// `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]` read as `upgrade upgrade ...`.
+fn shorthand_run(words: &[String]) -> Result<UpgradeRun> {
+    let parsed = <Shorthand as clap::Parser>::try_parse_from(
+        std::iter::once("rdeploy-agent upgrade").chain(words.iter().map(String::as_str)),
+    )
+    .context("expected `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]` or a subcommand (see --help)")?;
+    Ok(parsed.run)
+}
+
 /// Runs `upgrade`.
 pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
     let root = &args.root;
-    if let UpgradeCommand::Install(i) = &args.command {
+    let shorthand;
+    let command = match &args.command {
+        UpgradeCommand::Shorthand(words) => {
+            shorthand = UpgradeCommand::Upgrade(shorthand_run(words)?);
+            &shorthand
+        }
+        other => other,
+    };
+    if let UpgradeCommand::Install(i) = command {
         let server = args.server.clone().context("install needs --server URL")?;
         let spec = InstallSpec {
             server,
@@ -137,7 +166,7 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
     let conf = Conf::load(root)?;
     let server = args.server.clone().unwrap_or_else(|| conf.server.clone());
     if server.starts_with("rsync://") {
-        return match &args.command {
+        return match command {
             UpgradeCommand::List => {
                 for v in rsync::list(&server, &conf)? {
                     println!("{v}");
@@ -163,10 +192,10 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
                 println!("{}", conf.profile);
                 Ok(ExitCode::SUCCESS)
             }
-            UpgradeCommand::Install(_) => Ok(ExitCode::SUCCESS),
+            UpgradeCommand::Install(_) | UpgradeCommand::Shorthand(_) => Ok(ExitCode::SUCCESS),
         };
     }
-    match &args.command {
+    match command {
         UpgradeCommand::Version => println!("{}", conf.version),
         UpgradeCommand::Role => println!("{}", conf.role),
         UpgradeCommand::Profile => println!("{}", conf.profile),
@@ -183,7 +212,7 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         UpgradeCommand::Upgrade(u) => {
             return run_upgrade(root, &conf, &server, &u.version, args.jobs, Some(u))
         }
-        UpgradeCommand::Install(_) => {}
+        UpgradeCommand::Install(_) | UpgradeCommand::Shorthand(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -480,4 +509,44 @@ pub fn install(
     progress: &mut dyn FnMut(&str),
 ) -> Result<InstallStats> {
     install::install(spec, dry_run, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<UpgradeCommand, clap::Error> {
+        crate::cli::Cli::try_parse_from(args).map(|cli| match cli.command {
+            crate::cli::Command::Upgrade(u) => u.command,
+            other => panic!("not an upgrade: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_version_alone_is_short_for_upgrade_upgrade() -> Result<()> {
+        let UpgradeCommand::Shorthand(words) =
+            parse(&["rdeploy-agent", "upgrade", "2.0", "--no-reboot"])?
+        else {
+            anyhow::bail!("not the shorthand");
+        };
+        let run = shorthand_run(&words)?;
+        assert_eq!(run.version, "2.0");
+        assert!(run.no_reboot);
+        assert!(!run.itemize);
+        // The subcommands keep their meaning.
+        assert!(matches!(
+            parse(&["rdeploy-agent", "upgrade", "verify"])?,
+            UpgradeCommand::Verify
+        ));
+        // A stray flag after the version is an error that says what is expected.
+        let UpgradeCommand::Shorthand(words) =
+            parse(&["rdeploy-agent", "upgrade", "2.0", "--nope"])?
+        else {
+            anyhow::bail!("not the shorthand");
+        };
+        let err = shorthand_run(&words).err().map(|e| format!("{e:#}"));
+        assert!(err.is_some_and(|e| e.contains("upgrade VERSION")));
+        Ok(())
+    }
 }
