@@ -584,6 +584,19 @@ fn history(node: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// An install boot: QEMU ended with the guest's power-off, and the console shows `lines`.
+fn powered_off_after(run: &Run, lines: &[&str]) -> Result<()> {
+    ensure!(
+        run.status == Some(0),
+        "the install boot should end with a power-off (status 0), not {:?}",
+        run.status
+    );
+    for line in lines {
+        ensure!(run.console.contains(line), "the console has no {line:?}");
+    }
+    Ok(())
+}
+
 /// The second boot of an installed VM: the installed GRUB printed its line and ended QEMU
 /// through isa-debug-exit, and the installer did not run again.
 fn started_from_disk(run: &Run) -> Result<()> {
@@ -635,24 +648,17 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         &consoles,
     )?;
     on_failure(
-        (|| {
-            ensure!(
-                run.status == Some(0),
-                "the install boot should end with a power-off (status 0), not {:?}",
-                run.status
-            );
-            for line in [
+        powered_off_after(
+            &run,
+            &[
                 "rdeploy-init: starting rdeploy-agent run",
                 "matched profile kvm",
                 "mdadm --create /dev/md0",
                 "install_role: done",
                 "grub-install --target=i386-pc",
                 "onsuccess: halt",
-            ] {
-                ensure!(run.console.contains(line), "the console has no {line:?}");
-            }
-            Ok(())
-        })(),
+            ],
+        ),
         &consoles,
     )?;
 
@@ -978,23 +984,16 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         &consoles,
     )?;
     on_failure(
-        (|| {
-            ensure!(
-                run.status == Some(0),
-                "the install boot should end with a power-off (status 0), not {:?}",
-                run.status
-            );
-            for line in [
+        powered_off_after(
+            &run,
+            &[
                 "grub for UEFI",
                 "grub-install --target=x86_64-efi",
                 "--removable",
                 "finish: done",
                 "onsuccess: halt",
-            ] {
-                ensure!(run.console.contains(line), "the console has no {line:?}");
-            }
-            Ok(())
-        })(),
+            ],
+        ),
         &consoles,
     )?;
     let node = node_by_mac(&s.server, vm.mac)?;
