@@ -25,7 +25,7 @@ pub struct Cmdb {
 }
 
 /// Why a CMDB file cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CmdbError {
     #[error("{0}")]
     Syntax(#[from] SyntaxError),

@@ -54,7 +54,7 @@ static IPV4: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9:.\-]+\n?\z").expect("valid ipv4 regex"));
 
 /// Why a model or a CMDB file cannot be expanded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum GenerateError {
     /// `generate()` was given something else than a dict.
     #[error("generate() takes a dict, found {found}")]

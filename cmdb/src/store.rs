@@ -17,16 +17,13 @@
 //! removed by the next transaction); killed after it, the next transaction finishes the
 //! renames. Either way readers see all of the change or none of it.
 
-use crate::cmdb::{Cmdb, CmdbError, Loaded};
-use crate::pipeline::ProfileSource;
-use crate::state::{check_profile_name, State};
-use rdeploy_specs::{Problems, Specs};
-use std::collections::HashMap;
+use crate::snapshot::{FailureOutcome, Refusal, Snapshot};
+use crate::state::State;
+use rdeploy_specs::Problems;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 const LOCK_FILE: &str = ".rdeploy.lock";
 const JOURNAL: &str = ".rdeploy-journal";
@@ -94,11 +91,7 @@ impl ConfigDir {
         let mut lock = fd_lock::RwLock::new(file);
         let _guard = lock.write().map_err(io_err(&lock_path))?;
         recover(&self.dir)?;
-        let mut tx = Transaction {
-            dir: self,
-            specs: HashMap::new(),
-            cmdbs: HashMap::new(),
-        };
+        let mut tx = Transaction { dir: self };
         f(&mut tx)
     }
 
@@ -127,12 +120,10 @@ impl ConfigDir {
     }
 }
 
-/// The locked dir: reads go through caches, writes through [`Transaction::commit`].
+/// The locked dir: files are written through [`Transaction::commit`].
 #[derive(Debug)]
 pub struct Transaction<'a> {
     dir: &'a ConfigDir,
-    specs: HashMap<String, Result<Arc<Specs>, String>>,
-    cmdbs: HashMap<String, (Option<String>, Option<Cmdb>)>,
 }
 
 impl Transaction<'_> {
@@ -140,71 +131,9 @@ impl Transaction<'_> {
         self.dir
     }
 
-    /// The CMDB of a profile as loaded (after [`ProfileSource::cmdb`]), with its file text.
-    pub fn loaded_cmdb(&mut self, profile: &str) -> Option<(&Option<String>, &mut Cmdb)> {
-        self.cmdbs
-            .get_mut(profile)
-            .and_then(|(text, c)| c.as_mut().map(|c| (&*text, c)))
-    }
-
     /// Writes files atomically as one change (see the module doc).
     pub fn commit(&mut self, writes: &[(String, String)]) -> Result<(), StoreError> {
         commit(&self.dir.dir, writes)
-    }
-}
-
-impl ProfileSource for Transaction<'_> {
-    fn specs(&mut self, profile: &str) -> Result<Arc<Specs>, String> {
-        if let Some(s) = self.specs.get(profile) {
-            return s.clone();
-        }
-        let loaded = load_specs(self.dir, profile);
-        self.specs.insert(profile.to_owned(), loaded.clone());
-        loaded
-    }
-
-    fn cmdb(&mut self, profile: &str) -> Result<Option<&Cmdb>, CmdbError> {
-        if !self.cmdbs.contains_key(profile) {
-            let name = format!("{profile}.cmdb");
-            let text = match self.dir.read(&name) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(file = %self.dir.file(&name).display(), error = %e, "cannot read CMDB; treating as no CMDB");
-                    None
-                }
-            };
-            let cmdb = match Cmdb::load(text.as_deref()) {
-                Loaded::Present(c) => Some(c),
-                Loaded::Absent => None,
-                // A file that reads but is not a list of dicts made eDeploy raise: the
-                // upload fails. So does a generate() model that cannot expand.
-                Loaded::Unusable(
-                    e @ (CmdbError::Generate { .. }
-                    | CmdbError::Shape { .. }
-                    | CmdbError::NotADict { .. }),
-                ) => return Err(e),
-                Loaded::Unusable(e) => {
-                    // eDeploy ignores a CMDB it cannot parse; keep that, loudly.
-                    tracing::warn!(file = %self.dir.file(&name).display(), error = %e, "CMDB does not parse; eDeploy treats it as no CMDB");
-                    None
-                }
-            };
-            self.cmdbs.insert(profile.to_owned(), (text, cmdb));
-        }
-        Ok(self.cmdbs.get(profile).and_then(|(_, c)| c.as_ref()))
-    }
-}
-
-/// Reads and compiles `<profile>.specs`; the error says why it cannot be used.
-pub fn load_specs(dir: &ConfigDir, profile: &str) -> Result<Arc<Specs>, String> {
-    check_profile_name(profile).map_err(|why| format!("profile name '{profile}' {why}"))?;
-    let name = format!("{profile}.specs");
-    match dir.read(&name) {
-        Ok(Some(text)) => rdeploy_specs::model::parse_specs(&text)
-            .map(|lines| Arc::new(Specs::compile(lines)))
-            .map_err(|p| format!("{}: {p}", dir.file(&name).display())),
-        Ok(None) => Err(format!("{} not found", dir.file(&name).display())),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -350,65 +279,33 @@ mod journal {
     }
 }
 
-/// Why an upload got nothing: the files, or the match.
+/// Why an upload got nothing: the files could not be written, or it was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Match(Box<crate::pipeline::MatchError>),
+    Refused(#[from] Refusal),
 }
 
-impl From<crate::pipeline::MatchError> for UploadError {
-    fn from(e: crate::pipeline::MatchError) -> Self {
-        UploadError::Match(Box::new(e))
-    }
-}
-
-/// One upload, the eDeploy CGI way: lock the dir, match, allocate, save `state` and the
-/// CMDB as one atomic change. On any error nothing is written.
+/// One upload, the eDeploy CGI way: a batch of one through a fresh [`Snapshot`] (lock the
+/// dir, match, allocate, save `state` and the CMDB as one atomic change). On any error
+/// nothing is written.
 pub fn match_and_save(
     dir: &ConfigDir,
     inventory: &rdeploy_specs::Inventory,
 ) -> Result<crate::pipeline::Plan, UploadError> {
-    dir.transaction(|tx| {
-        let mut state = tx.dir().read_state()?;
-        let plan = crate::pipeline::find_match(&state, inventory, tx)?;
-        let before = state.clone();
-        plan.apply(&mut state, None);
-        let mut writes = Vec::new();
-        if state != before {
-            writes.push(("state".to_owned(), state.to_python()));
-        }
-        if let Some(alloc) = &plan.cmdb {
-            let name = format!("{}.cmdb", plan.profile);
-            if let Some((text, cmdb)) = tx.loaded_cmdb(&plan.profile) {
-                if cmdb.generated {
-                    // eDeploy keeps the generate() model as <profile>.cmdb.orig.
-                    if let Some(original) = text.clone() {
-                        writes.push((format!("{name}.orig"), original));
-                    }
-                }
-                cmdb.apply(alloc);
-                writes.push((name, cmdb.to_python()));
-            }
-        }
-        tx.commit(&writes)?;
-        Ok(plan)
-    })
+    let mut snap = Snapshot::new(dir.clone());
+    let alloc = snap.batch(|b| b.upload(inventory, None))??;
+    Ok(alloc.plan)
 }
 
-/// A failure report (`failure=<profile>`): gives one install back. Returns whether
-/// `state` changed.
-pub fn report_failure(dir: &ConfigDir, profile: &str) -> Result<bool, StoreError> {
-    dir.transaction(|tx| {
-        let mut state = tx.dir().read_state()?;
-        let changed = state.failed_profile(profile);
-        if changed {
-            tx.commit(&[("state".to_owned(), state.to_python())])?;
-        }
-        Ok(changed)
-    })
+/// A failure report (`failure=<profile>`): gives one install back, through a fresh
+/// [`Snapshot`]. Returns whether `state` changed.
+pub fn report_failure(dir: &ConfigDir, profile: &str) -> Result<bool, UploadError> {
+    let mut snap = Snapshot::new(dir.clone());
+    let outcome = snap.batch(|b| b.failure(profile))??;
+    Ok(outcome == FailureOutcome::QuotaReturned)
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use crate::cli::{GenerateArgs, MatchArgs, TryMatchArgs};
 use anyhow::{Context, Result};
-use rdeploy_cmdb::store::{self, ConfigDir, UploadError};
-use rdeploy_cmdb::{generate, MatchError};
+use rdeploy_cmdb::snapshot::FailureOutcome;
+use rdeploy_cmdb::store::ConfigDir;
+use rdeploy_cmdb::{generate, MatchError, Refusal, Snapshot};
 use rdeploy_specs::matcher::{display_line, explain_spec, NoMatch, Severity};
 use rdeploy_specs::{match_all, model, syntax, Inventory, Problems, Specs};
 use std::path::Path;
@@ -114,38 +115,52 @@ pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
     }
 }
 
+/// `rdeploy match`: one upload (or failure report) as a batch of one through the same
+/// [`Snapshot`] the server keeps, so both give the same answers and the same refusals.
 pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
-    let dir = ConfigDir::new(&args.config_dir);
+    let mut snap = Snapshot::new(ConfigDir::new(&args.config_dir));
     if let Some(profile) = &args.failure {
-        let changed = store::report_failure(&dir, profile)?;
-        if changed {
-            eprintln!("gave one install back to profile '{profile}'");
-        } else {
-            eprintln!("profile '{profile}' unchanged (unlimited quota or not in state)");
-        }
-        return Ok(Outcome::Ok);
+        return match snap.batch(|b| b.failure(profile))? {
+            Ok(FailureOutcome::QuotaReturned) => {
+                eprintln!("gave one install back to profile '{profile}'");
+                Ok(Outcome::Ok)
+            }
+            Ok(FailureOutcome::Unchanged) => {
+                eprintln!("profile '{profile}' unchanged (unlimited quota or not in state)");
+                Ok(Outcome::Ok)
+            }
+            Err(refusal) => {
+                eprintln!("rdeploy: failure report for '{profile}' refused: {refusal}");
+                Ok(Outcome::Error)
+            }
+        };
     }
     let hw = args
         .hw
         .as_deref()
         .context("an inventory file is required")?;
     let inventory = read_inventory(hw)?;
-    match store::match_and_save(&dir, &inventory) {
-        Ok(plan) => {
+    match snap.batch(|b| b.upload(&inventory, None))? {
+        Ok(alloc) => {
             print_json(&serde_json::json!({
-                "profile": plan.profile,
-                "var": plan.vars.to_json(),
+                "profile": alloc.plan.profile,
+                "var": alloc.plan.vars.to_json(),
             }));
             Ok(Outcome::Ok)
         }
-        Err(UploadError::Match(e)) => {
-            eprintln!("rdeploy: no match for {}: {}", hw.display(), one_line(&e));
-            Ok(match *e {
-                MatchError::CmdbFile { .. } => Outcome::Error,
-                _ => Outcome::NoMatch,
-            })
+        Err(refusal) => {
+            let why = match &refusal {
+                Refusal::Match(e) => one_line(e),
+                other => other.to_string(),
+            };
+            if refusal.is_config_error() {
+                eprintln!("rdeploy: cannot match {}: {why}", hw.display());
+                Ok(Outcome::Error)
+            } else {
+                eprintln!("rdeploy: no match for {}: {why}", hw.display());
+                Ok(Outcome::NoMatch)
+            }
         }
-        Err(UploadError::Store(e)) => Err(e.into()),
     }
 }
 

@@ -239,7 +239,7 @@ fn bad_input_says_where_exits_2_and_changes_nothing() {
     let o = match_in(p, &hw);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("state: 1:9: entry 1: the quota must be a number of installs or '*'"),
+        stderr(&o).contains("state:1:9: entry 1: the quota must be a number of installs or '*'"),
         "{}",
         stderr(&o)
     );

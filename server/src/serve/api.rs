@@ -12,8 +12,9 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::identity::Identity;
 use super::nodes::{BootTarget, NodeState, Transition};
-use super::writer::{FailureOutcome, UploadJob};
+use super::writer::UploadJob;
 use super::{AppState, UPLOAD_LIMIT};
+use rdeploy_cmdb::snapshot::FailureOutcome;
 
 /// Seconds an agent is told to wait when the install limit is reached.
 const INSTALL_RETRY_AFTER: u32 = 15;

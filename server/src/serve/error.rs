@@ -8,7 +8,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rdeploy_cmdb::MatchError;
 
-use super::writer::Refusal;
+use rdeploy_cmdb::Refusal;
+
+use super::writer::WriteError;
 
 /// One profile passed over, and why.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -71,11 +73,21 @@ impl From<Refusal> for ApiError {
             Refusal::ConfigBroken { file, error } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "config_broken",
-                format!("the config dir's {file} does not parse and would have to be rewritten: {error}"),
+                format!(
+                    "the config dir's {file} is unusable and would have to be rewritten: {error}"
+                ),
             )
             .retry_after(30),
-            Refusal::Store(detail) => ApiError::internal(detail).retry_after(5),
-            Refusal::Stopped => ApiError::new(
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        match e {
+            WriteError::Refused(r) => r.into(),
+            WriteError::Store(detail) => ApiError::internal(detail).retry_after(5),
+            WriteError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping",
                 "the server is stopping",

@@ -36,7 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::routing::{get, post, put};
 use axum::Router;
-use rdeploy_cmdb::ConfigDir;
+use rdeploy_cmdb::{ConfigDir, Snapshot};
 use tower_http::trace::TraceLayer;
 
 use crate::cli::ServeArgs;
@@ -93,8 +93,9 @@ impl AppState {
         let nodes_dir = data_dir.join("nodes");
         let nodes = Nodes::load(&nodes_dir)
             .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let writer = Writer::start(ConfigDir::new(config_dir), baseline)
-            .context("cannot start the writer thread")?;
+        let snapshot = Snapshot::new(ConfigDir::new(config_dir))
+            .with_script_check(crate::check::script_errors);
+        let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 writer,
