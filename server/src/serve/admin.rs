@@ -124,12 +124,12 @@ async fn set_boot_by_name(
             super::boot::sync(app, &node).await;
             return Ok(serde_json::json!({"node": node.id, "boot": node.boot.to_string()}));
         }
-        if app.nodes.set_system_boot(name, target.clone()).await? {
+        if app.systems.set_boot(name, target.clone()).await? {
             return Ok(serde_json::json!({"system": name, "boot": target.to_string()}));
         }
     }
     if normalize_mac(name).is_some() {
-        let node = app.nodes.set_boot_by_mac(name, target.clone(), why).await?;
+        let node = super::boot::set_boot_by_mac(app, name, target.clone(), why).await?;
         if let Some(n) = &node {
             super::boot::sync(app, n).await;
         }
@@ -219,7 +219,7 @@ pub async fn add_system(
             "a system needs at least one MAC address",
         ));
     }
-    let system = app.nodes.add_system(&req.name, &req.macs).await?;
+    let system = app.systems.add(&req.name, &req.macs).await?;
     Ok(Json(
         serde_json::json!({"name": req.name, "macs": system.macs, "boot": system.boot.to_string()}),
     )
@@ -229,8 +229,8 @@ pub async fn add_system(
 /// `GET /systems`.
 pub async fn systems(State(app): State<AppState>) -> Response {
     let systems: Vec<serde_json::Value> = app
-        .nodes
-        .systems()
+        .systems
+        .all()
         .await
         .into_iter()
         .map(|(name, s)| serde_json::json!({"name": name, "macs": s.macs, "boot": s.boot.to_string()}))

@@ -16,9 +16,6 @@ use super::writer::UploadJob;
 use super::{AppState, UPLOAD_LIMIT};
 use rdeploy_cmdb::snapshot::FailureOutcome;
 
-/// Seconds an agent is told to wait when the install limit is reached.
-const INSTALL_RETRY_AFTER: u32 = 15;
-
 /// What an upload carried.
 #[derive(Debug, Default)]
 struct UploadForm {
@@ -86,17 +83,10 @@ pub async fn upload(
             ));
         }
     }
-    if let Err(taken) = app
-        .nodes
-        .admit(&identity.name, app.max_installs, app.install_timeout)
-    {
-        app.metrics.refused("install_limit");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "install_limit",
-            format!("{taken} installs are under way (--max-installs); retry later"),
-        )
-        .retry_after(INSTALL_RETRY_AFTER));
+    if let Err(full) = app.slots.admit(&identity.name) {
+        let err = ApiError::from(full);
+        app.metrics.refused(err.code);
+        return Err(err);
     }
     let holds = app.nodes.install_in_progress(&identity.name);
     let started = std::time::Instant::now();
@@ -116,7 +106,7 @@ pub async fn upload(
     let alloc = match result {
         Ok(a) => a,
         Err(refusal) => {
-            app.nodes.release(&identity.name);
+            app.slots.release(&identity.name);
             let err = ApiError::from(refusal);
             app.metrics.refused(err.code);
             app.nodes
@@ -449,7 +439,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
             "problems": boot_problems,
         },
         "nodes": app.nodes.count(),
-        "installs_in_flight": app.nodes.installs_in_flight(),
+        "installs_in_flight": app.slots.in_flight(),
     });
     (code, Json(body)).into_response()
 }

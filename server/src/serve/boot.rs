@@ -233,7 +233,7 @@ pub async fn mac_ipxe(
     tracing::Span::current().record("node", norm.as_str());
     let Some(node) = app.nodes.by_mac(&norm) else {
         let target = app
-            .nodes
+            .systems
             .registered(&norm)
             .await
             .unwrap_or(BootTarget::Install);
@@ -304,6 +304,28 @@ async fn localboot_node(app: &AppState, node: &Node, why: &str) -> Result<Node, 
     Ok(node)
 }
 
+/// Sets the next boot of the machine with this MAC: its node if there is one, else the
+/// registered system holding the MAC (registered as `mac-<mac>` if none). Returns the node
+/// changed, if any.
+pub async fn set_boot_by_mac(
+    app: &AppState,
+    mac: &str,
+    target: BootTarget,
+    why: &str,
+) -> Result<Option<Node>, ApiError> {
+    let norm = normalize_mac(mac)
+        .ok_or_else(|| ApiError::bad_request("bad_mac", format!("{mac:?} is not a MAC address")))?;
+    if let Some(node) = app.nodes.by_mac(&norm) {
+        let why = why.to_owned();
+        return Ok(app
+            .nodes
+            .change(&node.id, Transition::Boot { target, why })
+            .await?);
+    }
+    app.systems.set_boot_by_mac(&norm, target).await?;
+    Ok(None)
+}
+
 /// The node that calls, found by its address (the IP its CMDB entry gave it; PXE Manager's
 /// way).
 fn caller(app: &AppState, peer: SocketAddr) -> Result<(String, Node), ApiError> {
@@ -351,9 +373,7 @@ pub async fn localboot_mac(
             ))
         }
         None => {
-            app.nodes
-                .set_boot_by_mac(&norm, BootTarget::Local, "localboot")
-                .await?;
+            set_boot_by_mac(&app, &norm, BootTarget::Local, "localboot").await?;
             Ok(text(format!("{norm}: next boot local\n")))
         }
     }
@@ -435,10 +455,13 @@ pub async fn deploy(
     }
     let mut hosts = Vec::new();
     for mac in macs {
-        let node = app
-            .nodes
-            .set_boot_by_mac(&mac, target.clone(), &format!("PXE Pilot deploy {name}"))
-            .await?;
+        let node = set_boot_by_mac(
+            &app,
+            &mac,
+            target.clone(),
+            &format!("PXE Pilot deploy {name}"),
+        )
+        .await?;
         if let Some(n) = &node {
             sync(&app, n).await;
         }

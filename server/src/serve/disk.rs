@@ -22,8 +22,6 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::error::ApiError;
-
 /// Writes committed together at most.
 const BATCH: usize = 512;
 
@@ -37,8 +35,19 @@ struct Job {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The queue every record and inventory write goes through.
-#[derive(Debug)]
+/// A write that did not happen (the target is as it was).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiskError {
+    /// The thread that owns the writes is gone.
+    #[error("the disk writer thread is gone")]
+    Gone,
+    /// The write itself failed (the message names the file and the step).
+    #[error("{0}")]
+    Write(String),
+}
+
+/// The queue every record and inventory write goes through (clones share the one thread).
+#[derive(Debug, Clone)]
 pub struct Disk {
     jobs: mpsc::Sender<Job>,
 }
@@ -76,7 +85,7 @@ impl Disk {
         dir: PathBuf,
         name: String,
         text: String,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DiskError> {
         let (done, answer) = oneshot::channel();
         self.jobs
             .send(Job {
@@ -85,11 +94,11 @@ impl Disk {
                 text,
                 done,
             })
-            .map_err(|_| ApiError::internal("the disk writer thread is gone"))?;
+            .map_err(|_| DiskError::Gone)?;
         answer
             .await
-            .map_err(|_| ApiError::internal("the disk writer thread is gone"))?
-            .map_err(ApiError::internal)
+            .map_err(|_| DiskError::Gone)?
+            .map_err(DiskError::Write)
     }
 }
 
@@ -203,7 +212,7 @@ mod tests {
             }));
         }
         for w in writes {
-            w.await?.map_err(|e| e.message)?;
+            w.await??;
         }
         let mut names: Vec<String> = std::fs::read_dir(&a)?
             .chain(std::fs::read_dir(&b)?)
@@ -233,7 +242,7 @@ mod tests {
             disk.write_atomic(tmp.path().to_owned(), "y.json".into(), "{}".into())
         );
         assert!(bad.is_err());
-        good.map_err(|e| e.message)?;
+        good?;
         assert_eq!(std::fs::read_to_string(tmp.path().join("y.json"))?, "{}");
         Ok(())
     }

@@ -3,6 +3,9 @@
 //!
 //! 4xx carry a stable `error` code a script can test and a message a person can act on;
 //! 5xx say little to the client and log the detail in the request's span.
+//!
+//! The errors of the server's own modules (node records, registered systems, install slots,
+//! the disk writer, the config writer) become HTTP answers here, and only here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +13,14 @@ use rdeploy_cmdb::MatchError;
 
 use rdeploy_cmdb::Refusal;
 
+use super::disk::DiskError;
+use super::nodes::NodesError;
+use super::slots::SlotsError;
+use super::systems::SystemsError;
 use super::writer::WriteError;
+
+/// Seconds an agent is told to wait when the install limit is reached.
+const INSTALL_RETRY_AFTER: u32 = 15;
 
 /// One profile passed over, and why.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -63,6 +73,55 @@ impl ApiError {
     pub fn retry_after(mut self, seconds: u32) -> ApiError {
         self.retry_after = Some(seconds);
         self
+    }
+}
+
+/// An error and its sources, `: `-separated (for the log).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl From<NodesError> for ApiError {
+    fn from(e: NodesError) -> ApiError {
+        match e {
+            NodesError::NoSuchNode { .. } => ApiError::not_found("no_such_node", e.to_string()),
+            NodesError::Encode { .. } | NodesError::Save { .. } => ApiError::internal(chain(&e)),
+        }
+    }
+}
+
+impl From<SystemsError> for ApiError {
+    fn from(e: SystemsError) -> ApiError {
+        match e {
+            SystemsError::BadMac { .. } => ApiError::bad_request("bad_mac", e.to_string()),
+            SystemsError::Encode(_) | SystemsError::Save { .. } => ApiError::internal(chain(&e)),
+        }
+    }
+}
+
+impl From<SlotsError> for ApiError {
+    fn from(e: SlotsError) -> ApiError {
+        match e {
+            SlotsError::Full { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "install_limit",
+                e.to_string(),
+            )
+            .retry_after(INSTALL_RETRY_AFTER),
+        }
+    }
+}
+
+impl From<DiskError> for ApiError {
+    fn from(e: DiskError) -> ApiError {
+        ApiError::internal(e)
     }
 }
 

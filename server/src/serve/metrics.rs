@@ -147,7 +147,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP rdeploy_installs_in_flight Installs admitted and not finished.\n# TYPE rdeploy_installs_in_flight gauge\nrdeploy_installs_in_flight {}",
-        app.nodes.installs_in_flight()
+        app.slots.in_flight()
     );
     (
         [(

@@ -4,6 +4,8 @@
 //! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`writer`]: the one writer that owns the config dir (group commit);
 //! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
+//! - [`systems`]: machines registered by MAC (`<data-dir>/systems.json`);
+//! - [`slots`]: install slots (`--max-installs`, `--install-timeout`);
 //! - [`boot`]: next boots as iPXE scripts and PXELINUX files, PXE Manager and PXE Pilot;
 //! - [`metrics`]: `GET /metrics` (Prometheus text);
 //! - [`identity`]: eDeploy's machine names and MACs;
@@ -25,6 +27,8 @@ pub mod metrics;
 pub mod node_api;
 pub mod nodes;
 pub mod roles;
+pub mod slots;
+pub mod systems;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -41,9 +45,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::cli::ServeArgs;
 use crate::commands::Outcome;
+use disk::{Disk, DiskError};
 use error::ApiError;
 use identity::Identity;
 use nodes::Nodes;
+use slots::Slots;
+use systems::Systems;
 use writer::Writer;
 
 /// Largest request body accepted on agent-facing endpoints.
@@ -59,13 +66,14 @@ pub struct AppState {
 pub struct Inner {
     pub writer: Writer,
     pub nodes: Nodes,
+    pub systems: Systems,
+    /// Admission control (`--max-installs`, `--install-timeout`).
+    pub slots: Arc<Slots>,
+    /// The gate for file writes from handlers (records, systems, inventories).
+    pub disk: Disk,
     pub data_dir: PathBuf,
     pub boot: boot::BootConfig,
     pub metrics: metrics::Metrics,
-    /// `--max-installs`: installs under way at most (admission control).
-    pub max_installs: Option<usize>,
-    /// `--install-timeout`: a silent install slot is reclaimed after this long.
-    pub install_timeout: std::time::Duration,
     /// `--admin-token-file`: the bearer token mutating operator endpoints require.
     pub admin_token: Option<String>,
 }
@@ -78,7 +86,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Opens the data dir (`hw/`, `nodes/`) and starts the writer over the config dir.
+    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) and starts the writer over the
+    /// config dir.
     pub fn open(
         config_dir: PathBuf,
         data_dir: PathBuf,
@@ -90,9 +99,12 @@ impl AppState {
     ) -> Result<AppState> {
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
+        let disk = Disk::default();
+        let slots = Arc::new(Slots::new(max_installs, install_timeout));
         let nodes_dir = data_dir.join("nodes");
-        let nodes = Nodes::load(&nodes_dir)
+        let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
             .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
+        let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
         let snapshot = Snapshot::new(ConfigDir::new(config_dir))
             .with_script_check(crate::check::script_errors);
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
@@ -100,21 +112,26 @@ impl AppState {
             inner: Arc::new(Inner {
                 writer,
                 nodes,
+                systems,
+                slots,
+                disk,
                 data_dir,
                 boot,
                 metrics: metrics::Metrics::default(),
-                max_installs,
-                install_timeout,
                 admin_token,
             }),
         })
     }
 
-    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
-    pub async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), ApiError> {
+    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form); a failure is
+    /// logged here.
+    pub async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), DiskError> {
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        self.nodes.disk().write_atomic(dir, file, inventory).await
+        self.disk
+            .write_atomic(dir, file, inventory)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cannot save the inventory"))
     }
 }
 

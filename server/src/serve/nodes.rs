@@ -5,16 +5,20 @@
 //! entry, its life-cycle state with the time of every transition
 //! (`discovered → matched → configuring → installing → installed`, or `failed`), the
 //! agent's progress events, and its next boot.
+//!
+//! Registered systems (MACs without a record) are [`super::systems`]; install slots (which
+//! records hold one) are [`super::slots`], kept up to date by every change of a record.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::disk::{Disk, DiskError};
 use super::identity::{normalize_mac, Identity};
+use super::slots::Slots;
 
 /// Most events kept per node (the oldest are dropped).
 pub const MAX_EVENTS: usize = 200;
@@ -62,14 +66,6 @@ pub fn parse_boot(s: &str) -> Option<BootTarget> {
 
 fn default_boot() -> BootTarget {
     BootTarget::Install
-}
-
-/// A machine registered by name and MACs before (or without) an inventory: PXE Manager's
-/// `addsystem`, PXE Pilot deploys of unknown MACs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct System {
-    pub macs: Vec<String>,
-    pub boot: BootTarget,
 }
 
 /// A state entered, and when.
@@ -217,6 +213,25 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// A change to a node record that did not happen (the record is as it was).
+#[derive(Debug, thiserror::Error)]
+pub enum NodesError {
+    #[error("no node '{id}'")]
+    NoSuchNode { id: String },
+    #[error("cannot encode the record of node {id}")]
+    Encode {
+        id: String,
+        #[source]
+        err: serde_json::Error,
+    },
+    #[error("cannot save the record of node {id}")]
+    Save {
+        id: String,
+        #[source]
+        err: DiskError,
+    },
+}
+
 /// All node records, in memory and on disk.
 #[derive(Debug)]
 pub struct Nodes {
@@ -224,20 +239,16 @@ pub struct Nodes {
     records: Mutex<BTreeMap<String, Node>>,
     /// One lock per node id so two requests for a node never interleave their writes.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Next boots registered for MACs no node owns yet (PXE Pilot deploys, `system add`),
-    /// saved in `<data-dir>/systems.json`.
-    systems: tokio::sync::Mutex<BTreeMap<String, System>>,
-    systems_file: PathBuf,
-    /// Nodes holding an install slot (admission control): admitted, not yet installed or
-    /// failed.
-    /// Install slots: node id → last sign of life (admission, upload, event).
-    installing: Mutex<HashMap<String, Instant>>,
-    disk: super::disk::Disk,
+    /// The install slots: a change that ends an install gives its slot back, any other
+    /// change is a sign of life.
+    slots: Arc<Slots>,
+    disk: Disk,
 }
 
 impl Nodes {
     /// Loads every record of `dir` (creating it); an unreadable record is logged and skipped.
-    pub fn load(dir: &Path) -> std::io::Result<Nodes> {
+    /// Nodes whose install is under way take their install slot in `slots` again.
+    pub fn load(dir: &Path, disk: Disk, slots: Arc<Slots>) -> std::io::Result<Nodes> {
         std::fs::create_dir_all(dir)?;
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(dir)?.flatten() {
@@ -258,197 +269,19 @@ impl Nodes {
                 Err(e) => tracing::warn!(file = %path.display(), error = %e, "node record skipped"),
             }
         }
-        let systems_file = dir.with_file_name("systems.json");
-        let systems = match std::fs::read_to_string(&systems_file) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!(file = %systems_file.display(), error = %e, "registered systems unreadable; starting without");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
-        let installing = records
-            .values()
-            .filter(|n: &&Node| in_progress(n.state))
-            .map(|n| (n.id.clone(), Instant::now()))
-            .collect();
+        slots.hold(
+            records
+                .values()
+                .filter(|n: &&Node| in_progress(n.state))
+                .map(|n| n.id.as_str()),
+        );
         Ok(Nodes {
-            disk: super::disk::Disk::default(),
-            installing: Mutex::new(installing),
             dir: dir.to_owned(),
             records: Mutex::new(records),
             locks: Mutex::new(HashMap::new()),
-            systems: tokio::sync::Mutex::new(systems),
-            systems_file,
+            slots,
+            disk,
         })
-    }
-
-    /// The gate for file writes (shared with the inventory saves).
-    pub fn disk(&self) -> &super::disk::Disk {
-        &self.disk
-    }
-
-    /// The next boot registered for a MAC no node owns.
-    pub async fn registered(&self, mac: &str) -> Option<BootTarget> {
-        let mac = normalize_mac(mac)?;
-        let systems = self.systems.lock().await;
-        systems
-            .values()
-            .find(|s| s.macs.contains(&mac))
-            .map(|s| s.boot.clone())
-    }
-
-    /// The registered systems by name.
-    pub async fn systems(&self) -> BTreeMap<String, System> {
-        self.systems.lock().await.clone()
-    }
-
-    /// Registers (or re-registers) a system: a name for MACs, booting `install` until told
-    /// otherwise (an existing system keeps its next boot).
-    pub async fn add_system(&self, name: &str, macs: &[String]) -> Result<System, ApiError> {
-        let mut norm = Vec::new();
-        for m in macs {
-            norm.push(normalize_mac(m).ok_or_else(|| {
-                ApiError::bad_request("bad_mac", format!("{m:?} is not a MAC address"))
-            })?);
-        }
-        let mut systems = self.systems.lock().await;
-        let boot = systems
-            .get(name)
-            .map_or(BootTarget::Install, |s| s.boot.clone());
-        let system = System { macs: norm, boot };
-        systems.insert(name.to_owned(), system.clone());
-        self.save_systems(&systems).await?;
-        Ok(system)
-    }
-
-    /// Sets the next boot of a registered system; `false` if there is none of that name.
-    pub async fn set_system_boot(&self, name: &str, target: BootTarget) -> Result<bool, ApiError> {
-        let mut systems = self.systems.lock().await;
-        let Some(s) = systems.get_mut(name) else {
-            return Ok(false);
-        };
-        s.boot = target;
-        self.save_systems(&systems).await?;
-        Ok(true)
-    }
-
-    /// Sets the next boot of the machine with this MAC: its node if there is one, else the
-    /// registered system holding the MAC (registered as `mac-<mac>` if none). Returns the
-    /// node changed, if any.
-    pub async fn set_boot_by_mac(
-        &self,
-        mac: &str,
-        target: BootTarget,
-        why: &str,
-    ) -> Result<Option<Node>, ApiError> {
-        let norm = normalize_mac(mac).ok_or_else(|| {
-            ApiError::bad_request("bad_mac", format!("{mac:?} is not a MAC address"))
-        })?;
-        if let Some(node) = self.by_mac(&norm) {
-            let node = self
-                .change(
-                    &node.id,
-                    Transition::Boot {
-                        target,
-                        why: why.to_owned(),
-                    },
-                )
-                .await?;
-            return Ok(node);
-        }
-        let mut systems = self.systems.lock().await;
-        match systems.values_mut().find(|s| s.macs.contains(&norm)) {
-            Some(s) => s.boot = target,
-            None => {
-                let name = format!("mac-{}", norm.replace(':', "-"));
-                systems.insert(
-                    name,
-                    System {
-                        macs: vec![norm],
-                        boot: target,
-                    },
-                );
-            }
-        }
-        self.save_systems(&systems).await?;
-        Ok(None)
-    }
-
-    async fn save_systems(&self, systems: &BTreeMap<String, System>) -> Result<(), ApiError> {
-        let text = serde_json::to_string_pretty(systems).map_err(ApiError::internal)? + "\n";
-        let dir = self
-            .systems_file
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_default();
-        self.disk
-            .write_atomic(dir, "systems.json".into(), text)
-            .await
-    }
-
-    /// Admission control: takes an install slot for `id` unless `max` are taken (a node
-    /// that already holds one keeps it). When full, slots whose node gave no sign of life
-    /// (upload, event) for `stale_after` are reclaimed first: an agent that died without a
-    /// report does not hold its slot forever. Returns the number of slots taken, or `Err`
-    /// with it when full.
-    pub fn admit(
-        &self,
-        id: &str,
-        max: Option<usize>,
-        stale_after: Duration,
-    ) -> Result<usize, usize> {
-        let Ok(mut slots) = self.installing.lock() else {
-            return Ok(0);
-        };
-        let now = Instant::now();
-        if let Some(seen) = slots.get_mut(id) {
-            *seen = now;
-            return Ok(slots.len());
-        }
-        let Some(max) = max else {
-            slots.insert(id.to_owned(), now);
-            return Ok(slots.len());
-        };
-        if slots.len() >= max {
-            slots.retain(|node, seen| {
-                let silent = now.saturating_duration_since(*seen);
-                let keep = silent < stale_after;
-                if !keep {
-                    tracing::warn!(
-                        node = %node,
-                        silent_s = silent.as_secs(),
-                        "install slot reclaimed: no upload or event within --install-timeout"
-                    );
-                }
-                keep
-            });
-        }
-        if slots.len() >= max {
-            return Err(slots.len());
-        }
-        slots.insert(id.to_owned(), now);
-        Ok(slots.len())
-    }
-
-    /// Gives an install slot back (the upload got nothing).
-    pub fn release(&self, id: &str) {
-        if let Ok(mut slots) = self.installing.lock() {
-            slots.remove(id);
-        }
-    }
-
-    /// Notes a sign of life from a node holding an install slot.
-    fn touch(&self, id: &str) {
-        if let Ok(mut slots) = self.installing.lock() {
-            if let Some(seen) = slots.get_mut(id) {
-                *seen = Instant::now();
-            }
-        }
-    }
-
-    /// Installs under way (slots taken).
-    pub fn installs_in_flight(&self) -> usize {
-        self.installing.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     /// How many nodes are in each state.
@@ -524,7 +357,7 @@ impl Nodes {
     }
 
     /// Applies a change to the record of `identity` (created if new) and saves it.
-    pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, ApiError> {
+    pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, NodesError> {
         self.update(&identity.name, Some(identity), vec![t]).await
     }
 
@@ -534,12 +367,12 @@ impl Nodes {
         &self,
         identity: &Identity,
         ts: Vec<Transition>,
-    ) -> Result<Node, ApiError> {
+    ) -> Result<Node, NodesError> {
         self.update(&identity.name, Some(identity), ts).await
     }
 
     /// Applies a change to an existing node (`None` if there is no such node).
-    pub async fn change(&self, id: &str, t: Transition) -> Result<Option<Node>, ApiError> {
+    pub async fn change(&self, id: &str, t: Transition) -> Result<Option<Node>, NodesError> {
         if self.get(id).is_none() {
             return Ok(None);
         }
@@ -551,7 +384,7 @@ impl Nodes {
         id: &str,
         identity: Option<&Identity>,
         ts: Vec<Transition>,
-    ) -> Result<Node, ApiError> {
+    ) -> Result<Node, NodesError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let at = now();
@@ -563,28 +396,32 @@ impl Nodes {
             }
             (Some(n), None) => n,
             (None, Some(i)) => Node::new(i, &at),
-            (None, None) => {
-                return Err(ApiError::not_found(
-                    "no_such_node",
-                    format!("no node '{id}'"),
-                ));
-            }
+            (None, None) => return Err(NodesError::NoSuchNode { id: id.to_owned() }),
         };
         for t in ts {
             apply(&mut node, t, &at);
         }
         node.updated_at = at;
-        let text = serde_json::to_string_pretty(&node).map_err(ApiError::internal)? + "\n";
+        let text = serde_json::to_string_pretty(&node).map_err(|err| NodesError::Encode {
+            id: id.to_owned(),
+            err,
+        })? + "\n";
         let dir = self.dir.clone();
         let file = format!("{id}.json");
-        self.disk.write_atomic(dir, file, text).await?;
+        self.disk
+            .write_atomic(dir, file, text)
+            .await
+            .map_err(|err| NodesError::Save {
+                id: id.to_owned(),
+                err,
+            })?;
         if let Ok(mut r) = self.records.lock() {
             r.insert(id.to_owned(), node.clone());
         }
         if matches!(node.state, NodeState::Installed | NodeState::Failed) {
-            self.release(id);
+            self.slots.release(id);
         } else {
-            self.touch(id);
+            self.slots.touch(id);
         }
         drop(_guard);
         self.forget_lock(id, lock);
@@ -720,38 +557,17 @@ mod tests {
         assert_eq!(parse_boot(""), None);
     }
 
-    #[test]
-    fn silent_install_slots_are_reclaimed_when_full() -> Result<(), Box<dyn std::error::Error>> {
-        let tmp = tempfile::tempdir()?;
-        let nodes = Nodes::load(tmp.path())?;
-        let hour = Duration::from_secs(3600);
-        assert_eq!(nodes.admit("a", Some(2), hour), Ok(1));
-        assert_eq!(nodes.admit("b", Some(2), hour), Ok(2));
-        // Full, and nobody has been silent for an hour: refused, nothing reclaimed.
-        assert_eq!(nodes.admit("c", Some(2), hour), Err(2));
-        // A node that holds a slot is always admitted again.
-        assert_eq!(nodes.admit("a", Some(2), hour), Ok(2));
-        // With a zero timeout every other slot is stale: "c" takes one, "a" and "b" are gone.
-        assert_eq!(nodes.admit("c", Some(2), Duration::ZERO), Ok(1));
-        assert_eq!(nodes.installs_in_flight(), 1);
-        // Without a cap nothing is reclaimed.
-        assert_eq!(nodes.admit("d", None, Duration::ZERO), Ok(2));
-        Ok(())
-    }
-
     #[tokio::test]
     async fn records_survive_a_reload() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
-        let nodes = Nodes::load(tmp.path())?;
+        let slots = || Arc::new(Slots::new(None, std::time::Duration::from_secs(60)));
+        let nodes = Nodes::load(tmp.path(), Disk::default(), slots())?;
         let id = Identity {
             name: "KVM-1-52-54-00-00-00-01".into(),
             macs: vec!["52:54:00:00:00:01".into()],
             ..Identity::default()
         };
-        nodes
-            .record(&id, Transition::Discovered)
-            .await
-            .map_err(|e| e.message)?;
+        nodes.record(&id, Transition::Discovered).await?;
         let mut var = serde_json::Map::new();
         var.insert("ip".into(), "10.0.0.1".into());
         nodes
@@ -762,9 +578,10 @@ mod tests {
                     var,
                 },
             )
-            .await
-            .map_err(|e| e.message)?;
-        let again = Nodes::load(tmp.path())?;
+            .await?;
+        let held = slots();
+        let again = Nodes::load(tmp.path(), Disk::default(), Arc::clone(&held))?;
+        assert_eq!(held.in_flight(), 1, "a matched node holds its slot again");
         let n = again.get(&id.name).ok_or("record lost")?;
         assert_eq!(n.state, NodeState::Matched);
         assert_eq!(n.history.len(), 2);
