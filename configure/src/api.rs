@@ -12,10 +12,10 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, INT};
 
 use crate::convert::to_json;
-use crate::engine::Options;
 use crate::error::{CommandFailure, ErrorKind};
 use crate::host::{Command, CommandOutput, FileWrite, Host};
 use crate::network::{render_interfaces, render_netplan, Network};
+use crate::options::Options;
 use crate::outcome::{CommandRecord, Filesystem, Mount, Outcome, RoleSelection};
 use crate::tools::{self, ArgError, LvSpec, PartSpec};
 

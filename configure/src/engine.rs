@@ -1,74 +1,17 @@
-//! The Rhai engine of configure scripts: limits, compilation (syntax check) and runs against a `Host`.
+//! The Rhai engine of configure scripts: an engine set to the run's limits, compilation
+//! (syntax check) and runs against a `Host`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, Position, AST};
-use serde::{Deserialize, Serialize};
 
 use crate::api::{self, ApiError, Session};
 use crate::convert::object_to_map;
 use crate::error::{ErrorKind, RunError, ScriptError};
 use crate::host::{Host, RecordingHost};
+use crate::options::{Limits, Options};
 use crate::outcome::Outcome;
-
-/// Resource limits of a script run. A script that exceeds one stops with [`ErrorKind::Limit`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Engine operations (roughly: expressions evaluated) per run.
-    pub max_operations: u64,
-    /// Nesting of script function calls.
-    pub max_call_depth: usize,
-    /// Nesting of expressions, at top level and inside functions.
-    pub max_expr_depth: usize,
-    /// Length of any string, in bytes.
-    pub max_string_size: usize,
-    /// Length of any array.
-    pub max_array_size: usize,
-    /// Entries of any map.
-    pub max_map_size: usize,
-    /// Variables alive at once.
-    pub max_variables: usize,
-    /// Functions a script may define.
-    pub max_functions: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_operations: 1_000_000,
-            max_call_depth: 32,
-            max_expr_depth: 64,
-            max_string_size: 1 << 20,
-            max_array_size: 10_000,
-            max_map_size: 10_000,
-            max_variables: 1_000,
-            max_functions: 256,
-        }
-    }
-}
-
-/// How a script runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Options {
-    /// Engine limits.
-    pub limits: Limits,
-    /// Time limit of each command unless the script gives one (`run(cmd, seconds)`).
-    pub command_timeout: Duration,
-    /// Where `mount(dev, "/")` mounts the target's root on the installer (eDeploy's `/chroot`).
-    pub target_root: String,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            command_timeout: Duration::from_secs(30 * 60),
-            target_root: "/chroot".to_owned(),
-        }
-    }
-}
 
 /// A compiled configure script.
 #[derive(Debug, Clone)]

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod host;
 pub mod network;
+mod options;
 mod outcome;
 mod system;
 pub mod tools;
@@ -39,10 +40,11 @@ pub mod tree_wire;
 pub mod wire;
 
 pub use convert::{to_dynamic, to_json};
-pub use engine::{compile, compile_with, dry_run, run, Limits, Options, Script};
+pub use engine::{compile, compile_with, dry_run, run, Script};
 pub use error::{CommandFailure, ErrorKind, RunError, ScriptError};
 pub use host::{
     command_line, Action, Canned, Command, CommandOutput, FileWrite, Host, HostError, RecordingHost,
 };
+pub use options::{Limits, Options};
 pub use outcome::{CommandRecord, Filesystem, Mount, Outcome, RoleSelection};
 pub use system::SystemHost;

@@ -3,8 +3,9 @@
 //! Pure: no files, no network, no clock. Callers hand in text and get values back.
 //!
 //! - [`syntax`]: the Python-literal subset (and JSON) eDeploy files are written in, read
-//!   with positions and written back one entry per line.
-//! - [`value`]: Python values with Python's equality.
+//!   with positions.
+//! - [`value`]: Python values with Python's equality, written back as Python literals (one
+//!   entry per line for whole files).
 //! - [`model`]: inventories and specs files (lists of 4-tuples).
 //! - [`funcs`]: the test functions (`gt`, `network`, `regexp`, ...).
 //! - [`matcher`]: `match_all`, eDeploy's matching with backtracking.

@@ -6,7 +6,7 @@
 //! elements may hold variables (`$disk`) and tests (`gt(100)`).
 
 use crate::syntax::{self, Node, Pos, SyntaxError};
-use crate::value::Value;
+use crate::value::{to_python_lines, Value};
 use std::fmt;
 
 /// One inventory line.
@@ -82,7 +82,7 @@ impl Inventory {
             .iter()
             .map(|l| Value::Tuple(l.to_vec()))
             .collect();
-        syntax::to_python_lines(&items)
+        to_python_lines(&items)
     }
 
     /// The inventory as JSON (a list of 4-element arrays).

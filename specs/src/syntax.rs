@@ -1,5 +1,6 @@
 //! The eDeploy file syntax: a reader for the Python-literal subset (plus JSON) with
-//! line/column positions, and a writer that produces Python literals eDeploy's own tools
+//! line/column positions. Writing back is [`Value`]'s Python `repr` ([`to_python`],
+//! [`to_python_lines`], defined in [`crate::value`]): Python literals eDeploy's own tools
 //! read back.
 //!
 //! The reader builds a [`Node`] tree so that callers can report *where* a badly shaped
@@ -8,7 +9,11 @@
 //! value files reject them through [`Node::to_value`].
 
 use crate::value::Value;
-use std::fmt::{self, Write as _};
+use std::fmt;
+
+/// The writer lives with [`Value`] (its Python `repr`); callers that read and write eDeploy
+/// files find it here as well.
+pub use crate::value::{to_python, to_python_lines};
 
 /// A position in a file, 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -814,147 +819,6 @@ fn value_node(pos: Pos, v: Value) -> Node {
     }
 }
 
-/// The Python `repr` of a value, on one line.
-pub fn to_python(v: &Value) -> String {
-    let mut s = String::new();
-    write_python(&mut s, v);
-    s
-}
-
-fn write_python(out: &mut String, v: &Value) {
-    match v {
-        Value::None => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Float(f) => out.push_str(&python_float_repr(*f)),
-        Value::Str(s) => write_python_str(out, s),
-        Value::Tuple(items) => {
-            out.push('(');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python(out, item);
-            }
-            if items.len() == 1 {
-                out.push(',');
-            }
-            out.push(')');
-        }
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python(out, item);
-            }
-            out.push(']');
-        }
-        Value::Dict(items) => {
-            out.push('{');
-            for (i, (k, val)) in sorted_items(items).into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python(out, k);
-                out.push_str(": ");
-                write_python(out, val);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// Dict items in the order `pprint` writes them: sorted by key when keys are all strings
-/// (eDeploy saved files with `pprint`), else as given.
-fn sorted_items(items: &[(Value, Value)]) -> Vec<&(Value, Value)> {
-    let mut v: Vec<&(Value, Value)> = items.iter().collect();
-    if items.iter().all(|(k, _)| k.as_str().is_some()) {
-        v.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
-    }
-    v
-}
-
-fn write_python_str(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, scientific below 1e-4 and from 1e16.
-pub fn python_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
-    }
-    let sci = format!("{f:e}"); // e.g. "1.5e-5", "-1e20"
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..16).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    }
-}
-
-/// Writes a top-level list with one entry per line, the way eDeploy's tools read them and
-/// operators diff them:
-///
-/// ```text
-/// [('hp', 3),
-///  ('vm', '*')]
-/// ```
-pub fn to_python_lines(items: &[Value]) -> String {
-    let mut out = String::from("[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push_str(",\n ");
-        }
-        write_python(&mut out, item);
-    }
-    out.push_str("]\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1065,33 +929,5 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let text = "[".repeat(10_000);
         assert!(parse(&text).unwrap_err().message.contains("too deep"));
-    }
-
-    #[test]
-    fn writes_python_literals() {
-        let val = v("[('hp', 3), ('vm', '*'), {'b': 1, 'a': [1.5, None, True, (2,)]}]");
-        assert_eq!(
-            to_python(&val),
-            "[('hp', 3), ('vm', '*'), {'a': [1.5, None, True, (2,)], 'b': 1}]"
-        );
-        assert_eq!(to_python(&Value::from("it's")), "\"it's\"");
-        assert_eq!(to_python(&Value::from("a'b\"c")), r#"'a\'b"c'"#);
-        assert_eq!(to_python(&Value::from("x\ny\x01")), r"'x\ny\x01'");
-        assert_eq!(python_float_repr(1e20), "1e+20");
-        assert_eq!(python_float_repr(1.5e-5), "1.5e-05");
-        assert_eq!(python_float_repr(0.0001), "0.0001");
-        assert_eq!(python_float_repr(2.0), "2.0");
-        assert_eq!(python_float_repr(1e16), "1e+16");
-        assert_eq!(python_float_repr(123456789012345.6), "123456789012345.6");
-    }
-
-    #[test]
-    fn one_entry_per_line() {
-        let items = vec![
-            Value::Tuple(vec!["hp".into(), 3.into()]),
-            Value::Tuple(vec!["vm".into(), "*".into()]),
-        ];
-        assert_eq!(to_python_lines(&items), "[('hp', 3),\n ('vm', '*')]\n");
-        assert_eq!(to_python_lines(&[]), "[]\n");
     }
 }

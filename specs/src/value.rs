@@ -1,11 +1,13 @@
-//! Python-literal values as eDeploy files hold them, with Python's equality rules.
+//! Python-literal values as eDeploy files hold them, with Python's equality rules and
+//! Python's `repr`.
 //!
 //! eDeploy read its files with `ast.literal_eval`, so a value is one of Python's literal
 //! types. Comparisons follow Python: `2 == 2.0 == True` (numbers compare across types),
 //! `'2' != 2`, and — as the semantics page fixes — lists and tuples compare as sequences
-//! (JSON arrays stand for tuples).
+//! (JSON arrays stand for tuples). [`to_python`] and [`to_python_lines`] write values back
+//! as Python literals eDeploy's own tools read (dict keys sorted as `pprint` sorts them).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// One Python-literal value.
 #[derive(Clone, Debug)]
@@ -114,7 +116,7 @@ impl Value {
             Value::None => "null".into(),
             Value::Bool(true) => "true".into(),
             Value::Bool(false) => "false".into(),
-            other => crate::syntax::to_python(other),
+            other => to_python(other),
         }
     }
 
@@ -185,8 +187,151 @@ fn int_eq_float(i: i64, f: f64) -> bool {
 impl fmt::Display for Value {
     /// The Python-literal form (`repr`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::syntax::to_python(self))
+        f.write_str(&to_python(self))
     }
+}
+
+// --- the Python-literal form: how eDeploy files are written back --------------------------
+
+/// The Python `repr` of a value, on one line.
+pub fn to_python(v: &Value) -> String {
+    let mut s = String::new();
+    write_python(&mut s, v);
+    s
+}
+
+fn write_python(out: &mut String, v: &Value) {
+    match v {
+        Value::None => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => out.push_str(&python_float_repr(*f)),
+        Value::Str(s) => write_python_str(out, s),
+        Value::Tuple(items) => {
+            out.push('(');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(out, item);
+            }
+            if items.len() == 1 {
+                out.push(',');
+            }
+            out.push(')');
+        }
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(out, item);
+            }
+            out.push(']');
+        }
+        Value::Dict(items) => {
+            out.push('{');
+            for (i, (k, val)) in sorted_items(items).into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(out, k);
+                out.push_str(": ");
+                write_python(out, val);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Dict items in the order `pprint` writes them: sorted by key when keys are all strings
+/// (eDeploy saved files with `pprint`), else as given.
+fn sorted_items(items: &[(Value, Value)]) -> Vec<&(Value, Value)> {
+    let mut v: Vec<&(Value, Value)> = items.iter().collect();
+    if items.iter().all(|(k, _)| k.as_str().is_some()) {
+        v.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+    }
+    v
+}
+
+fn write_python_str(out: &mut String, s: &str) {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, scientific below 1e-4 and from 1e16.
+pub fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
+    }
+    let sci = format!("{f:e}"); // e.g. "1.5e-5", "-1e20"
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..16).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        let s = format!("{f}");
+        if s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    }
+}
+
+/// Writes a top-level list with one entry per line, the way eDeploy's tools read them and
+/// operators diff them:
+///
+/// ```text
+/// [('hp', 3),
+///  ('vm', '*')]
+/// ```
+pub fn to_python_lines(items: &[Value]) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(",\n ");
+        }
+        write_python(&mut out, item);
+    }
+    out.push_str("]\n");
+    out
 }
 
 impl From<&str> for Value {
@@ -238,5 +383,49 @@ mod tests {
     fn json_conversion_keeps_ints_and_order() {
         let v = Value::Dict(vec![("b".into(), 2.into()), ("a".into(), "x".into())]);
         assert_eq!(v.to_json().to_string(), r#"{"b":2,"a":"x"}"#);
+    }
+
+    #[test]
+    fn writes_python_literals() {
+        let pair = |a: &str, b: Value| Value::Tuple(vec![a.into(), b]);
+        let val = Value::List(vec![
+            pair("hp", 3.into()),
+            pair("vm", "*".into()),
+            Value::Dict(vec![
+                ("b".into(), 1.into()),
+                (
+                    "a".into(),
+                    Value::List(vec![
+                        Value::Float(1.5),
+                        Value::None,
+                        Value::Bool(true),
+                        Value::Tuple(vec![2.into()]),
+                    ]),
+                ),
+            ]),
+        ]);
+        assert_eq!(
+            to_python(&val),
+            "[('hp', 3), ('vm', '*'), {'a': [1.5, None, True, (2,)], 'b': 1}]"
+        );
+        assert_eq!(to_python(&Value::from("it's")), "\"it's\"");
+        assert_eq!(to_python(&Value::from("a'b\"c")), r#"'a\'b"c'"#);
+        assert_eq!(to_python(&Value::from("x\ny\x01")), r"'x\ny\x01'");
+        assert_eq!(python_float_repr(1e20), "1e+20");
+        assert_eq!(python_float_repr(1.5e-5), "1.5e-05");
+        assert_eq!(python_float_repr(0.0001), "0.0001");
+        assert_eq!(python_float_repr(2.0), "2.0");
+        assert_eq!(python_float_repr(1e16), "1e+16");
+        assert_eq!(python_float_repr(123456789012345.6), "123456789012345.6");
+    }
+
+    #[test]
+    fn one_entry_per_line() {
+        let items = vec![
+            Value::Tuple(vec!["hp".into(), 3.into()]),
+            Value::Tuple(vec!["vm".into(), "*".into()]),
+        ];
+        assert_eq!(to_python_lines(&items), "[('hp', 3),\n ('vm', '*')]\n");
+        assert_eq!(to_python_lines(&[]), "[]\n");
     }
 }
