@@ -453,6 +453,74 @@ async fn progress_events_walk_the_life_cycle() -> Res {
     Ok(())
 }
 
+/// Once installed, no agent report moves the node (a stray `configure/started` used to take
+/// it back to `configuring`, out of the re-install guard's reach), and a failure report gives
+/// no install back.
+#[tokio::test]
+async fn an_installed_node_refuses_agent_moves_and_changes_nothing() -> Res {
+    let e = env("5", 3)?;
+    let hw = kvm("S1", "52:54:00:aa:00:01");
+    let (status, _) = e.json_upload(&hw).await?;
+    assert_eq!(status, StatusCode::OK);
+    let id = "KVM-S1-52-54-00-aa-00-01";
+    let event = |step: &str, status: &str| {
+        e.http
+            .post(e.server.url(&format!("/nodes/{id}/events")))
+            .json(&serde_json::json!({"step": step, "status": status, "time": 1_700_000_000}))
+            .send()
+    };
+    assert_eq!(event("finish", "succeeded").await?.status(), StatusCode::OK);
+    let (_, before) = e.get_json(&format!("/nodes/{id}")).await?;
+    let state = e.config_file("state")?;
+
+    let resp = event("configure", "started").await?;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: Value = resp.json().await?;
+    assert!(is_error(&body, "illegal_transition"), "{body}");
+    assert_eq!(body["state"], "installed", "{body}");
+    assert_eq!(
+        body["transition"], "progress configure/started → configuring",
+        "{body}"
+    );
+    assert_eq!(body["reason"], "installed", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("rdeploy nextboot {id} install"))),
+        "{body}"
+    );
+    // Repeats of the end are accepted and move nothing.
+    for (step, status) in [("finish", "started"), ("finish", "succeeded")] {
+        let resp = event(step, status).await?;
+        assert_eq!(resp.status(), StatusCode::OK, "{step}/{status}");
+    }
+    let resp = event("configure", "failed").await?;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+
+    let form = Form::new()
+        .part("file", Part::text(hw.clone()).file_name("hw.json"))
+        .text("failure", "vm");
+    let resp = e
+        .http
+        .post(e.server.url("/upload"))
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(is_error(&resp.json().await?, "illegal_transition"));
+    assert_eq!(e.config_file("state")?, state, "no install given back");
+
+    let (_, after) = e.get_json(&format!("/nodes/{id}")).await?;
+    assert_eq!(after["state"], "installed");
+    assert_eq!(after["history"], before["history"]);
+    assert_eq!(after["boot"], before["boot"]);
+    // The re-install guard still holds.
+    let (status, body) = e.json_upload(&hw).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(is_error(&body, "already_installed"), "{body}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn records_and_allocations_survive_a_killed_server() -> Res {
     let mut e = env("5", 3)?;

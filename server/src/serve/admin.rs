@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::{normalize_mac, sanitize};
-use super::nodes::{parse_boot, BootTarget, Transition};
+use super::lifecycle::Transition;
+use super::nodes::{parse_boot, BootTarget};
 use super::AppState;
 
 /// Checks `Authorization: Bearer <token>` when the server has an admin token.

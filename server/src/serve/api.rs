@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::Identity;
-use super::nodes::{BootTarget, NodeState, Transition};
+use super::lifecycle::Transition;
 use super::writer::UploadJob;
 use super::{AppState, UPLOAD_LIMIT};
 use rdeploy_cmdb::snapshot::FailureOutcome;
@@ -59,29 +59,21 @@ pub async fn upload(
     let identity = Identity::of(&inventory);
     tracing::Span::current().record("node", identity.name.as_str());
     app.metrics.upload();
-    if let Some(node) = app.nodes.get(&identity.name) {
-        if node.state == NodeState::Installed && node.boot != BootTarget::Install {
-            // The re-install loop guard: an installed node is only installed again when an
-            // operator asks for it (`rdeploy nextboot NODE install`).
-            app.metrics.refused("already_installed");
-            let _ = app
-                .nodes
-                .change(
-                    &node.id,
-                    Transition::Alert {
-                        message: "installed node uploaded its inventory again: refused (use nextboot install to reinstall)".into(),
-                    },
-                )
-                .await;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_installed",
-                format!(
-                    "node '{}' is installed and boots {}: an operator must ask for a reinstall (rdeploy nextboot {} install)",
-                    node.id, node.boot, node.id
-                ),
-            ));
-        }
+    if let Err(illegal) = app.nodes.check(&identity, &Transition::Discovered) {
+        // The re-install loop guard, from the life cycle's table: an installed node is only
+        // installed again when an operator asks for it (`rdeploy nextboot NODE install`).
+        let err = ApiError::upload_refused(illegal);
+        app.metrics.refused(err.code);
+        let _ = app
+            .nodes
+            .change(
+                &identity.name,
+                Transition::Alert {
+                    message: "installed node uploaded its inventory again: refused (use nextboot install to reinstall)".into(),
+                },
+            )
+            .await;
+        return Err(err);
     }
     if let Err(full) = app.slots.admit(&identity.name) {
         let err = ApiError::from(full);
@@ -166,17 +158,17 @@ async fn report_failure(
             format!("failure=<profile>: the profile name {profile:?} {why}"),
         ));
     }
+    let failed = inventory.map(|inventory| {
+        let message = format!("failure reported for profile '{profile}'");
+        (Identity::of(&inventory), Transition::Failed { message })
+    });
+    // A report the life cycle refuses (the node is installed) gives nothing back either.
+    if let Some((identity, t)) = &failed {
+        app.nodes.check(identity, t)?;
+    }
     let outcome = app.writer.failure(profile.clone()).await?;
-    if let Some(inventory) = inventory {
-        let identity = Identity::of(&inventory);
-        app.nodes
-            .record(
-                &identity,
-                Transition::Failed {
-                    message: format!("failure reported for profile '{profile}'"),
-                },
-            )
-            .await?;
+    if let Some((identity, t)) = failed {
+        app.nodes.record(&identity, t).await?;
     }
     let returned = outcome == FailureOutcome::QuotaReturned;
     tracing::info!(%profile, returned, "failure reported");

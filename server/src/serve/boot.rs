@@ -19,8 +19,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::normalize_mac;
+use super::lifecycle::Transition;
 use super::node_api::check_id;
-use super::nodes::{parse_boot, BootTarget, Node, NodeState, Transition};
+use super::nodes::{parse_boot, BootTarget, Node, NodeState};
 use super::AppState;
 
 /// Where the install kernel lives and how machines reach the server.
@@ -268,38 +269,14 @@ fn answer(headers: &HeaderMap, node: &Node, line: String) -> Response {
     }
 }
 
-/// Flips a node to local boot (its install is done): PXE Manager's `localboot`.
+/// Flips a node to local boot: PXE Manager's `localboot` (an install under way is done).
 async fn localboot_node(app: &AppState, node: &Node, why: &str) -> Result<Node, ApiError> {
-    let mut node = app
+    let why = why.to_owned();
+    let node = app
         .nodes
-        .change(
-            &node.id,
-            Transition::Boot {
-                target: BootTarget::Local,
-                why: why.to_owned(),
-            },
-        )
+        .change(&node.id, Transition::LocalBoot { why })
         .await?
         .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{}'", node.id)))?;
-    if matches!(
-        node.state,
-        NodeState::Matched | NodeState::Configuring | NodeState::Installing
-    ) {
-        node = app
-            .nodes
-            .change(
-                &node.id,
-                Transition::Progress {
-                    step: "localboot".into(),
-                    status: "succeeded".into(),
-                    message: why.to_owned(),
-                    agent_time: None,
-                    state: Some(NodeState::Installed),
-                },
-            )
-            .await?
-            .unwrap_or(node);
-    }
     sync(app, &node).await;
     Ok(node)
 }

@@ -1,5 +1,6 @@
 //! `ApiError`: every error the HTTP API answers, as a status and a JSON body
-//! `{"error": CODE, "message": TEXT, "tried": [{"profile", "reason"}]}`.
+//! `{"error": CODE, "message": TEXT, "tried": [{"profile", "reason"}]}` (a refused life-cycle
+//! transition adds `"node"`, `"state"`, `"transition"` and `"reason"`).
 //!
 //! 4xx carry a stable `error` code a script can test and a message a person can act on;
 //! 5xx say little to the client and log the detail in the request's span.
@@ -14,10 +15,12 @@ use rdeploy_cmdb::MatchError;
 use rdeploy_cmdb::Refusal;
 
 use super::disk::DiskError;
+use super::lifecycle::{state_name, Illegal};
 use super::nodes::NodesError;
 use super::slots::SlotsError;
 use super::systems::SystemsError;
 use super::writer::WriteError;
+use rdeploy_configure::wire::NodeState;
 
 /// Seconds an agent is told to wait when the install limit is reached.
 const INSTALL_RETRY_AFTER: u32 = 15;
@@ -39,6 +42,8 @@ pub struct ApiError {
     pub tried: Vec<Tried>,
     /// Seconds the client should wait before retrying (`Retry-After`).
     pub retry_after: Option<u32>,
+    /// More members of the body (`state`, `transition`, ...).
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -49,6 +54,7 @@ impl ApiError {
             message: message.into(),
             tried: Vec::new(),
             retry_after: None,
+            fields: Vec::new(),
         }
     }
 
@@ -74,6 +80,41 @@ impl ApiError {
         self.retry_after = Some(seconds);
         self
     }
+
+    /// An upload the life cycle refuses: `409 already_installed` for an installed node whose
+    /// next boot is not `install` (the re-install guard), else `409 illegal_transition`.
+    pub fn upload_refused(illegal: Illegal) -> ApiError {
+        if illegal.state != NodeState::Installed {
+            return ApiError::from(illegal);
+        }
+        let message = format!(
+            "node '{}' is installed and boots {}: an operator must ask for a reinstall (rdeploy nextboot {} install)",
+            illegal.node, illegal.boot, illegal.node
+        );
+        let mut e = ApiError::from(illegal);
+        e.code = "already_installed";
+        e.message = message;
+        e
+    }
+}
+
+/// `409 illegal_transition`: the node, its state, the refused move and the reason are in
+/// the body.
+impl From<Illegal> for ApiError {
+    fn from(illegal: Illegal) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "illegal_transition",
+            illegal.to_string(),
+        );
+        e.fields = vec![
+            ("node", illegal.node.into()),
+            ("state", state_name(illegal.state).into()),
+            ("transition", illegal.transition.into()),
+            ("reason", illegal.why.code().into()),
+        ];
+        e
+    }
 }
 
 /// An error and its sources, `: `-separated (for the log).
@@ -92,6 +133,7 @@ impl From<NodesError> for ApiError {
     fn from(e: NodesError) -> ApiError {
         match e {
             NodesError::NoSuchNode { .. } => ApiError::not_found("no_such_node", e.to_string()),
+            NodesError::Illegal(illegal) => ApiError::from(illegal),
             NodesError::Encode { .. } | NodesError::Save { .. } => ApiError::internal(chain(&e)),
         }
     }
@@ -179,6 +221,7 @@ fn match_error(e: &MatchError) -> ApiError {
             })
             .collect(),
         retry_after: None,
+        fields: Vec::new(),
     }
 }
 
@@ -187,11 +230,17 @@ impl IntoResponse for ApiError {
         if self.status.is_client_error() {
             tracing::info!(status = %self.status.as_u16(), code = self.code, message = %self.message, "request refused");
         }
-        let body = serde_json::json!({
-            "error": self.code,
-            "message": self.message,
-            "tried": self.tried,
-        });
+        let mut body: serde_json::Map<String, serde_json::Value> = self
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        body.insert("error".into(), self.code.into());
+        body.insert("message".into(), self.message.into());
+        body.insert(
+            "tried".into(),
+            serde_json::to_value(&self.tried).unwrap_or_default(),
+        );
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut()

@@ -141,7 +141,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         let _ = writeln!(
             out,
             "rdeploy_nodes{{state=\"{}\"}} {n}",
-            super::nodes::state_name(state)
+            super::lifecycle::state_name(state)
         );
     }
     let _ = writeln!(

@@ -4,6 +4,7 @@
 //! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`writer`]: the one writer that owns the config dir (group commit);
 //! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
+//! - [`lifecycle`]: the legal moves of a node's life cycle, one table (pure);
 //! - [`systems`]: machines registered by MAC (`<data-dir>/systems.json`);
 //! - [`slots`]: install slots (`--max-installs`, `--install-timeout`);
 //! - [`boot`]: next boots as iPXE scripts and PXELINUX files, PXE Manager and PXE Pilot;
@@ -23,6 +24,7 @@ pub mod disk;
 pub mod error;
 pub mod identity;
 pub mod images;
+pub mod lifecycle;
 pub mod metrics;
 pub mod node_api;
 pub mod nodes;

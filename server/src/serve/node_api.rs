@@ -9,16 +9,9 @@ use rdeploy_configure::wire::ProgressEvent;
 
 use super::error::ApiError;
 use super::identity::sanitize;
-use super::nodes::{NodeState, Transition};
+use super::lifecycle::Transition;
+use super::nodes::NodeState;
 use super::AppState;
-
-/// The wire name of a serde enum value (`install_role`, `succeeded`).
-fn wire_name<T: serde::Serialize>(v: T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
 
 /// A node id from a URL: it names a file, so it must already be a sanitized name.
 pub fn check_id(id: &str) -> Result<(), ApiError> {
@@ -54,7 +47,9 @@ pub async fn show(
 }
 
 /// `POST /nodes/{id}/events`: records a progress report and moves the life cycle; a
-/// `finish`/`succeeded` report makes the next boot `local`.
+/// `finish`/`succeeded` report makes the next boot `local`. A report the life cycle refuses
+/// (`configure/started` on an installed node) is `409 illegal_transition` and changes
+/// nothing.
 pub async fn event(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -73,30 +68,9 @@ pub async fn event(
         )
     })?;
     let state = ev.node_state();
-    let mut message = ev.message.clone();
-    if let Some(log) = &ev.log {
-        let tail: String = log
-            .chars()
-            .rev()
-            .take(4000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        message = format!("{message}\n--- log (tail) ---\n{tail}");
-    }
     let node = app
         .nodes
-        .change(
-            &id,
-            Transition::Progress {
-                step: wire_name(ev.step),
-                status: wire_name(ev.status),
-                message,
-                agent_time: serde_json::to_value(&ev.time).ok(),
-                state,
-            },
-        )
+        .change(&id, Transition::Progress(ev))
         .await?
         .ok_or_else(|| {
             ApiError::not_found(

@@ -4,7 +4,8 @@
 //! A record holds the machine's identity (MACs, serial, DMI names), its profile and CMDB
 //! entry, its life-cycle state with the time of every transition
 //! (`discovered → matched → configuring → installing → installed`, or `failed`), the
-//! agent's progress events, and its next boot.
+//! agent's progress events, and its next boot. Every change goes through the life cycle's
+//! table ([`super::lifecycle::step`]): a transition it refuses writes nothing.
 //!
 //! Registered systems (MACs without a record) are [`super::systems`]; install slots (which
 //! records hold one) are [`super::slots`], kept up to date by every change of a record.
@@ -18,42 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use super::disk::{Disk, DiskError};
 use super::identity::{normalize_mac, Identity};
+use super::lifecycle::{self, in_progress, Illegal, Transition, ALL_STATES};
 use super::slots::Slots;
 
 /// Most events kept per node (the oldest are dropped).
 pub const MAX_EVENTS: usize = 200;
 
 pub use rdeploy_configure::wire::NodeState;
-
-/// Every state, in life-cycle order.
-pub const ALL_STATES: [NodeState; 6] = [
-    NodeState::Discovered,
-    NodeState::Matched,
-    NodeState::Configuring,
-    NodeState::Installing,
-    NodeState::Installed,
-    NodeState::Failed,
-];
-
-/// The state's name as it appears on the wire.
-pub fn state_name(s: NodeState) -> &'static str {
-    match s {
-        NodeState::Discovered => "discovered",
-        NodeState::Matched => "matched",
-        NodeState::Configuring => "configuring",
-        NodeState::Installing => "installing",
-        NodeState::Installed => "installed",
-        NodeState::Failed => "failed",
-    }
-}
-
-/// An install under way (it holds an install slot).
-pub fn in_progress(s: NodeState) -> bool {
-    matches!(
-        s,
-        NodeState::Matched | NodeState::Configuring | NodeState::Installing
-    )
-}
 
 /// What a node boots next (the wire type the agent shares): `install`, `local`, or a boot
 /// profile (`pxelinux.cfg/profiles/<name>.prof`, `<name>.ipxe`).
@@ -120,7 +92,8 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(identity: &Identity, at: &str) -> Node {
+    /// A record for a machine seen for the first time: `discovered`, booting `install`.
+    pub(super) fn new(identity: &Identity, at: &str) -> Node {
         Node {
             id: identity.name.clone(),
             identity: identity.clone(),
@@ -140,7 +113,8 @@ impl Node {
         }
     }
 
-    fn enter(&mut self, state: NodeState, at: &str) {
+    /// Moves to `state` (recorded in the history with its time), if not already there.
+    pub(super) fn enter(&mut self, state: NodeState, at: &str) {
         if self.state != state {
             self.state = state;
             self.history.push(StateChange {
@@ -150,7 +124,8 @@ impl Node {
         }
     }
 
-    fn event(&mut self, e: Event) {
+    /// Adds an event, dropping the oldest beyond [`MAX_EVENTS`].
+    pub(super) fn event(&mut self, e: Event) {
         self.events.push_back(e);
         while self.events.len() > MAX_EVENTS {
             self.events.pop_front();
@@ -176,38 +151,6 @@ impl Node {
     }
 }
 
-/// A change to a node record.
-#[derive(Debug, Clone)]
-pub enum Transition {
-    /// An inventory arrived (a new install attempt).
-    Discovered,
-    /// A profile and CMDB entry were given.
-    Matched {
-        profile: String,
-        var: serde_json::Map<String, serde_json::Value>,
-    },
-    /// The upload got nothing (no match, quota, CMDB).
-    Refused { code: String, message: String },
-    /// The install failed (`failure=<profile>` or an agent's failed step).
-    Failed { message: String },
-    /// An agent's progress report, and the state it moves the node to.
-    Progress {
-        step: String,
-        status: String,
-        message: String,
-        agent_time: Option<serde_json::Value>,
-        state: Option<NodeState>,
-    },
-    /// An operator or the agent changed the next boot.
-    Boot { target: BootTarget, why: String },
-    /// Something an operator should look at; the state does not change.
-    Alert { message: String },
-    /// The agent uploaded its log.
-    Log { message: String },
-    /// A role tree install or upgrade began or ended (event `install` or `upgrade`).
-    Tree(rdeploy_configure::tree_wire::TreeReport),
-}
-
 /// Now, as RFC 3339 (UTC, seconds).
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
@@ -218,6 +161,9 @@ pub fn now() -> String {
 pub enum NodesError {
     #[error("no node '{id}'")]
     NoSuchNode { id: String },
+    /// The life cycle refuses the transition.
+    #[error(transparent)]
+    Illegal(#[from] Illegal),
     #[error("cannot encode the record of node {id}")]
     Encode {
         id: String,
@@ -350,19 +296,30 @@ impl Nodes {
     /// configuring, installing): an upload from it is a retry, not a new install.
     pub fn install_in_progress(&self, id: &str) -> Option<String> {
         let node = self.get(id)?;
-        match node.state {
-            NodeState::Matched | NodeState::Configuring | NodeState::Installing => node.profile,
-            _ => None,
+        if in_progress(node.state) {
+            node.profile
+        } else {
+            None
         }
     }
 
-    /// Applies a change to the record of `identity` (created if new) and saves it.
+    /// Whether the life cycle allows `t` for the record of `identity` now (a machine without
+    /// a record would start `discovered`). Changes nothing.
+    pub fn check(&self, identity: &Identity, t: &Transition) -> Result<(), Illegal> {
+        let node = self
+            .get(&identity.name)
+            .unwrap_or_else(|| Node::new(identity, ""));
+        lifecycle::check(&node, t).map(drop)
+    }
+
+    /// Applies a change to the record of `identity` (created if new) and saves it; an illegal
+    /// transition is refused and nothing is written.
     pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, NodesError> {
         self.update(&identity.name, Some(identity), vec![t]).await
     }
 
     /// Applies several changes with one write of the record (an upload's `discovered` and
-    /// `matched`).
+    /// `matched`): all of them, or none if one is illegal.
     pub async fn record_all(
         &self,
         identity: &Identity,
@@ -386,7 +343,21 @@ impl Nodes {
         ts: Vec<Transition>,
     ) -> Result<Node, NodesError> {
         let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
+        let result = {
+            let _guard = lock.lock().await;
+            self.update_locked(id, identity, ts).await
+        };
+        self.forget_lock(id, lock);
+        result
+    }
+
+    /// [`Nodes::update`] under the node's lock.
+    async fn update_locked(
+        &self,
+        id: &str,
+        identity: Option<&Identity>,
+        ts: Vec<Transition>,
+    ) -> Result<Node, NodesError> {
         let at = now();
         let current = self.get(id);
         let mut node = match (current, identity) {
@@ -399,7 +370,7 @@ impl Nodes {
             (None, None) => return Err(NodesError::NoSuchNode { id: id.to_owned() }),
         };
         for t in ts {
-            apply(&mut node, t, &at);
+            lifecycle::step(&mut node, t, &at)?;
         }
         node.updated_at = at;
         let text = serde_json::to_string_pretty(&node).map_err(|err| NodesError::Encode {
@@ -423,8 +394,6 @@ impl Nodes {
         } else {
             self.slots.touch(id);
         }
-        drop(_guard);
-        self.forget_lock(id, lock);
         Ok(node)
     }
 
@@ -440,100 +409,6 @@ impl Nodes {
         if let Ok(mut m) = self.locks.lock() {
             if m.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
                 m.remove(id);
-            }
-        }
-    }
-}
-
-fn apply(node: &mut Node, t: Transition, at: &str) {
-    let ev = |kind: &str, message: String| Event {
-        at: at.to_owned(),
-        kind: kind.to_owned(),
-        step: None,
-        status: None,
-        message,
-        agent_time: None,
-    };
-    match t {
-        Transition::Discovered => {
-            node.enter(NodeState::Discovered, at);
-            node.event(ev("upload", "inventory received".into()));
-        }
-        Transition::Matched { profile, var } => {
-            let ip = var
-                .get("ip")
-                .and_then(|v| v.as_str())
-                .map(|s| format!(", ip {s}"))
-                .unwrap_or_default();
-            node.event(ev("matched", format!("profile {profile}{ip}")));
-            node.profile = Some(profile);
-            node.var = Some(var);
-            node.enter(NodeState::Matched, at);
-        }
-        Transition::Refused { code, message } => {
-            node.event(ev("refused", format!("{code}: {message}")));
-        }
-        Transition::Failed { message } => {
-            node.event(ev("failure", message));
-            node.enter(NodeState::Failed, at);
-        }
-        Transition::Progress {
-            step,
-            status,
-            message,
-            agent_time,
-            state,
-        } => {
-            node.event(Event {
-                at: at.to_owned(),
-                kind: "progress".into(),
-                step: Some(step),
-                status: Some(status),
-                message,
-                agent_time,
-            });
-            if let Some(s) = state {
-                node.enter(s, at);
-                if s == NodeState::Installed {
-                    node.boot = BootTarget::Local;
-                    node.event(ev("boot", "install finished: next boot is local".into()));
-                }
-            }
-        }
-        Transition::Boot { target, why } => {
-            node.event(ev("boot", format!("next boot: {target} ({why})")));
-            node.boot = target;
-        }
-        Transition::Alert { message } => node.event(ev("alert", message)),
-        Transition::Log { message } => node.event(ev("log", message)),
-        Transition::Tree(r) => {
-            use rdeploy_configure::tree_wire::TreeStatus;
-            let from = r
-                .from
-                .as_deref()
-                .map(|f| format!(" from {f}"))
-                .unwrap_or_default();
-            let mut message = format!("{} {}{from} to {}", r.action, r.role, r.version);
-            if r.status != TreeStatus::Started {
-                message.push_str(&format!(
-                    ": {} bytes transferred of {}, {} changes",
-                    r.bytes, r.tree_bytes, r.changes
-                ));
-            }
-            if !r.message.is_empty() {
-                message.push_str(&format!(" ({})", r.message));
-            }
-            node.event(Event {
-                at: at.to_owned(),
-                kind: r.action.to_string(),
-                step: None,
-                status: Some(r.status.to_string()),
-                message,
-                agent_time: None,
-            });
-            if r.status == TreeStatus::Succeeded {
-                node.role = Some(r.role);
-                node.version = Some(r.version);
             }
         }
     }
@@ -590,6 +465,65 @@ mod tests {
             Some(id.name.clone())
         );
         assert_eq!(again.by_ip("10.0.0.1").map(|n| n.id), Some(id.name));
+        Ok(())
+    }
+
+    /// An illegal transition is refused by `change`, `record` and `record_all` alike: the
+    /// record on disk and in memory stays as it was, and its slot is not touched.
+    #[tokio::test]
+    async fn an_illegal_transition_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let slots = Arc::new(Slots::new(None, std::time::Duration::from_secs(60)));
+        let nodes = Nodes::load(tmp.path(), Disk::default(), Arc::clone(&slots))?;
+        let id = Identity {
+            name: "KVM-1-52-54-00-00-00-01".into(),
+            macs: vec!["52:54:00:00:00:01".into()],
+            ..Identity::default()
+        };
+        let matched = Transition::Matched {
+            profile: "vm".into(),
+            var: serde_json::Map::new(),
+        };
+        nodes
+            .record_all(&id, vec![Transition::Discovered, matched.clone()])
+            .await?;
+        use rdeploy_configure::wire::{Step, StepStatus};
+        let progress = |step, status| {
+            Transition::Progress(rdeploy_configure::wire::ProgressEvent {
+                step,
+                status,
+                message: String::new(),
+                time: rdeploy_configure::wire::EventTime::Unix(1),
+                node: None,
+                log: None,
+            })
+        };
+        let done = nodes
+            .change(&id.name, progress(Step::Finish, StepStatus::Succeeded))
+            .await?
+            .ok_or("no node")?;
+        assert_eq!(done.state, NodeState::Installed);
+        assert_eq!(slots.in_flight(), 0);
+        let file = tmp.path().join(format!("{}.json", id.name));
+        let on_disk = std::fs::read_to_string(&file)?;
+
+        let refused = nodes
+            .change(&id.name, progress(Step::Configure, StepStatus::Started))
+            .await;
+        let Err(NodesError::Illegal(illegal)) = refused else {
+            return Err(format!("configure/started on an installed node: {refused:?}").into());
+        };
+        assert_eq!(illegal.state, NodeState::Installed);
+        // An upload and its match, in one write: the upload is refused, the match is not
+        // applied either.
+        let both = nodes
+            .record_all(&id, vec![Transition::Discovered, matched])
+            .await;
+        assert!(matches!(both, Err(NodesError::Illegal(_))), "{both:?}");
+        assert!(nodes.check(&id, &Transition::Discovered).is_err());
+        assert_eq!(std::fs::read_to_string(&file)?, on_disk);
+        assert_eq!(nodes.get(&id.name), Some(done));
+        assert_eq!(slots.in_flight(), 0);
         Ok(())
     }
 }

@@ -31,8 +31,8 @@ use rdeploy_configure::tree_wire::{
 };
 
 use super::error::ApiError;
+use super::lifecycle::Transition;
 use super::node_api::check_id;
-use super::nodes::Transition;
 use super::AppState;
 
 /// Files of an upgrade's metadata directory that agents may fetch.
