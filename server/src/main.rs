@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod ops;
 mod serve;
+mod wire;
 
 use clap::Parser;
 use std::process::ExitCode;

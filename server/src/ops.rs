@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
 use crate::commands::Outcome;
+use crate::wire::{BootChange, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo};
 
 /// A client for the server's operator endpoints.
 struct Client {
@@ -45,14 +46,14 @@ impl Client {
         })
     }
 
-    /// Sends a request and returns the JSON answer; an error answer becomes an error
-    /// carrying the server's message.
-    fn call(
+    /// Sends a request and reads the answer as `T`; an error answer becomes an error
+    /// carrying the server's code and message.
+    fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let mut req = self
             .http
@@ -74,26 +75,27 @@ impl Client {
                 .text()
                 .await
                 .with_context(|| format!("{url}: cannot read the answer"))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
             if status.is_success() {
-                Ok(json)
-            } else {
-                let msg = json["message"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| json.to_string());
-                let code = json["error"].as_str().unwrap_or("error");
-                anyhow::bail!("{url}: {status}: {code}: {msg}")
+                return serde_json::from_str(&text).with_context(|| {
+                    format!("{url}: the answer is not what this rdeploy expects (a server of another version?)")
+                });
+            }
+            match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(e) => anyhow::bail!("{url}: {status}: {}: {}", e.error, e.message),
+                Err(_) => anyhow::bail!("{url}: {status}: {}", text.trim()),
             }
         })
     }
 
-    fn get(&self, path: &str) -> Result<serde_json::Value> {
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None)
     }
 
-    fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+    fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T> {
         self.call(reqwest::Method::POST, path, Some(body))
     }
 }
@@ -148,7 +150,7 @@ fn table(rows: &[Vec<String>]) -> String {
 /// `rdeploy nodes`: node, state, profile, IP, last event, age.
 pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
     let c = Client::new(args)?;
-    let answer = c.get("/nodes")?;
+    let answer: NodeList = c.get("/nodes")?;
     let now = SystemTime::now();
     let mut rows = vec![[
         "NODE",
@@ -163,12 +165,11 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
     .iter()
     .map(|x| (*x).to_owned())
     .collect::<Vec<_>>()];
-    for n in answer["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let last: String = s(&n["last_event"])
+    for n in &answer.nodes {
+        let last: String = n
+            .last_event
+            .as_deref()
+            .unwrap_or("")
             .lines()
             .next()
             .unwrap_or("")
@@ -176,14 +177,14 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
             .take(60)
             .collect();
         rows.push(vec![
-            s(&n["id"]),
-            s(&n["state"]),
-            s(&n["profile"]),
-            s(&n["ip"]),
+            n.id.clone(),
+            s(&serde_json::to_value(n.state).unwrap_or_default()),
+            n.profile.clone().unwrap_or_else(|| "-".into()),
+            n.ip.as_ref().map_or_else(|| "-".into(), s),
             role_version(n),
-            s(&n["boot"]),
+            n.boot.clone(),
             last,
-            age(n["updated_at"].as_str().unwrap_or(""), now),
+            age(&n.updated_at, now),
         ]);
     }
     print!("{}", table(&rows));
@@ -191,8 +192,8 @@ pub fn nodes(args: &ServerArgs) -> Result<Outcome> {
 }
 
 /// `ROLE VERSION` of an installed node, `-` before its role tree is installed.
-fn role_version(n: &serde_json::Value) -> String {
-    match (n["role"].as_str(), n["version"].as_str()) {
+fn role_version(n: &NodeSummary) -> String {
+    match (n.role.as_deref(), n.version.as_deref()) {
         (Some(role), Some(version)) => format!("{role} {version}"),
         (Some(role), None) => role.to_owned(),
         _ => "-".to_owned(),
@@ -202,7 +203,7 @@ fn role_version(n: &serde_json::Value) -> String {
 /// `rdeploy node show ID`: the whole record as JSON.
 pub fn node_show(args: &NodeShowArgs) -> Result<Outcome> {
     let c = Client::new(&args.server)?;
-    let node = c.get(&format!("/nodes/{}", args.id))?;
+    let node: serde_json::Value = c.get(&format!("/nodes/{}", args.id))?;
     println!("{}", serde_json::to_string_pretty(&node)?);
     Ok(Outcome::Ok)
 }
@@ -210,15 +211,15 @@ pub fn node_show(args: &NodeShowArgs) -> Result<Outcome> {
 /// `rdeploy system add NAME MAC...`.
 pub fn system_add(args: &SystemAddArgs) -> Result<Outcome> {
     let c = Client::new(&args.server)?;
-    let answer = c.post(
+    let answer: SystemInfo = c.post(
         "/systems",
         serde_json::json!({"name": args.name, "macs": args.macs}),
     )?;
     println!(
         "{}: {} (next boot {})",
-        args.name,
-        s(&answer["macs"]),
-        s(&answer["boot"])
+        answer.name,
+        answer.macs.join(", "),
+        answer.boot
     );
     Ok(Outcome::Ok)
 }
@@ -226,32 +227,33 @@ pub fn system_add(args: &SystemAddArgs) -> Result<Outcome> {
 /// `rdeploy nextboot NAME TARGET` (and `localboot NAME`).
 pub fn nextboot(args: &NextbootArgs) -> Result<Outcome> {
     let c = Client::new(&args.server)?;
-    let answer = c.post(
+    let answer: BootChange = c.post(
         "/nextboot",
         serde_json::json!({"name": args.name, "target": args.target}),
     )?;
-    println!("{}: next boot {}", args.name, s(&answer["boot"]));
+    println!("{}: next boot {}", args.name, answer.boot);
     Ok(Outcome::Ok)
 }
 
 /// `rdeploy quota`: each profile, its quota, its CMDB use, its nodes.
 pub fn quota(args: &ServerArgs) -> Result<Outcome> {
     let c = Client::new(args)?;
-    let answer = c.get("/quota")?;
+    let answer: QuotaReport = c.get("/quota")?;
     let mut rows = vec![["PROFILE", "QUOTA LEFT", "CMDB USED", "NODES"]
         .iter()
         .map(|x| (*x).to_owned())
         .collect::<Vec<_>>()];
-    for p in answer["profiles"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let cmdb = match (p["cmdb_used"].as_u64(), p["cmdb_total"].as_u64()) {
+    for p in &answer.profiles {
+        let cmdb = match (p.cmdb_used, p.cmdb_total) {
             (Some(u), Some(t)) => format!("{u}/{t}"),
             _ => "-".into(),
         };
-        rows.push(vec![s(&p["profile"]), s(&p["quota"]), cmdb, s(&p["nodes"])]);
+        rows.push(vec![
+            p.profile.clone(),
+            p.quota.clone(),
+            cmdb,
+            p.nodes.to_string(),
+        ]);
     }
     print!("{}", table(&rows));
     Ok(Outcome::Ok)

@@ -31,7 +31,7 @@ const SYNCERS: usize = 32;
 struct Job {
     dir: PathBuf,
     name: String,
-    text: String,
+    content: Vec<u8>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -86,12 +86,22 @@ impl Disk {
         name: String,
         text: String,
     ) -> Result<(), DiskError> {
+        self.write_bytes_atomic(dir, name, text.into_bytes()).await
+    }
+
+    /// Replaces `dir/name` with `content` atomically and durably.
+    pub async fn write_bytes_atomic(
+        &self,
+        dir: PathBuf,
+        name: String,
+        content: impl Into<Vec<u8>>,
+    ) -> Result<(), DiskError> {
         let (done, answer) = oneshot::channel();
         self.jobs
             .send(Job {
                 dir,
                 name,
-                text,
+                content: content.into(),
                 done,
             })
             .map_err(|_| DiskError::Gone)?;
@@ -108,11 +118,11 @@ fn temp_name(name: &str) -> String {
     format!(".{name}.{}.{seq}.rdeploy-tmp", std::process::id())
 }
 
-/// Writes `job`'s text to a new temporary file beside its target and syncs it.
+/// Writes `job`'s content to a new temporary file beside its target and syncs it.
 fn stage(job: &Job) -> Result<PathBuf, String> {
     let tmp = job.dir.join(temp_name(&job.name));
     let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(job.text.as_bytes())?;
+        f.write_all(&job.content)?;
         f.sync_data()
     });
     match written {

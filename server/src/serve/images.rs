@@ -30,7 +30,7 @@ pub async fn image(
             format!("no image {file:?}: the images are /images/vmlinuz and /images/initrd.img"),
         ));
     }
-    let Some(dir) = &app.boot.images_dir else {
+    let Some(dir) = &app.core.boot().config.images_dir else {
         return Err(ApiError::not_found(
             "no_images",
             "this server serves no boot images: start it with --images-dir DIR, DIR holding vmlinuz and initrd.img (rdeploy-initrd build --out DIR)",
@@ -55,7 +55,7 @@ pub async fn image(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{app, boot, demo, AppState};
+    use super::super::{app, boot, demo_state};
     use axum::body::Body;
     use axum::http::{header, Request, StatusCode};
     use tower::ServiceExt;
@@ -64,11 +64,9 @@ mod tests {
         images: Option<std::path::PathBuf>,
         tmp: &std::path::Path,
     ) -> anyhow::Result<axum::Router> {
-        let config = demo::extract(tmp)?;
-        let mut boot = boot::BootConfig::new("http://127.0.0.1:1", None, tmp);
+        let mut boot = boot::BootConfig::new("http://127.0.0.1:1");
         boot.images_dir = images;
-        let hour = std::time::Duration::from_secs(3600);
-        let state = AppState::open(config, tmp.to_owned(), boot, None, hour, false, None)?;
+        let state = demo_state(tmp, boot)?;
         Ok(app(state))
     }
 

@@ -83,7 +83,7 @@ fn escape(s: &str) -> String {
 
 /// `GET /metrics`.
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    let m = &app.metrics;
+    let m = &app.core.metrics;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -122,7 +122,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         out,
         "rdeploy_allocation_seconds_bucket{{le=\"+Inf\"}} {count}\nrdeploy_allocation_seconds_sum {sum}\nrdeploy_allocation_seconds_count {count}"
     );
-    let health = app.writer.health();
+    let health = app.core.last_health();
     let _ = writeln!(
         out,
         "# HELP rdeploy_commits_total Config-dir commits by the writer (one per batch that changed files).\n# TYPE rdeploy_commits_total counter\nrdeploy_commits_total {}",
@@ -137,7 +137,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         out,
         "# HELP rdeploy_nodes Nodes per life-cycle state.\n# TYPE rdeploy_nodes gauge"
     );
-    for (state, n) in app.nodes.count_by_state() {
+    for (state, n) in app.core.count_by_state() {
         let _ = writeln!(
             out,
             "rdeploy_nodes{{state=\"{}\"}} {n}",
@@ -147,7 +147,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP rdeploy_installs_in_flight Installs admitted and not finished.\n# TYPE rdeploy_installs_in_flight gauge\nrdeploy_installs_in_flight {}",
-        app.slots.in_flight()
+        app.core.installs_in_flight()
     );
     (
         [(

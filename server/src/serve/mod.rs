@@ -1,32 +1,30 @@
 //! `rdeploy serve`: the HTTP server a rollout talks to.
 //!
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`) and the admin token;
-//! - [`api`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
-//! - [`writer`]: the one writer that owns the config dir (group commit);
-//! - [`nodes`] and [`node_api`]: node records under `<data-dir>/nodes/`;
-//! - [`lifecycle`]: the legal moves of a node's life cycle, one table (pure);
-//! - [`systems`]: machines registered by MAC (`<data-dir>/systems.json`);
-//! - [`slots`]: install slots (`--max-installs`, `--install-timeout`);
-//! - [`boot`]: next boots as iPXE scripts and PXELINUX files, PXE Manager and PXE Pilot;
-//! - [`metrics`]: `GET /metrics` (Prometheus text);
-//! - [`identity`]: eDeploy's machine names and MACs;
-//! - [`error`]: `ApiError`, the one error answer;
-//! - [`disk`]: atomic file writes from handlers, a few at a time;
-//! - [`images`]: the install kernel and initramfs (`--images-dir`);
-//! - [`roles`]: role trees (`DATA_DIR/install/<version>/<role>/`) and upgrade metadata;
-//! - [`demo`]: the embedded demo config dir used when no `--config-dir` is given.
+//! A request crosses three layers (ARCHITECTURE.md says which thread runs each):
+//! - [`http`]: axum handlers: parse (typed extractors), call the core, render;
+//! - [`core`]: every decision about a machine (guard, admission, allocation, records,
+//!   boot files), callable without HTTP;
+//! - the state modules the core owns: [`writer`] (the one thread that owns the config
+//!   dir's snapshot, group commit), [`nodes`] (records, moved by the [`lifecycle`] table),
+//!   [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
+//!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
+//!   writer).
+//!
+//! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
+//! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
+//! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
+//! [`demo`] (the embedded demo config dir used when no `--config-dir` is given).
 
-pub mod admin;
-pub mod api;
 pub mod boot;
+pub mod core;
 pub mod demo;
 pub mod disk;
 pub mod error;
+pub mod http;
 pub mod identity;
 pub mod images;
 pub mod lifecycle;
 pub mod metrics;
-pub mod node_api;
 pub mod nodes;
 pub mod roles;
 pub mod slots;
@@ -47,12 +45,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::cli::ServeArgs;
 use crate::commands::Outcome;
-use disk::{Disk, DiskError};
+use boot::BootFiles;
 use error::ApiError;
-use identity::Identity;
-use nodes::Nodes;
+use http::{admin, boot as boot_api, nodes as node_api, upload};
 use slots::Slots;
-use systems::Systems;
 use writer::Writer;
 
 /// Largest request body accepted on agent-facing endpoints.
@@ -66,16 +62,7 @@ pub struct AppState {
 
 #[derive(Debug)]
 pub struct Inner {
-    pub writer: Writer,
-    pub nodes: Nodes,
-    pub systems: Systems,
-    /// Admission control (`--max-installs`, `--install-timeout`).
-    pub slots: Arc<Slots>,
-    /// The gate for file writes from handlers (records, systems, inventories).
-    pub disk: Disk,
-    pub data_dir: PathBuf,
-    pub boot: boot::BootConfig,
-    pub metrics: metrics::Metrics,
+    pub core: core::Core,
     /// `--admin-token-file`: the bearer token mutating operator endpoints require.
     pub admin_token: Option<String>,
 }
@@ -88,60 +75,30 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) and starts the writer over the
-    /// config dir.
+    /// Starts the writer over the config dir and opens the data dir around it.
     pub fn open(
         config_dir: PathBuf,
         data_dir: PathBuf,
-        boot: boot::BootConfig,
-        max_installs: Option<usize>,
-        install_timeout: std::time::Duration,
+        boot: BootFiles,
+        slots: Slots,
         baseline: bool,
         admin_token: Option<String>,
     ) -> Result<AppState> {
-        let hw = data_dir.join("hw");
-        std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
-        let disk = Disk::default();
-        let slots = Arc::new(Slots::new(max_installs, install_timeout));
-        let nodes_dir = data_dir.join("nodes");
-        let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
-            .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
         let snapshot = Snapshot::new(ConfigDir::new(config_dir))
             .with_script_check(crate::check::script_errors);
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
+        let core = core::Core::open(writer, data_dir, boot, slots)?;
         Ok(AppState {
-            inner: Arc::new(Inner {
-                writer,
-                nodes,
-                systems,
-                slots,
-                disk,
-                data_dir,
-                boot,
-                metrics: metrics::Metrics::default(),
-                admin_token,
-            }),
+            inner: Arc::new(Inner { core, admin_token }),
         })
-    }
-
-    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form); a failure is
-    /// logged here.
-    pub async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), DiskError> {
-        let dir = self.data_dir.join("hw");
-        let file = format!("{}.hw", id.name);
-        self.disk
-            .write_atomic(dir, file, inventory)
-            .await
-            .inspect_err(|e| tracing::error!(error = %e, "cannot save the inventory"))
     }
 }
 
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/upload", post(api::upload))
-        .route("/healthz", get(api::healthz))
+        .route("/upload", post(upload::upload))
+        .route("/healthz", get(upload::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/quota", get(admin::quota))
         .route("/nextboot", post(admin::nextboot))
@@ -152,7 +109,7 @@ pub fn app(state: AppState) -> Router {
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
         .route("/nodes/{id}/events", post(node_api::event))
-        .route("/nodes/{id}/boot", post(boot::set_node_boot))
+        .route("/nodes/{id}/boot", post(boot_api::set_node_boot))
         .route("/nodes/{id}/tree", post(roles::report))
         .route("/roles", get(roles::roles))
         .route("/roles/{role}/{version}/manifest", get(roles::manifest))
@@ -165,13 +122,13 @@ pub fn app(state: AppState) -> Router {
             get(roles::upgrade_file),
         )
         .route("/images/{file}", get(images::image))
-        .route("/boot.ipxe", get(boot::generic_ipxe))
-        .route("/boot/{file}", get(boot::mac_ipxe))
-        .route("/localboot", get(boot::localboot_caller))
-        .route("/localboot/{mac}", get(boot::localboot_mac))
-        .route("/profile", get(boot::profile_caller))
-        .route("/configurations", get(boot::configurations))
-        .route("/configurations/{name}/deploy", put(boot::deploy))
+        .route("/boot.ipxe", get(boot_api::generic_ipxe))
+        .route("/boot/{file}", get(boot_api::mac_ipxe))
+        .route("/localboot", get(boot_api::localboot_caller))
+        .route("/localboot/{mac}", get(boot_api::localboot_mac))
+        .route("/profile", get(boot_api::profile_caller))
+        .route("/configurations", get(boot_api::configurations))
+        .route("/configurations/{name}/deploy", put(boot_api::deploy))
         .fallback(|| async {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })
@@ -217,7 +174,7 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let mut boot = boot::BootConfig::new(&public_url, args.tftp_root.clone(), &data_dir);
+    let mut boot = boot::BootConfig::new(&public_url);
     if let Some(k) = &args.kernel_url {
         boot.kernel_url.clone_from(k);
     }
@@ -236,12 +193,13 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         }
         None => None,
     };
+    let boot = BootFiles::new(boot, args.tftp_root.clone(), &data_dir);
+    let slots = Slots::new(args.max_installs, args.install_timeout);
     let state = AppState::open(
         config_dir,
         data_dir,
         boot,
-        args.max_installs,
-        args.install_timeout,
+        slots,
         args.cgi_baseline,
         admin_token,
     )?;
@@ -289,6 +247,15 @@ async fn shutdown() {
     }
 }
 
+/// A server state over the demo config in `dir` (no TFTP root, no limits): for tests.
+#[cfg(test)]
+pub fn demo_state(dir: &std::path::Path, boot: boot::BootConfig) -> Result<AppState> {
+    let config = demo::extract(dir)?;
+    let boot = BootFiles::new(boot, None, dir);
+    let slots = Slots::new(None, std::time::Duration::from_secs(3600));
+    AppState::open(config, dir.to_owned(), boot, slots, false, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,17 +266,7 @@ mod tests {
     #[tokio::test]
     async fn the_router_answers_without_a_socket() -> Result<()> {
         let tmp = tempfile::tempdir()?;
-        let config = demo::extract(tmp.path())?;
-        let boot = boot::BootConfig::new("http://127.0.0.1:1", None, tmp.path());
-        let state = AppState::open(
-            config,
-            tmp.path().to_owned(),
-            boot,
-            None,
-            std::time::Duration::from_secs(3600),
-            false,
-            None,
-        )?;
+        let state = demo_state(tmp.path(), boot::BootConfig::new("http://127.0.0.1:1"))?;
         let router = app(state);
         let hw = include_str!("../../../examples/hw/kvm.json");
         let resp = router

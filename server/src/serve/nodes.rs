@@ -133,21 +133,21 @@ impl Node {
     }
 
     /// The short form `GET /nodes` lists.
-    pub fn summary(&self) -> serde_json::Value {
+    pub fn summary(&self) -> crate::wire::NodeSummary {
         let last = self.events.back();
-        serde_json::json!({
-            "id": self.id,
-            "state": self.state,
-            "profile": self.profile,
-            "ip": self.var.as_ref().and_then(|v| v.get("ip")).cloned(),
-            "hostname": self.var.as_ref().and_then(|v| v.get("hostname")).cloned(),
-            "macs": self.identity.macs,
-            "boot": self.boot.to_string(),
-            "role": self.role,
-            "version": self.version,
-            "last_event": last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
-            "updated_at": self.updated_at,
-        })
+        crate::wire::NodeSummary {
+            id: self.id.clone(),
+            state: self.state,
+            profile: self.profile.clone(),
+            ip: self.var.as_ref().and_then(|v| v.get("ip")).cloned(),
+            hostname: self.var.as_ref().and_then(|v| v.get("hostname")).cloned(),
+            macs: self.identity.macs.clone(),
+            boot: self.boot.to_string(),
+            role: self.role.clone(),
+            version: self.version.clone(),
+            last_event: last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
+            updated_at: self.updated_at.clone(),
+        }
     }
 }
 
@@ -314,6 +314,7 @@ impl Nodes {
 
     /// Applies a change to the record of `identity` (created if new) and saves it; an illegal
     /// transition is refused and nothing is written.
+    #[cfg(test)]
     pub async fn record(&self, identity: &Identity, t: Transition) -> Result<Node, NodesError> {
         self.update(&identity.name, Some(identity), vec![t]).await
     }

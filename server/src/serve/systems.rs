@@ -90,38 +90,50 @@ impl Systems {
         Ok(system)
     }
 
-    /// Sets the next boot of a registered system; `false` if there is none of that name.
-    pub async fn set_boot(&self, name: &str, target: BootTarget) -> Result<bool, SystemsError> {
+    /// Sets the next boot of a registered system; `None` if there is none of that name.
+    pub async fn set_boot(
+        &self,
+        name: &str,
+        target: BootTarget,
+    ) -> Result<Option<System>, SystemsError> {
         let mut systems = self.systems.lock().await;
         let Some(s) = systems.get_mut(name) else {
-            return Ok(false);
+            return Ok(None);
         };
         s.boot = target;
+        let changed = s.clone();
         self.save(&systems).await?;
-        Ok(true)
+        Ok(Some(changed))
     }
 
     /// Sets the next boot of the system holding `mac`, registering it as `mac-<mac>` if none
-    /// does.
-    pub async fn set_boot_by_mac(&self, mac: &str, target: BootTarget) -> Result<(), SystemsError> {
+    /// does. Returns the system changed.
+    pub async fn set_boot_by_mac(
+        &self,
+        mac: &str,
+        target: BootTarget,
+    ) -> Result<System, SystemsError> {
         let norm = normalize_mac(mac).ok_or_else(|| SystemsError::BadMac {
             mac: mac.to_owned(),
         })?;
         let mut systems = self.systems.lock().await;
-        match systems.values_mut().find(|s| s.macs.contains(&norm)) {
-            Some(s) => s.boot = target,
+        let changed = match systems.values_mut().find(|s| s.macs.contains(&norm)) {
+            Some(s) => {
+                s.boot = target;
+                s.clone()
+            }
             None => {
                 let name = format!("mac-{}", norm.replace(':', "-"));
-                systems.insert(
-                    name,
-                    System {
-                        macs: vec![norm],
-                        boot: target,
-                    },
-                );
+                let system = System {
+                    macs: vec![norm],
+                    boot: target,
+                };
+                systems.insert(name, system.clone());
+                system
             }
-        }
-        self.save(&systems).await
+        };
+        self.save(&systems).await?;
+        Ok(changed)
     }
 
     async fn save(&self, systems: &BTreeMap<String, System>) -> Result<(), SystemsError> {
@@ -153,8 +165,14 @@ mod tests {
         systems
             .add("rack1-u12", &["52-54-00-AA-00-01".to_owned()])
             .await?;
-        assert!(systems.set_boot("rack1-u12", BootTarget::Local).await?);
-        assert!(!systems.set_boot("nobody", BootTarget::Local).await?);
+        assert!(systems
+            .set_boot("rack1-u12", BootTarget::Local)
+            .await?
+            .is_some());
+        assert!(systems
+            .set_boot("nobody", BootTarget::Local)
+            .await?
+            .is_none());
         systems
             .set_boot_by_mac("52:54:00:bb:00:09", BootTarget::Install)
             .await?;

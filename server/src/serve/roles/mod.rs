@@ -31,8 +31,7 @@ use rdeploy_configure::tree_wire::{
 };
 
 use super::error::ApiError;
-use super::lifecycle::Transition;
-use super::node_api::check_id;
+use super::http::extract::check_id;
 use super::AppState;
 
 /// Files of an upgrade's metadata directory that agents may fetch.
@@ -103,7 +102,7 @@ pub fn list(data_dir: &Path) -> anyhow::Result<Vec<RoleVersion>> {
 
 /// `GET /roles`.
 pub async fn roles(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let dir = app.data_dir.clone();
+    let dir = app.core.data_dir().to_owned();
     let roles = tokio::task::spawn_blocking(move || list(&dir))
         .await
         .map_err(ApiError::internal)?
@@ -118,7 +117,7 @@ async fn served(
 ) -> Result<std::sync::Arc<tree::Served>, ApiError> {
     check("role", role)?;
     check("version", version)?;
-    let root = tree_root(&app.data_dir, role, version);
+    let root = tree_root(app.core.data_dir(), role, version);
     let (r, v) = (role.to_owned(), version.to_owned());
     tokio::task::spawn_blocking(move || tree::manifest(&root, &r, &v))
         .await
@@ -160,7 +159,7 @@ pub async fn blob(
             format!("{hash:?} is not a sha256 (64 lowercase hex digits)"),
         ));
     }
-    let root = tree_root(&app.data_dir, &role, &version);
+    let root = tree_root(app.core.data_dir(), &role, &version);
     let s = match tree::last(&root).filter(|s| s.by_hash.contains_key(&hash)) {
         Some(s) => s,
         None => served(&app, &role, &version).await?,
@@ -218,7 +217,7 @@ pub async fn blobs(
             format!("{bad:?} is not a sha256 (64 lowercase hex digits)"),
         ));
     }
-    let root = tree_root(&app.data_dir, &role, &version);
+    let root = tree_root(app.core.data_dir(), &role, &version);
     let has_all = |s: &tree::Served| req.sha256.iter().all(|h| s.by_hash.contains_key(h));
     let s = match tree::last(&root).filter(|s| has_all(s)) {
         Some(s) => s,
@@ -271,7 +270,7 @@ pub async fn stream(
             ),
         ));
     }
-    let root = tree_root(&app.data_dir, &role, &version);
+    let root = tree_root(app.core.data_dir(), &role, &version);
     let s = match tree::cached(&root, &q.manifest) {
         Some(s) => s,
         None => served(&app, &role, &version).await?,
@@ -368,7 +367,12 @@ pub async fn upgrades(
 ) -> Result<Response, ApiError> {
     check("role", &role)?;
     check("version", &version)?;
-    let dir = app.data_dir.join("metadata").join(&version).join(&role);
+    let dir = app
+        .core
+        .data_dir()
+        .join("metadata")
+        .join(&version)
+        .join(&role);
     let mut to: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(r) => r
             .flatten()
@@ -402,7 +406,8 @@ pub async fn upgrade_file(
         ));
     }
     let dir = app
-        .data_dir
+        .core
+        .data_dir()
         .join("metadata")
         .join(&version)
         .join(&role)
@@ -453,11 +458,7 @@ pub async fn report(
     })?;
     check("role", &r.role)?;
     check("version", &r.version)?;
-    let node = app
-        .nodes
-        .change(&id, Transition::Tree(r))
-        .await?
-        .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
+    let node = app.core.tree_report(&id, r).await?;
     Ok(Json(serde_json::json!({
         "id": node.id,
         "role": node.role,

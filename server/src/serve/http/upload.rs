@@ -1,4 +1,5 @@
-//! The agent-facing handlers: `POST /upload` (eDeploy's contract) and `GET /healthz`.
+//! `POST /upload` (eDeploy's contract: an inventory, or a failure report) and
+//! `GET /healthz`.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
@@ -9,12 +10,11 @@ use rdeploy_configure::wire::UploadReply;
 use rdeploy_specs::Inventory;
 use serde::Deserialize;
 
-use super::error::ApiError;
-use super::identity::Identity;
-use super::lifecycle::Transition;
-use super::writer::UploadJob;
-use super::{AppState, UPLOAD_LIMIT};
 use rdeploy_cmdb::snapshot::FailureOutcome;
+
+use super::super::error::ApiError;
+use super::super::{AppState, UPLOAD_LIMIT};
+use super::{accepts_json, text};
 
 /// What an upload carried.
 #[derive(Debug, Default)]
@@ -56,94 +56,22 @@ pub async fn upload(
             "no inventory: send it as the multipart field `file` (curl -F file=@hw.json URL/upload) or as the request body",
         )
     })?;
-    let identity = Identity::of(&inventory);
-    tracing::Span::current().record("node", identity.name.as_str());
-    app.metrics.upload();
-    if let Err(illegal) = app.nodes.check(&identity, &Transition::Discovered) {
-        // The re-install loop guard, from the life cycle's table: an installed node is only
-        // installed again when an operator asks for it (`rdeploy nextboot NODE install`).
-        let err = ApiError::upload_refused(illegal);
-        app.metrics.refused(err.code);
-        let _ = app
-            .nodes
-            .change(
-                &identity.name,
-                Transition::Alert {
-                    message: "installed node uploaded its inventory again: refused (use nextboot install to reinstall)".into(),
-                },
-            )
-            .await;
-        return Err(err);
-    }
-    if let Err(full) = app.slots.admit(&identity.name) {
-        let err = ApiError::from(full);
-        app.metrics.refused(err.code);
-        return Err(err);
-    }
-    let holds = app.nodes.install_in_progress(&identity.name);
-    let started = std::time::Instant::now();
-    // The inventory file is a record, the allocation is the answer: both go to disk at once,
-    // so an upload waits for the slower of the two instead of their sum.
-    let hw_text = inventory.to_python();
-    let (saved, result) = tokio::join!(
-        app.save_hw(&identity, hw_text),
-        app.writer.upload(UploadJob { inventory, holds })
-    );
-    app.metrics.allocation(started.elapsed());
-    if saved.is_err() {
-        // The allocation may already be committed: answering it (and recording the node)
-        // keeps the entry with its machine. The write error is in the log already.
-        tracing::error!("inventory not saved under hw/; answering the allocation anyway");
-    }
-    let alloc = match result {
-        Ok(a) => a,
-        Err(refusal) => {
-            app.slots.release(&identity.name);
-            let err = ApiError::from(refusal);
-            app.metrics.refused(err.code);
-            app.nodes
-                .record_all(
-                    &identity,
-                    vec![
-                        Transition::Discovered,
-                        Transition::Refused {
-                            code: err.code.to_owned(),
-                            message: err.message.clone(),
-                        },
-                    ],
-                )
-                .await?;
-            return Err(err);
-        }
-    };
-    app.metrics.matched(&alloc.plan.profile);
-    let var = vars_object(&alloc.plan.vars.to_json());
-    tracing::info!(profile = %alloc.plan.profile, counted = alloc.counted, "matched");
-    let node = app
-        .nodes
-        .record_all(
-            &identity,
-            vec![
-                Transition::Discovered,
-                Transition::Matched {
-                    profile: alloc.plan.profile.clone(),
-                    var: var.clone(),
-                },
-            ],
-        )
-        .await?;
-    super::boot::sync(&app, &node).await;
+    let up = app.core.upload(inventory).await?;
+    let profile = up.allocation.plan.profile;
     if wants_json {
         return Ok(Json(UploadReply {
-            profile: alloc.plan.profile,
-            var,
-            script: alloc.script,
-            node: Some(node.id.clone()),
+            profile,
+            var: up.var,
+            script: up.allocation.script,
+            node: Some(up.node.id),
         })
         .into_response());
     }
-    let text = render_script(&alloc.plan.profile, &var, &alloc.script);
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok(text(render_script(
+        &profile,
+        &up.var,
+        &up.allocation.script,
+    )))
 }
 
 async fn report_failure(
@@ -152,52 +80,30 @@ async fn report_failure(
     inventory: Option<Inventory>,
     wants_json: bool,
 ) -> Result<Response, ApiError> {
-    if let Err(why) = rdeploy_cmdb::state::check_profile_name(&profile) {
-        return Err(ApiError::bad_request(
-            "bad_profile",
-            format!("failure=<profile>: the profile name {profile:?} {why}"),
-        ));
-    }
-    let failed = inventory.map(|inventory| {
-        let message = format!("failure reported for profile '{profile}'");
-        (Identity::of(&inventory), Transition::Failed { message })
-    });
-    // A report the life cycle refuses (the node is installed) gives nothing back either.
-    if let Some((identity, t)) = &failed {
-        app.nodes.check(identity, t)?;
-    }
-    let outcome = app.writer.failure(profile.clone()).await?;
-    if let Some((identity, t)) = failed {
-        app.nodes.record(&identity, t).await?;
-    }
+    let outcome = app.core.report_failure(&profile, inventory).await?;
     let returned = outcome == FailureOutcome::QuotaReturned;
-    tracing::info!(%profile, returned, "failure reported");
     let message = if returned {
         format!("gave one install back to profile '{profile}'")
     } else {
         format!("profile '{profile}' unchanged (unlimited quota or not in state)")
     };
     if wants_json {
-        return Ok(Json(serde_json::json!({
-            "profile": profile,
-            "quota_returned": returned,
-            "message": message,
-        }))
+        return Ok(Json(FailureReply {
+            profile,
+            quota_returned: returned,
+            message,
+        })
         .into_response());
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("// {message}\n"),
-    )
-        .into_response())
+    Ok(text(format!("// {message}\n")))
 }
 
-fn accepts_json(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/json"))
+/// The answer to a failure report.
+#[derive(Debug, serde::Serialize)]
+struct FailureReply {
+    profile: String,
+    quota_returned: bool,
+    message: String,
 }
 
 async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, ApiError> {
@@ -241,7 +147,7 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
 
 /// Reads at most [`UPLOAD_LIMIT`] bytes. A larger body is read on (and dropped) up to
 /// [`DRAIN_LIMIT`] so the client, still sending, gets to read the `413` answer.
-pub(super) async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
+pub async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -268,7 +174,7 @@ pub(super) async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, Ap
 /// How much of an oversized body is read and dropped before the connection is closed.
 const DRAIN_LIMIT: usize = 16 * UPLOAD_LIMIT;
 
-fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
+pub fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large()
     } else {
@@ -308,13 +214,6 @@ fn parse_inventory(text: &str) -> Result<Inventory, ApiError> {
             ),
         )
     })
-}
-
-fn vars_object(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    }
 }
 
 /// The text answer: a header naming the profile, the variables as a Rhai map, the script.
@@ -393,11 +292,12 @@ fn rhai_string(s: &str, out: &mut String) {
 /// `"degraded"` (a file does not parse: its last good version is used), `503` when there is
 /// no usable `state`.
 pub async fn healthz(State(app): State<AppState>) -> Response {
-    let config = app.writer.refresh().await;
+    let config = app.core.health().await;
     let usable = !config.profiles.is_empty() || config.problems.iter().all(|p| p.file != "state");
+    let boot = app.core.boot();
     let mut boot_problems = Vec::new();
-    if let Some(root) = &app.boot.tftp_root {
-        let local = app.boot.profiles_dir.join("local.prof");
+    if let Some(root) = &boot.tftp_root {
+        let local = boot.profiles_dir.join("local.prof");
         if !local.is_file() {
             boot_problems.push(format!(
                 "{} is missing (PXE Manager requires it): local boots use a built-in LOCALBOOT 0",
@@ -426,12 +326,12 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "config": config,
         "boot": {
-            "public_url": app.boot.public_url,
-            "tftp_root": app.boot.tftp_root.as_ref().map(|p| p.display().to_string()),
+            "public_url": boot.config.public_url,
+            "tftp_root": boot.tftp_root.as_ref().map(|p| p.display().to_string()),
             "problems": boot_problems,
         },
-        "nodes": app.nodes.count(),
-        "installs_in_flight": app.slots.in_flight(),
+        "nodes": app.core.node_count(),
+        "installs_in_flight": app.core.installs_in_flight(),
     });
     (code, Json(body)).into_response()
 }
@@ -443,7 +343,8 @@ mod tests {
     #[test]
     fn scripts_start_with_the_variables_as_a_rhai_map() {
         let var = serde_json::json!({"ip": "10.0.0.5", "n": 3, "q": "a\"b\\c\n", "l": ["x", 1.5, null, true]});
-        let text = render_script("kvm", &vars_object(&var), "run(\"true\");\n");
+        let var = var.as_object().cloned().unwrap_or_default();
+        let text = render_script("kvm", &var, "run(\"true\");\n");
         assert_eq!(
             text,
             "// profile: kvm\nlet var = #{\"ip\": \"10.0.0.5\", \"n\": 3, \"q\": \"a\\\"b\\\\c\\n\", \"l\": [\"x\", 1.5, (), true]};\nrun(\"true\");\n"

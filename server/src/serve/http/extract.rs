@@ -1,0 +1,150 @@
+//! Typed extractors: a handler that takes one of these gets a checked value or never runs,
+//! and the client gets the one [`ApiError`] answer with a stable code.
+//!
+//! - [`Admin`]: the admin token (`Authorization: Bearer <token>`) when the server has one;
+//! - [`NodeId`]: a node id from the URL (it names a file: letters, digits, `.`, `_`, `-`);
+//! - [`Mac`]: a MAC address from the URL, normalized (`52:54:00:12:34:56`);
+//! - [`Body`]: a JSON body of a known shape, read whatever the `Content-Type` (PXE Pilot's
+//!   users send it with curl's default form type).
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::super::error::ApiError;
+use super::super::identity::{normalize_mac, sanitize};
+use super::super::AppState;
+
+/// Proof that the request carries the admin token (or that the server has none).
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Admin, ApiError> {
+        let Some(token) = &app.admin_token else {
+            return Ok(Admin);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs `Authorization: Bearer <token>` (the server's --admin-token-file)",
+            ))
+        }
+    }
+}
+
+/// Compares in time that depends only on the token's length, never on where they differ.
+fn constant_time_eq(given: &[u8], token: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != token.len());
+    for (i, t) in token.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(0) ^ t;
+    }
+    diff == 0
+}
+
+/// The single path parameter of a route, as text.
+async fn path_param(parts: &mut Parts, app: &AppState) -> Result<String, ApiError> {
+    Path::<String>::from_request_parts(parts, app)
+        .await
+        .map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))
+}
+
+/// A node id from the URL.
+#[derive(Debug, Clone)]
+pub struct NodeId(pub String);
+
+/// Checks a node id: it names a file, so it must already be a sanitized name.
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if sanitize(id).as_deref() == Some(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_node_id",
+            format!(
+                "{id:?} is not a node id (letters, digits, '.', '_', '-'; not starting with '.')"
+            ),
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for NodeId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<NodeId, ApiError> {
+        let id = path_param(parts, app).await?;
+        check_id(&id)?;
+        tracing::Span::current().record("node", id.as_str());
+        Ok(NodeId(id))
+    }
+}
+
+/// A MAC address from the URL, normalized.
+#[derive(Debug, Clone)]
+pub struct Mac(pub String);
+
+/// Normalizes a MAC, or says it is not one (`400 bad_mac`).
+pub fn parse_mac(text: &str) -> Result<String, ApiError> {
+    normalize_mac(text)
+        .ok_or_else(|| ApiError::bad_request("bad_mac", format!("{text:?} is not a MAC address")))
+}
+
+impl FromRequestParts<AppState> for Mac {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Mac, ApiError> {
+        let text = path_param(parts, app).await?;
+        let mac = parse_mac(&text)?;
+        tracing::Span::current().record("node", mac.as_str());
+        Ok(Mac(mac))
+    }
+}
+
+/// A JSON body's shape, for the error a malformed one gets.
+pub trait Shape {
+    /// The stable error code (`bad_nextboot`, ...).
+    const CODE: &'static str;
+    /// An example of a good body, shown in the error message.
+    const EXAMPLE: &'static str;
+}
+
+/// A JSON body of shape `T`, whatever the request's `Content-Type`.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + Shape> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _app: &AppState) -> Result<Body<T>, ApiError> {
+        let bytes = super::upload::read_limited(req.into_body()).await?;
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            ApiError::bad_request(T::CODE, format!("the body must be {}: {e}", T::EXAMPLE))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_the_whole_token() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"secretx", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"sekret", b"secret"));
+    }
+}

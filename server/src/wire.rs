@@ -1,0 +1,109 @@
+//! The JSON the server answers operators with, as types: the server serializes them and the
+//! operator commands (`rdeploy nodes`, `quota`, `nextboot`, `system add`) read them back, so
+//! a field renamed on one side fails to compile on the other instead of printing blanks.
+//!
+//! The agent's wire types (upload reply, progress event, boot decision) are in
+//! `rdeploy_configure::wire`, which the agent shares.
+
+use rdeploy_configure::wire::NodeState;
+use serde::{Deserialize, Serialize};
+
+/// One line of `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub id: String,
+    pub state: NodeState,
+    pub profile: Option<String>,
+    /// The CMDB entry's `ip`, if it has one.
+    pub ip: Option<serde_json::Value>,
+    pub hostname: Option<serde_json::Value>,
+    pub macs: Vec<String>,
+    /// The next boot (`install`, `local` or a boot profile).
+    pub boot: String,
+    /// The role tree installed, and its version.
+    pub role: Option<String>,
+    pub version: Option<String>,
+    /// The last event, `KIND MESSAGE`.
+    pub last_event: Option<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// One profile of `GET /quota`, in `state` order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaRow {
+    pub profile: String,
+    /// Installs left, or `*`.
+    pub quota: String,
+    pub cmdb_used: Option<usize>,
+    pub cmdb_total: Option<usize>,
+    /// Nodes that got this profile.
+    pub nodes: usize,
+}
+
+/// `GET /quota`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaReport {
+    pub profiles: Vec<QuotaRow>,
+}
+
+/// What `POST /nextboot` and the OMF endpoints changed: a node, a registered system, or a
+/// MAC (its node if there is one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The next boot now.
+    pub boot: String,
+}
+
+/// A registered system (`POST /systems`, `GET /systems`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub name: String,
+    pub macs: Vec<String>,
+    pub boot: String,
+}
+
+/// `GET /systems`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemList {
+    pub systems: Vec<SystemInfo>,
+}
+
+/// A node's state and next boot (`POST /nodes/{id}/events`, `POST /nodes/{id}/boot`,
+/// PXE Manager's answers in JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeBoot {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<NodeState>,
+    pub boot: String,
+}
+
+/// Every error answer: `{"error": CODE, "message": TEXT, "tried": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable code a script can test (`no_match`, `illegal_transition`, ...).
+    pub error: String,
+    pub message: String,
+    #[serde(default)]
+    pub tried: Vec<Tried>,
+}
+
+/// One profile passed over, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tried {
+    pub profile: String,
+    pub reason: String,
+}
