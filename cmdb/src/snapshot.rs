@@ -1015,6 +1015,35 @@ impl ProfileSource for SnapshotSource<'_> {
     }
 }
 
+/// Why an upload got nothing: the files could not be written, or it was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// One upload, the eDeploy CGI way: a batch of one through a fresh [`Snapshot`] (lock the
+/// dir, match, allocate, save `state` and the CMDB as one atomic change). On any error
+/// nothing is written.
+pub fn match_and_save(
+    dir: &ConfigDir,
+    inventory: &rdeploy_specs::Inventory,
+) -> Result<crate::pipeline::Plan, UploadError> {
+    let mut snap = Snapshot::new(dir.clone());
+    let alloc = snap.batch(|b| b.upload(inventory, None))??;
+    Ok(alloc.plan)
+}
+
+/// A failure report (`failure=<profile>`): gives one install back, through a fresh
+/// [`Snapshot`]. Returns whether `state` changed.
+pub fn report_failure(dir: &ConfigDir, profile: &str) -> Result<bool, UploadError> {
+    let mut snap = Snapshot::new(dir.clone());
+    let outcome = snap.batch(|b| b.failure(profile))??;
+    Ok(outcome == FailureOutcome::QuotaReturned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

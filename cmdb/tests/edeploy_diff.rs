@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cmp_owned)]
 
 use rdeploy_cmdb::generate::generate;
-use rdeploy_cmdb::store::{self, ConfigDir};
+use rdeploy_cmdb::snapshot;
+use rdeploy_cmdb::store::ConfigDir;
 use rdeploy_specs::{syntax, Inventory, Value};
 use std::path::PathBuf;
 
@@ -110,7 +111,7 @@ fn find_match_scenarios_agree_with_edeploy() {
             }
             let what = format!("{id} upload {i}");
             if let Some(profile) = upload["failure"].as_str() {
-                match store::report_failure(&config, profile) {
+                match snapshot::report_failure(&config, profile) {
                     Ok(modified) => {
                         if Some(modified) != result["modified"].as_bool() {
                             failures.push(format!(
@@ -128,7 +129,7 @@ fn find_match_scenarios_agree_with_edeploy() {
             }
             let inventory = Inventory::parse(upload["hw"].as_str().unwrap()).unwrap();
             match (
-                store::match_and_save(&config, &inventory),
+                snapshot::match_and_save(&config, &inventory),
                 result.get("error"),
             ) {
                 (Ok(plan), None) => {

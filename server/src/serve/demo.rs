@@ -54,7 +54,7 @@ pub fn extract(data_dir: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdeploy_cmdb::store::match_and_save;
+    use rdeploy_cmdb::snapshot::match_and_save;
     use rdeploy_cmdb::ConfigDir;
     use rdeploy_specs::Inventory;
 

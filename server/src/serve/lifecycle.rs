@@ -12,7 +12,7 @@ use std::fmt;
 use rdeploy_configure::tree_wire::{TreeAction, TreeReport, TreeStatus};
 use rdeploy_configure::wire::ProgressEvent;
 
-use super::nodes::{BootTarget, Event, Node, NodeState};
+use super::record::{BootTarget, Event, Node, NodeState};
 use NodeState::{Configuring, Discovered, Failed, Installed, Installing, Matched};
 use Verdict::{No, Reinstall, Stay, To};
 use Why::{AfterFailure, Backwards, Finished, NoProfile, NotDeployed, UploadOnly};
@@ -450,7 +450,7 @@ fn record(node: &mut Node, t: Transition, entering: Option<NodeState>, at: &str)
 mod tests {
     use super::*;
     use crate::serve::identity::Identity;
-    use crate::serve::nodes::StateChange;
+    use crate::serve::record::StateChange;
     use rdeploy_configure::wire::{EventTime, Step, StepStatus};
 
     type Res = Result<(), Box<dyn std::error::Error>>;

@@ -5,7 +5,8 @@
 //! - [`core`]: every decision about a machine (guard, admission, allocation, records,
 //!   boot files), callable without HTTP;
 //! - the state modules the core owns: [`writer`] (the one thread that owns the config
-//!   dir's snapshot, group commit), [`nodes`] (records, moved by the [`lifecycle`] table),
+//!   dir's snapshot, group commit), [`nodes`] (the store of [`record`]s, moved by the
+//!   [`lifecycle`] table),
 //!   [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
 //!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
 //!   writer).
@@ -26,6 +27,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nodes;
+pub mod record;
 pub mod roles;
 pub mod slots;
 pub mod systems;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::disk::{Disk, DiskError};
 use super::identity::normalize_mac;
-use super::nodes::BootTarget;
+use super::record::BootTarget;
 
 /// A machine registered by name and MACs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

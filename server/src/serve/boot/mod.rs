@@ -12,7 +12,7 @@ pub mod render;
 
 use std::path::{Path, PathBuf};
 
-pub use super::nodes::{parse_boot, BootTarget};
+pub use super::record::{parse_boot, BootTarget};
 pub use render::{hex_ip, mac_file, BootConfig};
 
 /// The boot profiles and the TFTP root.

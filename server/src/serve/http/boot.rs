@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::boot::BootTarget;
 use super::super::error::ApiError;
-use super::super::nodes::Node;
+use super::super::record::Node;
 use super::super::AppState;
 use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape};
 use super::{accepts_json, text};
