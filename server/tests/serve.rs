@@ -809,12 +809,26 @@ async fn pxe_manager_and_pxe_pilot_endpoints() -> Res {
         fs::read_to_string(tftp.path().join("pxelinux.cfg/01-52-54-00-aa-00-01"))?
             .contains("DEFAULT rescue")
     );
+    // A MAC that never booted gets its PXELINUX file at once: its first PXE boot obeys.
+    let unknown = tftp.path().join("pxelinux.cfg/01-52-54-00-bb-00-09");
+    assert!(fs::read_to_string(&unknown)?.contains("DEFAULT rescue"));
     let (status, _) = get_text(&e, "/localboot/52:54:00:bb:00:09").await?;
     assert_eq!(status, StatusCode::OK);
     assert!(get_text(&e, "/boot/52:54:00:bb:00:09.ipxe")
         .await?
         .1
         .ends_with("exit\n"));
+    assert!(fs::read_to_string(&unknown)?.contains("LOCALBOOT 0"));
+    // PXE Pilot's README sends the JSON with curl's default form Content-Type.
+    let resp = e
+        .http
+        .put(e.server.url("/configurations/install/deploy"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(r#"{"hosts":[{"macAddress":"52:54:00:bb:00:09"}]}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(fs::read_to_string(&unknown)?.contains("rdeploy.server="));
     // Bad input.
     let put = |path: &str, body: &str| {
         e.http

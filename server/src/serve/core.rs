@@ -567,3 +567,84 @@ fn system_info(name: String, s: &System) -> SystemInfo {
         boot: s.boot.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdeploy_configure::wire::{EventTime, NodeState, Step, StepStatus};
+
+    fn event(step: Step, status: StepStatus) -> ProgressEvent {
+        ProgressEvent {
+            step,
+            status,
+            message: String::new(),
+            time: EventTime::Unix(0),
+            node: None,
+            log: None,
+        }
+    }
+
+    /// The whole policy of an install, called without HTTP: allocation, the life cycle,
+    /// the re-install guard, and the boot files following each next boot.
+    #[tokio::test]
+    async fn an_install_through_the_core_alone() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let tftp = tmp.path().join("tftp");
+        std::fs::create_dir_all(&tftp)?;
+        let config = super::super::demo::extract(tmp.path())?;
+        let snapshot = rdeploy_cmdb::Snapshot::new(rdeploy_cmdb::ConfigDir::new(config));
+        let writer = Writer::start(snapshot, false)?;
+        let boot = BootFiles::new(
+            super::super::boot::BootConfig::new("http://10.0.0.1:8080"),
+            Some(tftp.clone()),
+            tmp.path(),
+        );
+        let slots = Slots::new(None, std::time::Duration::from_secs(3600));
+        let core = Core::open(writer, tmp.path().join("data"), boot, slots)?;
+        let inventory = Inventory::parse(include_str!("../../../examples/hw/kvm.json"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let up = core
+            .upload(inventory.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        assert_eq!(up.allocation.plan.profile, "kvm");
+        let id = up.node.id.clone();
+        let mac_file = tftp.join("pxelinux.cfg").join(mac_file_of(&up.node));
+        assert!(std::fs::read_to_string(&mac_file)?.contains("rdeploy.server=http://10.0.0.1:8080"));
+
+        for (step, status) in [
+            (Step::Configure, StepStatus::Started),
+            (Step::InstallRole, StepStatus::Started),
+            (Step::Finish, StepStatus::Succeeded),
+        ] {
+            core.progress(&id, event(step, status))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        }
+        let node = core.node(&id).ok_or_else(|| anyhow::anyhow!("no node"))?;
+        assert_eq!(node.state, NodeState::Installed);
+        assert!(std::fs::read_to_string(&mac_file)?.contains("LOCALBOOT 0"));
+
+        // A stray event and a second upload are refused; nothing changes.
+        let stray = core
+            .progress(&id, event(Step::Configure, StepStatus::Started))
+            .await;
+        assert!(stray.is_err_and(|e| e.code == "illegal_transition"));
+        let again = core.upload(inventory).await;
+        assert!(again.is_err_and(|e| e.code == "already_installed"));
+        assert_eq!(core.node(&id).map(|n| n.state), Some(NodeState::Installed));
+
+        // An operator's reinstall: the boot file says install again.
+        core.set_boot(&id, BootTarget::Install, "test")
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        assert!(std::fs::read_to_string(&mac_file)?.contains("rdeploy.server="));
+        Ok(())
+    }
+
+    fn mac_file_of(node: &Node) -> String {
+        let mac = node.identity.macs.first().cloned().unwrap_or_default();
+        super::super::boot::mac_file(&normalize_mac(&mac).unwrap_or_default())
+    }
+}
