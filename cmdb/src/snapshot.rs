@@ -31,10 +31,10 @@
 //!   used meanwhile).
 
 use crate::cmdb::{Allocated, Cmdb, CmdbError};
-use crate::ledger::{Hold, Ledger};
+use crate::ledger::{Change as LedgerChange, Hold, Ledger};
 use crate::pipeline::{find_match, MatchError, Plan, ProfileSource};
 use crate::state::{check_profile_name, Quota, State};
-use crate::store::{ConfigDir, StoreError};
+use crate::store::{ConfigDir, StoreError, Write};
 use rdeploy_specs::matcher::Severity;
 use rdeploy_specs::{Inventory, Pos, Specs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -463,11 +463,11 @@ impl Snapshot {
             };
             let out = f(&mut batch);
             let touched = batch.touched;
-            let writes = self.writes(&touched);
+            let (writes, ledger_change) = self.writes(&touched);
             if !writes.is_empty() {
-                tx.commit(&writes)?;
+                tx.commit_all(&writes)?;
                 self.commits += 1;
-                self.committed(&touched);
+                self.committed(&touched, ledger_change);
             }
             Ok::<_, StoreError>(out)
         });
@@ -594,16 +594,24 @@ impl Snapshot {
     }
 
     /// The files to write for what the batch changed.
-    fn writes(&mut self, touched: &Touched) -> Vec<(String, String)> {
+    fn writes(&mut self, touched: &Touched) -> (Vec<Write>, Option<LedgerChange>) {
         let mut writes = Vec::new();
+        let mut ledger_change = None;
         if touched.ledger {
-            if let (Some(owner), Some(ledger)) = (&self.owner, &self.ledger) {
-                writes.push((crate::ledger::file_name(owner), ledger.to_text()));
+            if let (Some(owner), Some(change)) =
+                (&self.owner, self.ledger.as_ref().and_then(Ledger::change))
+            {
+                let name = crate::ledger::file_name(owner);
+                writes.push(match &change {
+                    LedgerChange::Rewrite(text) => Write::Replace(name, text.clone()),
+                    LedgerChange::Append(text) => Write::Append(name, text.clone()),
+                });
+                ledger_change = Some(change);
             }
         }
         if touched.state {
             if let Some(s) = &self.state.value {
-                writes.push(("state".to_owned(), s.to_python()));
+                writes.push(Write::Replace("state".to_owned(), s.to_python()));
             }
         }
         for (name, dirty) in &touched.cmdbs {
@@ -619,7 +627,7 @@ impl Snapshot {
             };
             if cmdb.generated {
                 // eDeploy keeps the generate() model as <profile>.cmdb.orig.
-                writes.push((format!("{name}.cmdb.orig"), c.text.clone()));
+                writes.push(Write::Replace(format!("{name}.cmdb.orig"), c.text.clone()));
             }
             if c.lines.len() == cmdb.entries.len() {
                 for &i in dirty {
@@ -641,13 +649,16 @@ impl Snapshot {
             text.push('[');
             text.push_str(&c.lines.join(",\n "));
             text.push_str("]\n");
-            writes.push((format!("{name}.cmdb"), text));
+            writes.push(Write::Replace(format!("{name}.cmdb"), text));
         }
-        writes
+        (writes, ledger_change)
     }
 
     /// After a commit: the cache now holds what is on disk.
-    fn committed(&mut self, touched: &Touched) {
+    fn committed(&mut self, touched: &Touched, ledger_change: Option<LedgerChange>) {
+        if let (Some(ledger), Some(change)) = (self.ledger.as_mut(), &ledger_change) {
+            ledger.written(change);
+        }
         if touched.state {
             self.state.seen = Some(fingerprint(&self.dir.file("state")));
             self.state.ours = true;
@@ -1014,8 +1025,8 @@ impl Batch<'_> {
             }
         }
         if let (Some(node), Some(ledger)) = (node, snap.ledger.as_mut()) {
-            ledger.holds.insert(
-                node.to_owned(),
+            ledger.insert(
+                node,
                 Hold {
                     profile: plan.profile.clone(),
                     state_index: plan.state_index,
@@ -1118,7 +1129,7 @@ impl Batch<'_> {
             }
         }
         if let Some(ledger) = snap.ledger.as_mut() {
-            ledger.holds.remove(node);
+            ledger.remove(node);
             self.touched.ledger = true;
         }
         Ok(())
