@@ -444,7 +444,10 @@ mod tests {
         fs::write(tmp.path().join("log"), "a\nb\n")?;
         dir.transaction(|_| Ok::<_, StoreError>(()))?;
         assert_eq!(fs::read_to_string(tmp.path().join("log"))?, "a\nb\n");
-        assert_eq!(fs::read_to_string(tmp.path().join("state"))?, "[('a', 0)]\n");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("state"))?,
+            "[('a', 0)]\n"
+        );
         assert!(!dir.has_pending_commit());
         // A normal commit appends and replaces together.
         dir.transaction(|tx| {
