@@ -33,6 +33,9 @@ pub struct NodeSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeList {
     pub nodes: Vec<NodeSummary>,
+    /// With `?limit=`: the id to pass as `?after=` for the next page, when there may be one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One profile of `GET /quota`, in `state` order.

@@ -44,6 +44,52 @@ pub struct Upload {
     pub node: Node,
 }
 
+/// Which nodes `GET /nodes` lists: `?state=S&profile=P&q=TEXT&after=ID&limit=N` (`q`
+/// finds text in the id, a MAC, the IP or the hostname).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct NodeFilter {
+    pub state: Option<String>,
+    pub profile: Option<String>,
+    pub q: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl NodeFilter {
+    fn keeps(&self, n: &Node) -> bool {
+        let state_ok = self
+            .state
+            .as_deref()
+            .is_none_or(|s| super::lifecycle::state_name(n.state) == s);
+        let profile_ok = self
+            .profile
+            .as_deref()
+            .is_none_or(|p| n.profile.as_deref() == Some(p));
+        let text_ok = self.q.as_deref().is_none_or(|q| {
+            let q = q.to_lowercase();
+            let var = |k: &str| {
+                n.var
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_lowercase)
+            };
+            n.id.to_lowercase().contains(&q)
+                || n.identity
+                    .macs
+                    .iter()
+                    .any(|m| m.to_lowercase().contains(&q))
+                || var("ip").is_some_and(|v| v.contains(&q))
+                || var("hostname").is_some_and(|v| v.contains(&q))
+        });
+        state_ok && profile_ok && text_ok
+    }
+}
+
+/// Machines that never matched kept at most (the oldest go first): refused uploads cannot
+/// fill the store.
+pub const MAX_UNMATCHED: usize = 10_000;
+
 /// The core (see the module doc).
 #[derive(Debug)]
 pub struct Core {
@@ -177,11 +223,17 @@ impl Core {
         self.slots.in_flight()
     }
 
-    /// `GET /nodes`.
-    pub fn node_list(&self) -> NodeList {
-        NodeList {
-            nodes: self.nodes.all().iter().map(Node::summary).collect(),
-        }
+    /// `GET /nodes`: the short form of the nodes `filter` keeps, in id order, a page at a
+    /// time (`next` names the last one when there may be more).
+    pub fn node_list(&self, filter: &NodeFilter) -> NodeList {
+        let limit = filter.limit.unwrap_or(usize::MAX).max(1);
+        let nodes = self
+            .nodes
+            .summaries(filter.after.as_deref(), limit, |n| filter.keeps(n));
+        let next = (nodes.len() == limit)
+            .then(|| nodes.last().map(|n| n.id.clone()))
+            .flatten();
+        NodeList { nodes, next }
     }
 
     /// The config as of now (the writer looks at the files first).
@@ -197,7 +249,7 @@ impl Core {
     /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
     pub async fn quota(&self) -> QuotaReport {
         let health = self.health().await;
-        let nodes = self.nodes.all();
+        let per_profile = self.nodes.count_by_profile();
         let profiles = health
             .profiles
             .iter()
@@ -208,10 +260,7 @@ impl Core {
                     quota: left.clone(),
                     cmdb_used: cmdb.map(|c| c.used),
                     cmdb_total: cmdb.map(|c| c.total),
-                    nodes: nodes
-                        .iter()
-                        .filter(|n| n.profile.as_deref() == Some(profile.as_str()))
-                        .count(),
+                    nodes: per_profile.get(profile).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -344,6 +393,7 @@ impl Core {
                 };
                 self.record(&identity, vec![Transition::Discovered, refused])
                     .await?;
+                self.nodes.expire_unmatched(MAX_UNMATCHED).await;
                 return Err(err);
             }
         };
@@ -379,12 +429,11 @@ impl Core {
             tracing::error!(error = %e, "cannot save the inventory");
             ApiError::internal(e)
         })?;
-        let disk = self.disk.clone();
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        tokio::spawn(async move {
-            if let Err(e) = disk.write_atomic(dir, file, inventory).await {
-                tracing::warn!(error = %e, "cannot write the .hw file (the store has the inventory)");
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = super::disk::write_unsynced(&dir, &file, &inventory) {
+                tracing::warn!(file = %dir.join(&file).display(), error = %e, "cannot write the .hw file (the store has the inventory)");
             }
         });
         Ok(())
