@@ -10,8 +10,13 @@
 //!   (or of the MACs and address its files are named after), the PXELINUX files follow,
 //!   here and nowhere else — no handler has to remember them.
 //!
+//! - test runs (`testing`, PXE Manager's test system): which run a calling system gets,
+//!   whose result an upload is.
+//!
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
+
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +58,7 @@ pub struct Core {
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
+    tests: testing::Tests,
     pub metrics: Metrics,
 }
 
@@ -73,12 +79,14 @@ fn node_ip(node: &Node) -> Option<String> {
 }
 
 impl Core {
-    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) around a started writer.
+    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`, `testruns/`) around a started
+    /// writer, and the tests dir (`--tests-dir`, created with a `wait.test` if needed).
     pub fn open(
         writer: Writer,
         data_dir: PathBuf,
         boot: BootFiles,
         slots: Slots,
+        tests: &super::testing::TestsConfig,
     ) -> anyhow::Result<Core> {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
@@ -89,6 +97,7 @@ impl Core {
         let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
             .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
         let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
+        let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
             nodes,
@@ -97,6 +106,7 @@ impl Core {
             disk,
             data_dir,
             boot,
+            tests,
             metrics: Metrics::default(),
         })
     }
@@ -600,7 +610,9 @@ mod tests {
             tmp.path(),
         );
         let slots = Slots::new(None, std::time::Duration::from_secs(3600));
-        let core = Core::open(writer, tmp.path().join("data"), boot, slots)?;
+        let data = tmp.path().join("data");
+        let tests = crate::serve::testing::TestsConfig::new(&data);
+        let core = Core::open(writer, data, boot, slots, &tests)?;
         let inventory = Inventory::parse(include_str!("../../../examples/hw/kvm.json"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
 
