@@ -115,6 +115,18 @@ fn runs_table(runs: &[TestRunSummary], with_system: bool) -> String {
         if let Some(e) = &r.error {
             notes.push(format!("run {}: template error: {e}", r.id));
         }
+        for p in &r.problems {
+            notes.push(format!("run {}: {p}", r.id));
+        }
+        let shown = r.problems.len();
+        if r.errors + r.warnings > shown {
+            notes.push(format!(
+                "run {}: ... {} more error and warning lines (GET /testruns/{})",
+                r.id,
+                r.errors + r.warnings - shown,
+                r.id
+            ));
+        }
     }
     let mut out = table(&rows);
     for n in notes {
@@ -157,6 +169,7 @@ mod tests {
             infos: 0,
             exit: None,
             error: error.map(str::to_owned),
+            problems: vec!["E: sdb failed".into(), "W: slow".into()],
         };
         let text = runs_table(
             &[
@@ -170,7 +183,11 @@ mod tests {
             "ID  TEST   STATE  QUEUED                UPDATED               ERRORS  WARNINGS  INFOS  VERSION\n\
              1   hello  done   2026-01-01T00:00:00Z  2026-01-01T00:01:00Z  2       1         0      -\n\
              2   hello  error  2026-01-01T00:00:00Z  2026-01-01T00:01:00Z  2       1         0      -\n\
-             run 2: template error: hello.test:3: undefined\n"
+             run 1: E: sdb failed\n\
+             run 1: W: slow\n\
+             run 2: template error: hello.test:3: undefined\n\
+             run 2: E: sdb failed\n\
+             run 2: W: slow\n"
         );
         assert_eq!(url_escape("a b&c"), "a%20b%26c");
     }

@@ -127,6 +127,10 @@ pub struct TestRunSummary {
     pub exit: Option<i32>,
     /// Why its template did not render.
     pub error: Option<String>,
+    /// Its first error and warning lines (`E: ...`, `W: ...`, in output order), at most
+    /// ten: the rest are on its page.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// `GET /testruns?system=NAME`: the runs of a system (every name it is known by), oldest

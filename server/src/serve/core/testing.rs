@@ -129,8 +129,18 @@ pub fn summary(r: &TestRun) -> TestRunSummary {
         infos: r.counts.infos,
         exit: r.exit,
         error: r.error.clone(),
+        problems: r
+            .lines
+            .iter()
+            .filter(|l| l.kind == "E" || l.kind == "W")
+            .take(SUMMARY_PROBLEMS)
+            .map(|l| format!("{}: {}", l.kind, l.text))
+            .collect(),
     }
 }
+
+/// Error and warning lines a run's summary carries.
+pub const SUMMARY_PROBLEMS: usize = 10;
 
 impl Core {
     // ---- machines ----------------------------------------------------------------------

@@ -183,9 +183,32 @@ pub async fn system(
                 esc(e)
             );
         }
+        problem_lines(&mut body, r);
     }
     body.push_str("</table>\n");
     Ok(page(&format!("System {name}"), Section::Tests, &body))
+}
+
+/// A run's first error and warning lines, under its row.
+fn problem_lines(body: &mut String, r: &TestRunSummary) {
+    if r.problems.is_empty() {
+        return;
+    }
+    body.push_str("<tr><td></td><td colspan=\"7\"><ol class=\"lines\">");
+    for p in &r.problems {
+        let kind = if p.starts_with("E: ") { "E" } else { "W" };
+        let _ = write!(body, "<li class=\"kind-{kind}\">{}</li>", esc(p));
+    }
+    body.push_str("</ol>");
+    let more = (r.errors + r.warnings).saturating_sub(r.problems.len());
+    if more > 0 {
+        let _ = write!(
+            body,
+            "<a href=\"/tests/runs/{}\">{more} more on the run's page</a>",
+            r.id
+        );
+    }
+    body.push_str("</td></tr>\n");
 }
 
 /// `GET /tests/runs/{id}`: the run, its errors and warnings, then every parsed line.
