@@ -78,6 +78,32 @@ fn node_ip(node: &Node) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The data dir's id (`<data-dir>/.rdeploy-id`, made at first start): it names this server's
+/// ledger of installs under way in the config dir (`cmdb::ledger`).
+pub fn data_dir_id(data_dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join(".rdeploy-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if rdeploy_cmdb::ledger::valid_owner(text.trim()) => Ok(text.trim().to_owned()),
+        Ok(text) => anyhow::bail!(
+            "{}: {:?} is not a data dir id (letters, digits, '-', '_'); remove the file to make a new one",
+            path.display(),
+            text.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            rdeploy_cmdb::store::write_atomic(data_dir, ".rdeploy-id", &format!("{id}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 impl Core {
     /// Opens the data dir (`hw/`, `nodes/`, `systems.json`, `testruns/`) around a started
     /// writer, and the tests dir (`--tests-dir`, created with a `wait.test` if needed).
@@ -209,6 +235,14 @@ impl Core {
             .await?
             .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
         self.follow(before.as_ref(), &node).await;
+        let installed = rdeploy_configure::wire::NodeState::Installed;
+        if node.state == installed && before.is_some_and(|b| b.state != installed) {
+            // The install is done: the machine no longer holds an install under way (a
+            // later upload, after an operator's reinstall, counts again).
+            if let Err(e) = self.writer.finish(node.id.clone()).await {
+                tracing::error!(node = %node.id, error = %e, "cannot record the end of the install in the ledger");
+            }
+        }
         Ok(node)
     }
 
@@ -275,14 +309,14 @@ impl Core {
             self.metrics.refused(err.code);
             return Err(err);
         }
-        let holds = self.nodes.install_in_progress(&identity.name);
+        let node = Some(identity.name.clone());
         let started = std::time::Instant::now();
         // The inventory file is a record, the allocation is the answer: both go to disk at
         // once, so an upload waits for the slower of the two instead of their sum.
         let hw_text = inventory.to_python();
         let (saved, result) = tokio::join!(
             self.save_hw(&identity, hw_text),
-            self.writer.upload(UploadJob { inventory, holds })
+            self.writer.upload(UploadJob { inventory, node })
         );
         self.metrics.allocation(started.elapsed());
         if saved.is_err() {
@@ -359,7 +393,8 @@ impl Core {
         if let Some((identity, t)) = &failed {
             self.nodes.check(identity, t)?;
         }
-        let outcome = self.writer.failure(profile.to_owned()).await?;
+        let node = failed.as_ref().map(|(identity, _)| identity.name.clone());
+        let outcome = self.writer.failure(profile.to_owned(), node).await?;
         if let Some((identity, t)) = failed {
             self.record(&identity, vec![t]).await?;
         }

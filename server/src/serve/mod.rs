@@ -91,8 +91,13 @@ impl AppState {
         admin_token: Option<String>,
         tests: &testing::TestsConfig,
     ) -> Result<AppState> {
-        let snapshot = Snapshot::new(ConfigDir::new(config_dir))
+        let owner = core::data_dir_id(&data_dir)?;
+        let mut snapshot = Snapshot::new(ConfigDir::new(config_dir))
             .with_script_check(crate::check::script_errors);
+        if !baseline {
+            // The eDeploy CGI model counts every upload; the server remembers installs.
+            snapshot = snapshot.with_owner(&owner).map_err(anyhow::Error::msg)?;
+        }
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
         let core = core::Core::open(writer, data_dir, boot, slots, tests)?;
         Ok(AppState {

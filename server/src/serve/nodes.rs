@@ -163,17 +163,6 @@ impl Nodes {
             .cloned()
     }
 
-    /// The profile a node holds an install of that is still under way (matched,
-    /// configuring, installing): an upload from it is a retry, not a new install.
-    pub fn install_in_progress(&self, id: &str) -> Option<String> {
-        let node = self.get(id)?;
-        if in_progress(node.state) {
-            node.profile
-        } else {
-            None
-        }
-    }
-
     /// Whether the life cycle allows `t` for the record of `identity` now (a machine without
     /// a record would start `discovered`). Changes nothing.
     pub fn check(&self, identity: &Identity, t: &Transition) -> Result<(), Illegal> {
