@@ -185,9 +185,11 @@ mod tests {
              2   hello  error  2026-01-01T00:00:00Z  2026-01-01T00:01:00Z  2       1         0      -\n\
              run 1: E: sdb failed\n\
              run 1: W: slow\n\
+             run 1: ... 1 more error and warning lines (GET /testruns/1)\n\
              run 2: template error: hello.test:3: undefined\n\
              run 2: E: sdb failed\n\
-             run 2: W: slow\n"
+             run 2: W: slow\n\
+             run 2: ... 1 more error and warning lines (GET /testruns/2)\n"
         );
         assert_eq!(url_escape("a b&c"), "a%20b%26c");
     }
