@@ -516,3 +516,85 @@ fn the_agent_test_loop_runs_queued_tests_and_junit_exports_them() -> Result<()> 
     );
     Ok(())
 }
+
+/// Runs Debian's chromium headless with its own profile dir; its output.
+fn chromium(profile: &Path, args: &[&str]) -> Result<Output> {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .context("cannot run chromium (Debian's package `chromium`, in scripts/apt-packages)")?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[test]
+fn a_real_browser_shows_the_errors_and_warnings_as_text() -> Result<()> {
+    let rack = Rack::new()?;
+    let node = rack.nodes[0].clone();
+    ok(&rack.pxemngr(&["nexttest", &node, "hello"])?, "nexttest")?;
+    let (_, script) = rack.curl_get("127.0.0.1", "/nexttest/")?;
+    let (output, _) = rack.run_script("hello", &script)?;
+    ok(
+        &rack.seed_upload("127.0.0.1", &output, "/upload/")?,
+        "upload",
+    )?;
+    let profile = rack.tmp.path().join("chromium");
+
+    // The DOM after the browser parsed the page: the uploaded markup is text, no element.
+    let dom = chromium(
+        &profile,
+        &[
+            "--dump-dom",
+            &rack.server.url(&format!("/tests/systems/{node}")),
+        ],
+    )?;
+    ok(&dom, "chromium --dump-dom")?;
+    ensure!(
+        dom.stdout.contains(&format!(
+            "<li class=\"kind-E\">E: &lt;script&gt;alert('{node}')&lt;/script&gt; disk sdb failed</li>"
+        )),
+        "{}",
+        dom.stdout
+    );
+    ensure!(dom
+        .stdout
+        .contains("<li class=\"kind-W\">W: node1 is a virtual machine</li>"));
+    ensure!(
+        !dom.stdout.contains("<script"),
+        "a script element in the DOM: {}",
+        dom.stdout
+    );
+
+    // A screenshot of the run's page, kept in the target dir for a person to look at.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pxe-tests-run.png");
+    let _ = std::fs::remove_file(&shot);
+    let taken = chromium(
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+            &rack.server.url("/tests/runs/1"),
+        ],
+    )?;
+    ok(&taken, "chromium --screenshot")?;
+    let png =
+        std::fs::read(&shot).with_context(|| format!("no screenshot at {}", shot.display()))?;
+    ensure!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "not a screenshot: {} bytes",
+        png.len()
+    );
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 1200);
+    Ok(())
+}

@@ -302,7 +302,7 @@ impl Core {
                     let message = e.to_string();
                     self.tests
                         .runs
-                        .change(run.id, |r| r.render_failed(&message, now))
+                        .change(run.id, |r| r.render_failed(&to, &message, now))
                         .await
                 }
             };

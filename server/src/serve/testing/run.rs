@@ -145,14 +145,20 @@ impl TestRun {
         Ok(run)
     }
 
-    /// `queued → error`: the template did not render.
-    pub fn render_failed(&self, error: &str, now: SystemTime) -> Result<TestRun, Refused> {
+    /// `queued → error`: the template did not render for `to` (it got `wait.test`).
+    pub fn render_failed(
+        &self,
+        to: &str,
+        error: &str,
+        now: SystemTime,
+    ) -> Result<TestRun, Refused> {
         if self.state != RunState::Queued {
             return Err(self.refuse("only a queued run is rendered"));
         }
         let mut run = self.clone();
         run.state = RunState::Error;
         run.sent_at = Some(stamp(now));
+        run.sent_to = Some(to.to_owned());
         run.error = Some(error.to_owned());
         Ok(run)
     }
@@ -259,7 +265,7 @@ mod tests {
     #[test]
     fn a_template_error_ends_a_queued_run() -> Result<(), Refused> {
         let q = TestRun::queued(2, "s", "t", at(0));
-        let e = q.render_failed("t.test:3: undefined variable `x`", at(1))?;
+        let e = q.render_failed("mac x", "t.test:3: undefined variable `x`", at(1))?;
         assert_eq!(e.state, RunState::Error);
         assert!(e.sent("x", at(2)).is_err());
         assert!(e.uploaded(parse(""), 0, None, at(3)).is_err());
