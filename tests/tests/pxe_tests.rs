@@ -498,6 +498,27 @@ fn the_agent_test_loop_runs_queued_tests_and_junit_exports_them() -> Result<()> 
     assert_eq!(run["counts"]["errors"], 1);
     assert_eq!(rack.server.get_json("/testruns/2")?["state"], "done");
 
+    // No server: --once says so and exits 2.
+    let down = run_binary_env(
+        "rdeploy-agent",
+        &[
+            "test-loop",
+            "--server",
+            "http://127.0.0.1:1",
+            "--once",
+            "--work-dir",
+            &work.to_string_lossy(),
+        ],
+        &[],
+    )?;
+    ensure!(
+        down.code == Some(2)
+            && down
+                .stderr
+                .contains("cannot reach http://127.0.0.1:1/nexttest/"),
+        "{down:?}"
+    );
+
     let xml = rack.server.get_text("/tests/results.xml")?;
     ensure!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"rdeploy\" tests=\"2\" failures=\"1\" errors=\"0\">"), "{xml}");
     ensure!(
@@ -596,5 +617,60 @@ fn a_real_browser_shows_the_errors_and_warnings_as_text() -> Result<()> {
     );
     let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
     assert_eq!(width, 1200);
+    Ok(())
+}
+
+#[test]
+fn a_test_with_no_upload_within_the_timeout_is_lost_and_a_late_upload_still_counts() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (config, tests, data) = (
+        tmp.path().join("config"),
+        tmp.path().join("tests"),
+        tmp.path().join("data"),
+    );
+    copy_dir(&workspace_path("tests/fixtures/pxe-tests/config"), &config)?;
+    copy_dir(&workspace_path("tests/fixtures/pxe-tests/tests"), &tests)?;
+    let server = Server::start(
+        &config,
+        &data,
+        &[
+            "--tests-dir",
+            &tests.to_string_lossy(),
+            "--test-timeout",
+            "3s",
+        ],
+    )?;
+    let c = reqwest::blocking::Client::new();
+    c.post(server.url("/upload"))
+        .body(inventory(1))
+        .send()?
+        .error_for_status()?;
+    let runs: serde_json::Value = c
+        .post(server.url("/testruns"))
+        .body(r#"{"system": "KVM-RACK1U01-52-54-00-aa-00-01", "tests": ["hello"]}"#)
+        .send()?
+        .error_for_status()?
+        .json()?;
+    assert_eq!(runs[0]["state"], "queued");
+    let script = c
+        .get(server.url("/nexttest/52:54:00:aa:00:01/"))
+        .send()?
+        .error_for_status()?
+        .text()?;
+    ensure!(script.contains("(test hello #1)"), "{script}");
+    assert_eq!(server.get_json("/testruns/1")?["state"], "running");
+    // Past the timeout (3 s, and up to 1 s more: times are kept to the second), it is lost.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let lost = server.get_json("/testruns/1")?;
+    assert_eq!(lost["state"], "lost");
+    ensure!(lost["lost_at"].is_string(), "{lost}");
+    let xml = server.get_text("/tests/results.xml")?;
+    ensure!(xml.contains("<error type=\"lost\""), "{xml}");
+    let late = c
+        .post(server.url("/upload/1/"))
+        .multipart(reqwest::blocking::multipart::Form::new().text("file", "I: late but here\n"))
+        .send()?;
+    assert_eq!(late.status().as_u16(), 200);
+    assert_eq!(server.get_json("/testruns/1")?["state"], "done");
     Ok(())
 }

@@ -194,13 +194,15 @@ impl TestRun {
         Ok(run)
     }
 
-    /// `running → lost` when it was sent more than `timeout` ago; `None` otherwise.
+    /// `running → lost` when it was sent more than `timeout` ago; `None` otherwise. Times
+    /// are kept to the second (cut, not rounded), so a run is lost up to one second late,
+    /// never early.
     pub fn expired(&self, timeout: Duration, now: SystemTime) -> Option<TestRun> {
         if self.state != RunState::Running {
             return None;
         }
         let sent = humantime::parse_rfc3339(self.sent_at.as_deref()?).ok()?;
-        if now.duration_since(sent).ok()? <= timeout {
+        if now.duration_since(sent).ok()? <= timeout + Duration::from_secs(1) {
             return None;
         }
         let mut run = self.clone();
@@ -252,13 +254,13 @@ mod tests {
     {
         let r = TestRun::queued(1, "s", "t", at(0)).sent("mac x", at(0))?;
         let timeout = Duration::from_secs(60);
-        assert!(r.expired(timeout, at(60)).is_none());
-        let lost = r.expired(timeout, at(61)).ok_or(r.refuse("not lost"))?;
+        assert!(r.expired(timeout, at(61)).is_none());
+        let lost = r.expired(timeout, at(62)).ok_or(r.refuse("not lost"))?;
         assert_eq!(lost.state, RunState::Lost);
         assert!(lost.expired(timeout, at(500)).is_none());
         let late = lost.uploaded(parse("I: ok\n"), 6, None, at(600))?;
         assert_eq!(late.state, RunState::Done);
-        assert_eq!(late.lost_at.as_deref(), Some(stamp(at(61)).as_str()));
+        assert_eq!(late.lost_at.as_deref(), Some(stamp(at(62)).as_str()));
         Ok(())
     }
 
