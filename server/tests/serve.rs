@@ -196,8 +196,24 @@ async fn edeploy_curl_form_gets_the_script_and_the_inventory_is_saved() -> Res {
         text.ends_with("set_role(\"base\", \"1.0\", var.disk);\n"),
         "{text}"
     );
+    // The store holds the inventory when the answer comes; eDeploy's `.hw` file follows.
+    let resp = e
+        .http
+        .get(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/inventory"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stored = resp.text().await?;
+    assert!(
+        stored.starts_with("[('system', 'product', 'name', 'KVM'),\n"),
+        "{stored}"
+    );
     let hw = e.server.data.join("hw/KVM-S1-52-54-00-aa-00-01.hw");
-    assert!(fs::read_to_string(&hw)?.starts_with("[('system', 'product', 'name', 'KVM'),\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hw.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fs::read_to_string(&hw)?, stored);
     assert!(e.config_file("vm.cmdb")?.contains("'used': 1"));
     assert!(e.config_file("vm.cmdb.orig")?.starts_with("generate("));
     assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 4)]\n");

@@ -35,6 +35,7 @@ use super::metrics::Metrics;
 use super::nodes::Nodes;
 use super::record::Node;
 use super::slots::Slots;
+use super::store::{Change, Sqlite, Store};
 use super::systems::{System, Systems};
 use super::writer::{UploadJob, Writer};
 use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
@@ -55,6 +56,8 @@ pub struct Core {
     nodes: Nodes,
     systems: Systems,
     slots: Arc<Slots>,
+    store: Store,
+    /// Files beside the store: eDeploy's `hw/<name>.hw`, the agents' logs.
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
@@ -117,18 +120,22 @@ impl Core {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
+        let nodes_dir = data_dir.join("nodes");
+        std::fs::create_dir_all(&nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
         let disk = Disk::default();
         let slots = Arc::new(slots);
-        let nodes_dir = data_dir.join("nodes");
-        let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
-            .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
+        let (store, loaded) = Store::open(Sqlite::open(&data_dir)?)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
+        let systems = Systems::new(loaded.systems, store.clone());
         let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
             nodes,
             systems,
             slots,
+            store,
             disk,
             data_dir,
             boot,
@@ -158,6 +165,17 @@ impl Core {
 
     pub fn node_count(&self) -> usize {
         self.nodes.count()
+    }
+
+    /// The inventory a node sent last (eDeploy's Python-literal form).
+    pub async fn inventory(&self, id: &str) -> Result<String, ApiError> {
+        self.store
+            .inventory(id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::not_found("no_such_node", format!("no inventory from node '{id}'"))
+            })
     }
 
     /// How many nodes are in each state.
@@ -359,17 +377,27 @@ impl Core {
         })
     }
 
-    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
+    /// Saves an inventory: in the store (answered once durable), then as
+    /// `<data-dir>/hw/<name>.hw` (eDeploy's pprint form, for the tools that read those) off
+    /// the answer's path.
     async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), ApiError> {
+        let change = Change::Inventory {
+            node: id.name.clone(),
+            text: inventory.clone(),
+        };
+        self.store.commit(change).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot save the inventory");
+            ApiError::internal(e)
+        })?;
+        let disk = self.disk.clone();
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        self.disk
-            .write_atomic(dir, file, inventory)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot save the inventory");
-                ApiError::from(e)
-            })
+        tokio::spawn(async move {
+            if let Err(e) = disk.write_atomic(dir, file, inventory).await {
+                tracing::warn!(error = %e, "cannot write the .hw file (the store has the inventory)");
+            }
+        });
+        Ok(())
     }
 
     /// A failure report (`failure=<profile>`, with the inventory when the agent sent it):
@@ -434,6 +462,15 @@ impl Core {
         self.disk
             .write_bytes_atomic(self.data_dir.join("nodes"), name.clone(), bytes)
             .await?;
+        let indexed = Change::Log {
+            node: id.to_owned(),
+            file: name.clone(),
+            bytes: len as u64,
+        };
+        self.store
+            .commit(indexed)
+            .await
+            .map_err(ApiError::internal)?;
         self.change(
             id,
             Transition::Log {

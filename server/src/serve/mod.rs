@@ -33,6 +33,7 @@ pub mod nodes;
 pub mod record;
 pub mod roles;
 pub mod slots;
+pub mod store;
 pub mod systems;
 pub mod testing;
 pub mod writer;
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/nodes/{id}/log", post(node_api::log))
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
+        .route("/nodes/{id}/inventory", get(node_api::inventory))
         .route("/nodes/{id}/events", post(node_api::event))
         .route("/nodes/{id}/boot", post(boot_api::set_node_boot))
         .route("/nodes/{id}/tree", post(roles::report))

@@ -3,13 +3,12 @@
 //! its next boot, saved in `<data-dir>/systems.json`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::disk::{Disk, DiskError};
 use super::identity::normalize_mac;
 use super::record::BootTarget;
+use super::store::{Change, Store, StoreError};
 
 /// A machine registered by name and MACs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,35 +24,37 @@ pub enum SystemsError {
     BadMac { mac: String },
     #[error("cannot encode the registered systems")]
     Encode(#[source] serde_json::Error),
-    #[error("cannot save {}", file.display())]
+    #[error("cannot save the registered system {name}")]
     Save {
-        file: PathBuf,
+        name: String,
         #[source]
-        err: DiskError,
+        err: StoreError,
     },
 }
 
-/// The registered systems, in memory and in `systems.json`.
+/// The registered systems, in memory and in the store (one row each: a change writes that
+/// system alone).
 #[derive(Debug)]
 pub struct Systems {
-    file: PathBuf,
-    disk: Disk,
+    store: Store,
     systems: tokio::sync::Mutex<BTreeMap<String, System>>,
 }
 
 impl Systems {
-    /// Reads `file` (none yet: no systems; unreadable: logged, no systems).
-    pub fn load(file: PathBuf, disk: Disk) -> Systems {
-        let systems = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!(file = %file.display(), error = %e, "registered systems unreadable; starting without");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
+    /// The systems the store loaded (JSON by name); an unreadable one is logged and
+    /// skipped.
+    pub fn new(loaded: Vec<(String, String)>, store: Store) -> Systems {
+        let mut systems = BTreeMap::new();
+        for (name, text) in loaded {
+            match serde_json::from_str::<System>(&text) {
+                Ok(s) => {
+                    systems.insert(name, s);
+                }
+                Err(e) => tracing::warn!(system = %name, error = %e, "registered system skipped"),
+            }
+        }
         Systems {
-            file,
-            disk,
+            store,
             systems: tokio::sync::Mutex::new(systems),
         }
     }
@@ -85,8 +86,8 @@ impl Systems {
             .get(name)
             .map_or(BootTarget::Install, |s| s.boot.clone());
         let system = System { macs: norm, boot };
+        self.save(name, &system).await?;
         systems.insert(name.to_owned(), system.clone());
-        self.save(&systems).await?;
         Ok(system)
     }
 
@@ -97,12 +98,12 @@ impl Systems {
         target: BootTarget,
     ) -> Result<Option<System>, SystemsError> {
         let mut systems = self.systems.lock().await;
-        let Some(s) = systems.get_mut(name) else {
+        let Some(mut changed) = systems.get(name).cloned() else {
             return Ok(None);
         };
-        s.boot = target;
-        let changed = s.clone();
-        self.save(&systems).await?;
+        changed.boot = target;
+        self.save(name, &changed).await?;
+        systems.insert(name.to_owned(), changed.clone());
         Ok(Some(changed))
     }
 
@@ -117,37 +118,38 @@ impl Systems {
             mac: mac.to_owned(),
         })?;
         let mut systems = self.systems.lock().await;
-        let changed = match systems.values_mut().find(|s| s.macs.contains(&norm)) {
-            Some(s) => {
-                s.boot = target;
-                s.clone()
-            }
-            None => {
-                let name = format!("mac-{}", norm.replace(':', "-"));
-                let system = System {
+        let (name, changed) = match systems.iter().find(|(_, s)| s.macs.contains(&norm)) {
+            Some((name, s)) => (
+                name.clone(),
+                System {
+                    boot: target,
+                    ..s.clone()
+                },
+            ),
+            None => (
+                format!("mac-{}", norm.replace(':', "-")),
+                System {
                     macs: vec![norm],
                     boot: target,
-                };
-                systems.insert(name, system.clone());
-                system
-            }
+                },
+            ),
         };
-        self.save(&systems).await?;
+        self.save(&name, &changed).await?;
+        systems.insert(name, changed.clone());
         Ok(changed)
     }
 
-    async fn save(&self, systems: &BTreeMap<String, System>) -> Result<(), SystemsError> {
-        let text = serde_json::to_string_pretty(systems).map_err(SystemsError::Encode)? + "\n";
-        let dir = self.file.parent().map(Path::to_owned).unwrap_or_default();
-        let name = self.file.file_name().map_or_else(
-            || "systems.json".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        self.disk
-            .write_atomic(dir, name, text)
+    /// Saves one system (the caller holds the lock, so saves of one system never cross).
+    async fn save(&self, name: &str, system: &System) -> Result<(), SystemsError> {
+        let record = serde_json::to_string(system).map_err(SystemsError::Encode)?;
+        self.store
+            .commit(Change::System {
+                name: name.to_owned(),
+                record: Some(record),
+            })
             .await
             .map_err(|err| SystemsError::Save {
-                file: self.file.clone(),
+                name: name.to_owned(),
                 err,
             })
     }
@@ -156,12 +158,16 @@ impl Systems {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::store::Sqlite;
 
     #[tokio::test]
     async fn systems_survive_a_reload() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
-        let file = tmp.path().join("systems.json");
-        let systems = Systems::load(file.clone(), Disk::default());
+        let open = || -> Result<Systems, Box<dyn std::error::Error>> {
+            let (store, loaded) = Store::open(Sqlite::open(tmp.path())?)?;
+            Ok(Systems::new(loaded.systems, store))
+        };
+        let systems = open()?;
         systems
             .add("rack1-u12", &["52-54-00-AA-00-01".to_owned()])
             .await?;
@@ -180,7 +186,8 @@ mod tests {
             systems.add("x", &["nope".to_owned()]).await,
             Err(SystemsError::BadMac { .. })
         ));
-        let again = Systems::load(file, Disk::default());
+        drop(systems);
+        let again = open()?;
         assert_eq!(
             again.registered("52:54:00:aa:00:01").await,
             Some(BootTarget::Local)
