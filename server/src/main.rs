@@ -7,13 +7,18 @@ mod check;
 mod cli;
 mod commands;
 mod ops;
+mod pxemngr;
 mod serve;
+mod testops;
 mod wire;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if let Some(code) = pxemngr::dispatch() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
@@ -32,6 +37,13 @@ fn main() -> ExitCode {
             server: args.server,
         }),
         cli::Command::Quota(args) => ops::quota(&args),
+        cli::Command::Test(cli::TestCommand::Sync(args)) => testops::sync(&args),
+        cli::Command::Test(cli::TestCommand::Queue(a)) => {
+            testops::queue(&a.server, &a.system, &a.tests)
+        }
+        cli::Command::Test(cli::TestCommand::List(a)) => {
+            testops::list(&a.server, a.system.as_deref())
+        }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
     };

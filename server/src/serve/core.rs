@@ -10,8 +10,13 @@
 //!   (or of the MACs and address its files are named after), the PXELINUX files follow,
 //!   here and nowhere else — no handler has to remember them.
 //!
+//! - test runs (`testing`, PXE Manager's test system): which run a calling system gets,
+//!   whose result an upload is.
+//!
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
+
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,6 +107,7 @@ pub struct Core {
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
+    tests: testing::Tests,
     pub metrics: Metrics,
 }
 
@@ -148,12 +154,14 @@ pub fn data_dir_id(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 impl Core {
-    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) around a started writer.
+    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`, `testruns/`) around a started
+    /// writer, and the tests dir (`--tests-dir`, created with a `wait.test` if needed).
     pub fn open(
         writer: Writer,
         data_dir: PathBuf,
         boot: BootFiles,
         slots: Slots,
+        tests: &super::testing::TestsConfig,
     ) -> anyhow::Result<Core> {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
@@ -167,6 +175,7 @@ impl Core {
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
         let systems = Systems::new(loaded.systems, store.clone());
+        let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
             nodes,
@@ -176,6 +185,7 @@ impl Core {
             disk,
             data_dir,
             boot,
+            tests,
             metrics: Metrics::default(),
         })
     }
@@ -721,7 +731,9 @@ mod tests {
             tmp.path(),
         );
         let slots = Slots::new(None, std::time::Duration::from_secs(3600));
-        let core = Core::open(writer, tmp.path().join("data"), boot, slots)?;
+        let data = tmp.path().join("data");
+        let tests = crate::serve::testing::TestsConfig::new(&data);
+        let core = Core::open(writer, data, boot, slots, &tests)?;
         let inventory = Inventory::parse(include_str!("../../../examples/hw/kvm.json"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
 

@@ -5,12 +5,16 @@
 //! - [`nodes`]: `GET /nodes`, `GET /nodes/{id}`, the agent's events and log;
 //! - [`boot`]: iPXE scripts, PXE Manager (`/localboot`, `/profile`) and PXE Pilot
 //!   (`/configurations`);
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`).
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`);
+//! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
+//!   `/testnames`, `/testruns`); [`pages`]: the HTML pages (`/`, `/tests/...`).
 
 pub mod admin;
 pub mod boot;
 pub mod extract;
 pub mod nodes;
+pub mod pages;
+pub mod testing;
 pub mod upload;
 
 use axum::http::{header, HeaderMap};
