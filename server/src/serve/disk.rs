@@ -80,7 +80,6 @@ impl Default for Disk {
 
 impl Disk {
     /// Replaces `dir/name` with `text` atomically and durably.
-    #[cfg(test)]
     pub async fn write_atomic(
         &self,
         dir: PathBuf,

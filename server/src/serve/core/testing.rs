@@ -209,12 +209,7 @@ impl Core {
                 names.push(n.clone());
             }
         }
-        let nodes: Vec<Node> = self
-            .nodes
-            .all()
-            .into_iter()
-            .filter(|n| n.id == name || shares(&n.identity.macs))
-            .collect();
+        let nodes: Vec<Node> = self.nodes.named_or_sharing(name, &macs);
         for n in &nodes {
             if !names.contains(&n.id) {
                 names.push(n.id.clone());
@@ -578,7 +573,7 @@ impl Core {
     /// The systems there are (registered systems, nodes, and names runs were queued for).
     pub async fn test_system_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.systems.all().await.into_keys().collect();
-        names.extend(self.nodes.all().into_iter().map(|n| n.id));
+        names.extend(self.nodes.ids());
         names.extend(
             self.tests
                 .runs
