@@ -49,6 +49,11 @@ pub enum NodesError {
     },
 }
 
+/// A string of the node's CMDB entry.
+fn var_str<'a>(n: &'a Node, key: &str) -> Option<&'a str> {
+    n.var.as_ref()?.get(key)?.as_str()
+}
+
 /// All node records, in memory and on disk.
 #[derive(Debug)]
 pub struct Nodes {
@@ -147,18 +152,27 @@ impl Nodes {
             .cloned()
     }
 
-    /// The node whose CMDB entry gave it this IP address.
-    pub fn by_ip(&self, ip: &str) -> Option<Node> {
+    /// The node known by this address: the one whose CMDB entry gave it the address, else
+    /// one that reported it in its inventory or uploaded from it; the most recently
+    /// updated first.
+    pub fn by_address(&self, ip: &str) -> Option<Node> {
+        let records = self.records.lock().ok()?;
+        let latest = |f: &dyn Fn(&Node) -> bool| {
+            records
+                .values()
+                .filter(|n| f(n))
+                .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+                .cloned()
+        };
+        latest(&|n| var_str(n, "ip") == Some(ip)).or_else(|| latest(&|n| n.identity.known_by(ip)))
+    }
+
+    /// The node whose CMDB entry names it `hostname` (OMF and PXE Pilot name hosts so).
+    pub fn by_hostname(&self, hostname: &str) -> Option<Node> {
         let records = self.records.lock().ok()?;
         records
             .values()
-            .filter(|n| {
-                n.var
-                    .as_ref()
-                    .and_then(|v| v.get("ip"))
-                    .and_then(|v| v.as_str())
-                    == Some(ip)
-            })
+            .filter(|n| var_str(n, "hostname") == Some(hostname))
             .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
             .cloned()
     }
@@ -337,7 +351,7 @@ mod tests {
             again.by_mac("52-54-00-00-00-01").map(|n| n.id),
             Some(id.name.clone())
         );
-        assert_eq!(again.by_ip("10.0.0.1").map(|n| n.id), Some(id.name));
+        assert_eq!(again.by_address("10.0.0.1").map(|n| n.id), Some(id.name));
         Ok(())
     }
 

@@ -3,14 +3,18 @@
 //!
 //! - [`upload`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`nodes`]: `GET /nodes`, `GET /nodes/{id}`, the agent's events and log;
-//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot`, `/profile`) and PXE Pilot
-//!   (`/configurations`);
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`).
+//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot/`, `/profile/`, with or without the
+//!   slash);
+//! - [`pxe_pilot`]: PXE Pilot (`/configurations`, `/hosts`, `/healthcheck`, and `/v1/...`);
+//! - [`omf`]: OMF's PXE service (`/pxe/setBootImage`, `/pxe/clearBootImage`, `...NS`);
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, `/boot-profiles`).
 
 pub mod admin;
 pub mod boot;
 pub mod extract;
 pub mod nodes;
+pub mod omf;
+pub mod pxe_pilot;
 pub mod upload;
 
 use axum::http::{header, HeaderMap};
