@@ -120,7 +120,7 @@ pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
 pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
     let mut snap = Snapshot::new(ConfigDir::new(&args.config_dir));
     if let Some(profile) = &args.failure {
-        return match snap.batch(|b| b.failure(profile))? {
+        return match snap.batch(|b| b.failure(profile, None))? {
             Ok(FailureOutcome::QuotaReturned) => {
                 eprintln!("gave one install back to profile '{profile}'");
                 Ok(Outcome::Ok)

@@ -196,8 +196,24 @@ async fn edeploy_curl_form_gets_the_script_and_the_inventory_is_saved() -> Res {
         text.ends_with("set_role(\"base\", \"1.0\", var.disk);\n"),
         "{text}"
     );
+    // The store holds the inventory when the answer comes; eDeploy's `.hw` file follows.
+    let resp = e
+        .http
+        .get(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/inventory"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stored = resp.text().await?;
+    assert!(
+        stored.starts_with("[('system', 'product', 'name', 'KVM'),\n"),
+        "{stored}"
+    );
     let hw = e.server.data.join("hw/KVM-S1-52-54-00-aa-00-01.hw");
-    assert!(fs::read_to_string(&hw)?.starts_with("[('system', 'product', 'name', 'KVM'),\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hw.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fs::read_to_string(&hw)?, stored);
     assert!(e.config_file("vm.cmdb")?.contains("'used': 1"));
     assert!(e.config_file("vm.cmdb.orig")?.starts_with("generate("));
     assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 4)]\n");
@@ -534,6 +550,45 @@ async fn records_and_allocations_survive_a_killed_server() -> Res {
     assert_eq!(second["var"]["ip"], "10.0.0.2");
     let (_, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
     assert_eq!(again["var"], first["var"]);
+    Ok(())
+}
+
+/// The crash window of issue 11: the server dies after `state` and the CMDB are committed
+/// but before the node record is on disk. The agent's retry must not count the install
+/// twice: the ledger committed with them says the machine holds it.
+#[tokio::test]
+async fn a_retry_after_losing_the_node_record_does_not_count_twice() -> Res {
+    let mut e = env("5", 3)?;
+    let (_, first) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert!(e.config_file("state")?.contains("('vm', 4)"));
+    e.server.child.kill()?;
+    e.server.child.wait()?;
+    // Every node record gone, as if the crash came before they reached the disk.
+    lose_node_records(&e.server.data)?;
+    e.restart()?;
+    let (status, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["var"], first["var"]);
+    assert!(
+        e.config_file("state")?.contains("('vm', 4)"),
+        "counted twice"
+    );
+    // A second machine still counts once and gets the next entry.
+    let (_, other) = e.json_upload(&kvm("S2", "52:54:00:aa:00:02")).await?;
+    assert_eq!(other["var"]["ip"], "10.0.0.2");
+    assert!(e.config_file("state")?.contains("('vm', 3)"));
+    Ok(())
+}
+
+/// Removes every node record of a data dir (not its id, not the config dir's ledger).
+fn lose_node_records(data: &std::path::Path) -> Res {
+    let nodes = data.join("nodes");
+    if nodes.is_dir() {
+        fs::remove_dir_all(&nodes)?;
+    }
+    for db in ["rdeploy.db", "rdeploy.db-wal", "rdeploy.db-shm"] {
+        let _ = fs::remove_file(data.join(db));
+    }
     Ok(())
 }
 

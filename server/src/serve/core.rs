@@ -38,6 +38,7 @@ use super::nodes::Nodes;
 use super::omf::OmfLinks;
 use super::record::Node;
 use super::slots::Slots;
+use super::store::{Change, Sqlite, Store};
 use super::systems::{System, Systems, SITE_DEFAULT};
 use super::writer::{UploadJob, Writer};
 use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
@@ -58,6 +59,8 @@ pub struct Core {
     nodes: Nodes,
     systems: Systems,
     slots: Arc<Slots>,
+    store: Store,
+    /// Files beside the store: eDeploy's `hw/<name>.hw`, the agents' logs.
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
@@ -82,6 +85,32 @@ fn node_ip(node: &Node) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The data dir's id (`<data-dir>/.rdeploy-id`, made at first start): it names this server's
+/// ledger of installs under way in the config dir (`cmdb::ledger`).
+pub fn data_dir_id(data_dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join(".rdeploy-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if rdeploy_cmdb::ledger::valid_owner(text.trim()) => Ok(text.trim().to_owned()),
+        Ok(text) => anyhow::bail!(
+            "{}: {:?} is not a data dir id (letters, digits, '-', '_'); remove the file to make a new one",
+            path.display(),
+            text.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            rdeploy_cmdb::store::write_atomic(data_dir, ".rdeploy-id", &format!("{id}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 impl Core {
     /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) around a started writer.
     pub fn open(
@@ -93,12 +122,15 @@ impl Core {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
+        let nodes_dir = data_dir.join("nodes");
+        std::fs::create_dir_all(&nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
         let disk = Disk::default();
         let slots = Arc::new(slots);
-        let nodes_dir = data_dir.join("nodes");
-        let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
-            .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
+        let (store, loaded) = Store::open(Sqlite::open(&data_dir)?)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
+        let systems = Systems::new(loaded.systems, store.clone());
         // OMF's default: a machine with no file of its own boots its disk.
         if boot
             .ensure_default()
@@ -112,6 +144,7 @@ impl Core {
             nodes,
             systems,
             slots,
+            store,
             disk,
             data_dir,
             boot,
@@ -136,6 +169,17 @@ impl Core {
 
     pub fn node_count(&self) -> usize {
         self.nodes.count()
+    }
+
+    /// The inventory a node sent last (eDeploy's Python-literal form).
+    pub async fn inventory(&self, id: &str) -> Result<String, ApiError> {
+        self.store
+            .inventory(id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::not_found("no_such_node", format!("no inventory from node '{id}'"))
+            })
     }
 
     /// How many nodes are in each state.
@@ -213,6 +257,14 @@ impl Core {
             .await?
             .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
         self.follow(before.as_ref(), &node).await;
+        let installed = rdeploy_configure::wire::NodeState::Installed;
+        if node.state == installed && before.is_some_and(|b| b.state != installed) {
+            // The install is done: the machine no longer holds an install under way (a
+            // later upload, after an operator's reinstall, counts again).
+            if let Err(e) = self.writer.finish(node.id.clone()).await {
+                tracing::error!(node = %node.id, error = %e, "cannot record the end of the install in the ledger");
+            }
+        }
         Ok(node)
     }
 
@@ -288,14 +340,14 @@ impl Core {
             self.metrics.refused(err.code);
             return Err(err);
         }
-        let holds = self.nodes.install_in_progress(&identity.name);
+        let node = Some(identity.name.clone());
         let started = std::time::Instant::now();
         // The inventory file is a record, the allocation is the answer: both go to disk at
         // once, so an upload waits for the slower of the two instead of their sum.
         let hw_text = inventory.to_python();
         let (saved, result) = tokio::join!(
             self.save_hw(&identity, hw_text),
-            self.writer.upload(UploadJob { inventory, holds })
+            self.writer.upload(UploadJob { inventory, node })
         );
         self.metrics.allocation(started.elapsed());
         if saved.is_err() {
@@ -338,17 +390,27 @@ impl Core {
         })
     }
 
-    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
+    /// Saves an inventory: in the store (answered once durable), then as
+    /// `<data-dir>/hw/<name>.hw` (eDeploy's pprint form, for the tools that read those) off
+    /// the answer's path.
     async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), ApiError> {
+        let change = Change::Inventory {
+            node: id.name.clone(),
+            text: inventory.clone(),
+        };
+        self.store.commit(change).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot save the inventory");
+            ApiError::internal(e)
+        })?;
+        let disk = self.disk.clone();
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        self.disk
-            .write_atomic(dir, file, inventory)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot save the inventory");
-                ApiError::from(e)
-            })
+        tokio::spawn(async move {
+            if let Err(e) = disk.write_atomic(dir, file, inventory).await {
+                tracing::warn!(error = %e, "cannot write the .hw file (the store has the inventory)");
+            }
+        });
+        Ok(())
     }
 
     /// A failure report (`failure=<profile>`, with the inventory when the agent sent it):
@@ -372,7 +434,8 @@ impl Core {
         if let Some((identity, t)) = &failed {
             self.nodes.check(identity, t)?;
         }
-        let outcome = self.writer.failure(profile.to_owned()).await?;
+        let node = failed.as_ref().map(|(identity, _)| identity.name.clone());
+        let outcome = self.writer.failure(profile.to_owned(), node).await?;
         if let Some((identity, t)) = failed {
             self.record(&identity, vec![t]).await?;
         }
@@ -412,6 +475,15 @@ impl Core {
         self.disk
             .write_bytes_atomic(self.data_dir.join("nodes"), name.clone(), bytes)
             .await?;
+        let indexed = Change::Log {
+            node: id.to_owned(),
+            file: name.clone(),
+            bytes: len as u64,
+        };
+        self.store
+            .commit(indexed)
+            .await
+            .map_err(ApiError::internal)?;
         self.change(
             id,
             Transition::Log {

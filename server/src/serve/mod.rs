@@ -31,6 +31,7 @@ pub mod omf;
 pub mod record;
 pub mod roles;
 pub mod slots;
+pub mod store;
 pub mod systems;
 pub mod writer;
 
@@ -87,8 +88,13 @@ impl AppState {
         baseline: bool,
         admin_token: Option<String>,
     ) -> Result<AppState> {
-        let snapshot = Snapshot::new(ConfigDir::new(config_dir))
+        let owner = core::data_dir_id(&data_dir)?;
+        let mut snapshot = Snapshot::new(ConfigDir::new(config_dir))
             .with_script_check(crate::check::script_errors);
+        if !baseline {
+            // The eDeploy CGI model counts every upload; the server remembers installs.
+            snapshot = snapshot.with_owner(&owner).map_err(anyhow::Error::msg)?;
+        }
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
         let core = core::Core::open(writer, data_dir, boot, slots)?;
         Ok(AppState {
@@ -121,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .route("/nodes/{id}/log", post(node_api::log))
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
+        .route("/nodes/{id}/inventory", get(node_api::inventory))
         .route("/nodes/{id}/events", post(node_api::event))
         .route("/nodes/{id}/boot", post(boot_api::set_node_boot))
         .route("/nodes/{id}/tree", post(roles::report))

@@ -11,14 +11,13 @@
 //! records hold one) are [`super::slots`], kept up to date by every change of a record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::disk::{Disk, DiskError};
 use super::identity::{normalize_mac, Identity};
 use super::lifecycle::{self, in_progress, Illegal, Transition, ALL_STATES};
 use super::slots::Slots;
+use super::store::{Change, Store, StoreError};
 
 use super::record::{Node, NodeState};
 
@@ -45,7 +44,7 @@ pub enum NodesError {
     Save {
         id: String,
         #[source]
-        err: DiskError,
+        err: StoreError,
     },
 }
 
@@ -54,41 +53,29 @@ fn var_str<'a>(n: &'a Node, key: &str) -> Option<&'a str> {
     n.var.as_ref()?.get(key)?.as_str()
 }
 
-/// All node records, in memory and on disk.
+/// All node records, in memory and in the store.
 #[derive(Debug)]
 pub struct Nodes {
-    dir: PathBuf,
     records: Mutex<BTreeMap<String, Node>>,
     /// One lock per node id so two requests for a node never interleave their writes.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The install slots: a change that ends an install gives its slot back, any other
     /// change is a sign of life.
     slots: Arc<Slots>,
-    disk: Disk,
+    store: Store,
 }
 
 impl Nodes {
-    /// Loads every record of `dir` (creating it); an unreadable record is logged and skipped.
+    /// The records the store loaded (JSON by id); an unreadable one is logged and skipped.
     /// Nodes whose install is under way take their install slot in `slots` again.
-    pub fn load(dir: &Path, disk: Disk, slots: Arc<Slots>) -> std::io::Result<Nodes> {
-        std::fs::create_dir_all(dir)?;
+    pub fn new(loaded: Vec<(String, String)>, store: Store, slots: Arc<Slots>) -> Nodes {
         let mut records = BTreeMap::new();
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let path = entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.starts_with('.') || !name.ends_with(".json") {
-                continue;
-            }
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<Node>(&t).map_err(|e| e.to_string()));
-            match parsed {
+        for (id, text) in loaded {
+            match serde_json::from_str::<Node>(&text) {
                 Ok(node) => {
                     records.insert(node.id.clone(), node);
                 }
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "node record skipped"),
+                Err(e) => tracing::warn!(node = %id, error = %e, "node record skipped"),
             }
         }
         slots.hold(
@@ -97,13 +84,12 @@ impl Nodes {
                 .filter(|n: &&Node| in_progress(n.state))
                 .map(|n| n.id.as_str()),
         );
-        Ok(Nodes {
-            dir: dir.to_owned(),
+        Nodes {
             records: Mutex::new(records),
             locks: Mutex::new(HashMap::new()),
             slots,
-            disk,
-        })
+            store,
+        }
     }
 
     /// How many nodes are in each state.
@@ -177,17 +163,6 @@ impl Nodes {
             .cloned()
     }
 
-    /// The profile a node holds an install of that is still under way (matched,
-    /// configuring, installing): an upload from it is a retry, not a new install.
-    pub fn install_in_progress(&self, id: &str) -> Option<String> {
-        let node = self.get(id)?;
-        if in_progress(node.state) {
-            node.profile
-        } else {
-            None
-        }
-    }
-
     /// Whether the life cycle allows `t` for the record of `identity` now (a machine without
     /// a record would start `discovered`). Changes nothing.
     pub fn check(&self, identity: &Identity, t: &Transition) -> Result<(), Illegal> {
@@ -259,14 +234,15 @@ impl Nodes {
             lifecycle::step(&mut node, t, &at)?;
         }
         node.updated_at = at;
-        let text = serde_json::to_string_pretty(&node).map_err(|err| NodesError::Encode {
+        let record = serde_json::to_string(&node).map_err(|err| NodesError::Encode {
             id: id.to_owned(),
             err,
-        })? + "\n";
-        let dir = self.dir.clone();
-        let file = format!("{id}.json");
-        self.disk
-            .write_atomic(dir, file, text)
+        })?;
+        self.store
+            .commit(Change::Node {
+                id: id.to_owned(),
+                record,
+            })
             .await
             .map_err(|err| NodesError::Save {
                 id: id.to_owned(),
@@ -304,6 +280,7 @@ impl Nodes {
 mod tests {
     use super::*;
     use crate::serve::record::{parse_boot, BootTarget};
+    use crate::serve::store::Sqlite;
 
     #[test]
     fn boot_targets_refuse_paths() {
@@ -323,7 +300,11 @@ mod tests {
     async fn records_survive_a_reload() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
         let slots = || Arc::new(Slots::new(None, std::time::Duration::from_secs(60)));
-        let nodes = Nodes::load(tmp.path(), Disk::default(), slots())?;
+        let open = |slots| -> Result<Nodes, Box<dyn std::error::Error>> {
+            let (store, loaded) = Store::open(Sqlite::open(tmp.path())?)?;
+            Ok(Nodes::new(loaded.nodes, store, slots))
+        };
+        let nodes = open(slots())?;
         let id = Identity {
             name: "KVM-1-52-54-00-00-00-01".into(),
             macs: vec!["52:54:00:00:00:01".into()],
@@ -342,7 +323,8 @@ mod tests {
             )
             .await?;
         let held = slots();
-        let again = Nodes::load(tmp.path(), Disk::default(), Arc::clone(&held))?;
+        drop(nodes);
+        let again = open(Arc::clone(&held))?;
         assert_eq!(held.in_flight(), 1, "a matched node holds its slot again");
         let n = again.get(&id.name).ok_or("record lost")?;
         assert_eq!(n.state, NodeState::Matched);
@@ -361,7 +343,8 @@ mod tests {
     async fn an_illegal_transition_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
         let slots = Arc::new(Slots::new(None, std::time::Duration::from_secs(60)));
-        let nodes = Nodes::load(tmp.path(), Disk::default(), Arc::clone(&slots))?;
+        let (store, loaded) = Store::open(Sqlite::open(tmp.path())?)?;
+        let nodes = Nodes::new(loaded.nodes, store, Arc::clone(&slots));
         let id = Identity {
             name: "KVM-1-52-54-00-00-00-01".into(),
             macs: vec!["52:54:00:00:00:01".into()],
@@ -391,8 +374,10 @@ mod tests {
             .ok_or("no node")?;
         assert_eq!(done.state, NodeState::Installed);
         assert_eq!(slots.in_flight(), 0);
-        let file = tmp.path().join(format!("{}.json", id.name));
-        let on_disk = std::fs::read_to_string(&file)?;
+        let stored = || -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+            Ok(Store::open(Sqlite::open(tmp.path())?)?.1.nodes)
+        };
+        let on_disk = stored()?;
 
         let refused = nodes
             .change(&id.name, progress(Step::Configure, StepStatus::Started))
@@ -408,7 +393,7 @@ mod tests {
             .await;
         assert!(matches!(both, Err(NodesError::Illegal(_))), "{both:?}");
         assert!(nodes.check(&id, &Transition::Discovered).is_err());
-        assert_eq!(std::fs::read_to_string(&file)?, on_disk);
+        assert_eq!(stored()?, on_disk);
         assert_eq!(nodes.get(&id.name), Some(done));
         assert_eq!(slots.in_flight(), 0);
         Ok(())

@@ -1,20 +1,19 @@
 //! Registered systems: machines named by their MACs or IPv4 addresses before (or without)
 //! an inventory (PXE Manager's `addsystem`, PXE Pilot deploys and `localboot` of MACs no
-//! node owns), each with its next boot, saved in `<data-dir>/systems.json`.
+//! node owns), each with its next boot, saved in the store (one row each).
 //!
 //! The name `default` is reserved, as in PXE Manager: it holds the site default an
 //! operator set (`pxemngr nextboot default PROFILE`), the next boot of every machine that
 //! has nothing of its own.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::boot::render::hex_prefix;
-use super::disk::{Disk, DiskError};
 use super::identity::normalize_mac;
 use super::record::BootTarget;
+use super::store::{Change, Store, StoreError};
 
 /// The reserved name of the site default.
 pub const SITE_DEFAULT: &str = "default";
@@ -57,35 +56,37 @@ pub enum SystemsError {
     NoSuchSystem { name: String },
     #[error("cannot encode the registered systems")]
     Encode(#[source] serde_json::Error),
-    #[error("cannot save {}", file.display())]
+    #[error("cannot save the registered system {name}")]
     Save {
-        file: PathBuf,
+        name: String,
         #[source]
-        err: DiskError,
+        err: StoreError,
     },
 }
 
-/// The registered systems, in memory and in `systems.json`.
+/// The registered systems, in memory and in the store (one row each: a change writes that
+/// system alone).
 #[derive(Debug)]
 pub struct Systems {
-    file: PathBuf,
-    disk: Disk,
+    store: Store,
     systems: tokio::sync::Mutex<BTreeMap<String, System>>,
 }
 
 impl Systems {
-    /// Reads `file` (none yet: no systems; unreadable: logged, no systems).
-    pub fn load(file: PathBuf, disk: Disk) -> Systems {
-        let systems = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!(file = %file.display(), error = %e, "registered systems unreadable; starting without");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
+    /// The systems the store loaded (JSON by name); an unreadable one is logged and
+    /// skipped.
+    pub fn new(loaded: Vec<(String, String)>, store: Store) -> Systems {
+        let mut systems = BTreeMap::new();
+        for (name, text) in loaded {
+            match serde_json::from_str::<System>(&text) {
+                Ok(s) => {
+                    systems.insert(name, s);
+                }
+                Err(e) => tracing::warn!(system = %name, error = %e, "registered system skipped"),
+            }
+        }
         Systems {
-            file,
-            disk,
+            store,
             systems: tokio::sync::Mutex::new(systems),
         }
     }
@@ -150,15 +151,14 @@ impl Systems {
     /// Sets the site default (`nextboot default PROFILE`).
     pub async fn set_site_default(&self, target: BootTarget) -> Result<(), SystemsError> {
         let mut systems = self.systems.lock().await;
-        systems.insert(
-            SITE_DEFAULT.to_owned(),
-            System {
-                macs: Vec::new(),
-                addresses: Vec::new(),
-                boot: target,
-            },
-        );
-        self.save(&systems).await
+        let site = System {
+            macs: Vec::new(),
+            addresses: Vec::new(),
+            boot: target,
+        };
+        self.save(SITE_DEFAULT, Some(&site)).await?;
+        systems.insert(SITE_DEFAULT.to_owned(), site);
+        Ok(())
     }
 
     /// Registers (or re-registers) a system: a name for MACs and addresses, booting
@@ -194,55 +194,70 @@ impl Systems {
         let boot = systems
             .get(name)
             .map_or(BootTarget::Install, |s| s.boot.clone());
-        let mut losers = Vec::new();
-        systems.retain(|other, s| {
-            if other == name || other == SITE_DEFAULT {
-                return true;
-            }
-            let before = s.clone();
-            s.macs.retain(|m| !norm.contains(m));
-            s.addresses.retain(|a| !addrs.contains(a));
-            if *s != before {
-                let lost = System {
-                    macs: before
-                        .macs
-                        .into_iter()
-                        .filter(|m| norm.contains(m))
-                        .collect(),
-                    addresses: before
-                        .addresses
-                        .into_iter()
-                        .filter(|a| addrs.contains(a))
-                        .collect(),
-                    boot: before.boot,
-                };
-                losers.push((other.clone(), lost));
-            }
-            !s.macs.is_empty() || !s.addresses.is_empty()
-        });
         let system = System {
             macs: norm,
             addresses: addrs,
             boot,
         };
+        // The new system first: a crash between the saves leaves a MAC in two systems (the
+        // first found wins), never in none.
+        self.save(name, Some(&system)).await?;
         systems.insert(name.to_owned(), system.clone());
-        self.save(&systems).await?;
+        let others: Vec<(String, System)> = systems
+            .iter()
+            .filter(|(other, _)| *other != name && *other != SITE_DEFAULT)
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut losers = Vec::new();
+        for (other, before) in others {
+            let mut kept = before.clone();
+            kept.macs.retain(|m| !system.macs.contains(m));
+            kept.addresses.retain(|a| !system.addresses.contains(a));
+            if kept == before {
+                continue;
+            }
+            let empty = kept.macs.is_empty() && kept.addresses.is_empty();
+            self.save(&other, (!empty).then_some(&kept)).await?;
+            if empty {
+                systems.remove(&other);
+            } else {
+                systems.insert(other.clone(), kept);
+            }
+            let lost = System {
+                macs: before
+                    .macs
+                    .into_iter()
+                    .filter(|m| system.macs.contains(m))
+                    .collect(),
+                addresses: before
+                    .addresses
+                    .into_iter()
+                    .filter(|a| system.addresses.contains(a))
+                    .collect(),
+                boot: before.boot,
+            };
+            losers.push((other, lost));
+        }
         Ok((system, losers))
     }
 
     /// Forgets a system (PXE Manager's `delsystem`); returns what it was.
     pub async fn remove(&self, name: &str) -> Result<System, SystemsError> {
-        let mut systems = self.systems.lock().await;
         if name == SITE_DEFAULT {
             return Err(SystemsError::Reserved);
         }
-        let removed = systems
+        let mut systems = self.systems.lock().await;
+        if !systems.contains_key(name) {
+            return Err(SystemsError::NoSuchSystem {
+                name: name.to_owned(),
+            });
+        }
+        self.save(name, None).await?;
+        systems
             .remove(name)
             .ok_or_else(|| SystemsError::NoSuchSystem {
                 name: name.to_owned(),
-            })?;
-        self.save(&systems).await?;
-        Ok(removed)
+            })
     }
 
     /// Sets the next boot of a registered system; `None` if there is none of that name.
@@ -255,12 +270,12 @@ impl Systems {
             return Ok(None);
         }
         let mut systems = self.systems.lock().await;
-        let Some(s) = systems.get_mut(name) else {
+        let Some(mut changed) = systems.get(name).cloned() else {
             return Ok(None);
         };
-        s.boot = target;
-        let changed = s.clone();
-        self.save(&systems).await?;
+        changed.boot = target;
+        self.save(name, Some(&changed)).await?;
+        systems.insert(name.to_owned(), changed.clone());
         Ok(Some(changed))
     }
 
@@ -275,38 +290,43 @@ impl Systems {
             mac: mac.to_owned(),
         })?;
         let mut systems = self.systems.lock().await;
-        let changed = match systems.values_mut().find(|s| s.macs.contains(&norm)) {
-            Some(s) => {
-                s.boot = target;
-                s.clone()
-            }
-            None => {
-                let name = format!("mac-{}", norm.replace(':', "-"));
-                let system = System {
+        let (name, changed) = match systems.iter().find(|(_, s)| s.macs.contains(&norm)) {
+            Some((name, s)) => (
+                name.clone(),
+                System {
+                    boot: target,
+                    ..s.clone()
+                },
+            ),
+            None => (
+                format!("mac-{}", norm.replace(':', "-")),
+                System {
                     macs: vec![norm],
                     addresses: Vec::new(),
                     boot: target,
-                };
-                systems.insert(name, system.clone());
-                system
-            }
+                },
+            ),
         };
-        self.save(&systems).await?;
+        self.save(&name, Some(&changed)).await?;
+        systems.insert(name, changed.clone());
         Ok(changed)
     }
 
-    async fn save(&self, systems: &BTreeMap<String, System>) -> Result<(), SystemsError> {
-        let text = serde_json::to_string_pretty(systems).map_err(SystemsError::Encode)? + "\n";
-        let dir = self.file.parent().map(Path::to_owned).unwrap_or_default();
-        let name = self.file.file_name().map_or_else(
-            || "systems.json".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        self.disk
-            .write_atomic(dir, name, text)
+    /// Saves one system, or removes it (`None`); the caller holds the lock, so saves of one
+    /// system never cross.
+    async fn save(&self, name: &str, system: Option<&System>) -> Result<(), SystemsError> {
+        let record = system
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(SystemsError::Encode)?;
+        self.store
+            .commit(Change::System {
+                name: name.to_owned(),
+                record,
+            })
             .await
             .map_err(|err| SystemsError::Save {
-                file: self.file.clone(),
+                name: name.to_owned(),
                 err,
             })
     }
@@ -315,12 +335,17 @@ impl Systems {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::store::Sqlite;
+
+    fn open(dir: &std::path::Path) -> Result<Systems, Box<dyn std::error::Error>> {
+        let (store, loaded) = Store::open(Sqlite::open(dir)?)?;
+        Ok(Systems::new(loaded.systems, store))
+    }
 
     #[tokio::test]
     async fn systems_survive_a_reload() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
-        let file = tmp.path().join("systems.json");
-        let systems = Systems::load(file.clone(), Disk::default());
+        let systems = open(tmp.path())?;
         systems
             .add("rack1-u12", &["52-54-00-AA-00-01".to_owned()], &[])
             .await?;
@@ -347,7 +372,8 @@ mod tests {
             systems.add("default", &[], &["10.0.0.1".to_owned()]).await,
             Err(SystemsError::Reserved)
         ));
-        let again = Systems::load(file, Disk::default());
+        drop(systems);
+        let again = open(tmp.path())?;
         assert_eq!(
             again.registered("52:54:00:aa:00:01").await,
             Some(BootTarget::Local)
@@ -363,7 +389,7 @@ mod tests {
     async fn addresses_prefixes_moves_and_the_site_default(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
-        let systems = Systems::load(tmp.path().join("systems.json"), Disk::default());
+        let systems = open(tmp.path())?;
         systems
             .set_boot_by_mac("52:54:00:bb:00:09", BootTarget::Local)
             .await?;
@@ -410,6 +436,12 @@ mod tests {
             systems.remove("lab").await,
             Err(SystemsError::NoSuchSystem { .. })
         ));
+        // The moves, the removal and the site default are in the store.
+        drop(systems);
+        let again = open(tmp.path())?;
+        let names: Vec<String> = again.all().await.into_keys().collect();
+        assert_eq!(names, ["h1"]);
+        assert_eq!(again.site_default().await, Some(BootTarget::Local));
         Ok(())
     }
 }

@@ -30,6 +30,15 @@ pub async fn show(State(app): State<AppState>, NodeId(id): NodeId) -> Result<Res
     Ok(Json(node).into_response())
 }
 
+/// `GET /nodes/{id}/inventory`: the inventory the node sent last, as eDeploy saved it
+/// (a Python literal, one line per entry).
+pub async fn inventory(
+    State(app): State<AppState>,
+    NodeId(id): NodeId,
+) -> Result<Response, ApiError> {
+    Ok(super::text(app.core.inventory(&id).await?))
+}
+
 /// `POST /nodes/{id}/events`: records a progress report and moves the life cycle; a
 /// `finish`/`succeeded` report makes the next boot `local`. A report the life cycle refuses
 /// (`configure/started` on an installed node) is `409 illegal_transition` and changes
