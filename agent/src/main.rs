@@ -9,7 +9,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 use rdeploy_agent::cli::{Cli, Command};
-use rdeploy_agent::{detect, run, tree};
+use rdeploy_agent::{detect, run, testloop, tree};
 
 /// The name this program was invoked under (`edeploy` for eDeploy's host tool).
 fn program_name() -> Option<String> {
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Capture(args) => detect::capture_main(&args),
         Command::Run(args) => run::main(&args),
         Command::Upgrade(args) => tree::upgrade_main(&args),
+        Command::TestLoop(args) => testloop::main(&args),
     };
     match result {
         Ok(code) => code,

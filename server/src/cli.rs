@@ -121,6 +121,13 @@ pub enum Command {
     /// Each profile: installs left, CMDB entries used, nodes.
     Quota(ServerArgs),
 
+    /// PXE Manager's test system: learn the tests dir, queue tests for a system, list runs.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rdeploy test sync                       # read the server's tests dir (NAME.test)\n  rdeploy test queue rack1-u12 burnin hello\n  rdeploy test list rack1-u12             # runs, states, error/warning/info counts\n\nUnder the name `pxemngr`: synctestnames, nexttest SYSTEM TEST..., dpytest SYSTEM, dpytest -l."
+    )]
+    Test(TestCommand),
+
     /// List the role trees a server's data dir holds (DATA_DIR/install/<version>/<role>/):
     /// role, version, entries and bytes.
     #[command(after_help = "Example:\n  rdeploy roles --data-dir /var/lib/rdeploy")]
@@ -164,6 +171,38 @@ pub struct ServerArgs {
     /// File holding the admin token (else the RDEPLOY_TOKEN variable), for changes.
     #[arg(long, value_name = "FILE", env = "RDEPLOY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Read the server's tests dir: every NAME.test becomes a test that can be queued
+    /// (PXE Manager's synctestnames); templates that do not compile are reported.
+    Sync(ServerArgs),
+    /// Queue tests for a system (a registered system or a node), run in order
+    /// (PXE Manager's nexttest).
+    Queue(TestQueueArgs),
+    /// Every test run or scheduled, with its state and counts; one system's with SYSTEM
+    /// (PXE Manager's dpytest).
+    List(TestListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestQueueArgs {
+    /// A registered system's name or a node id.
+    pub system: String,
+    /// Test names (files NAME.test of the tests dir).
+    #[arg(value_name = "TEST", required = true)]
+    pub tests: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestListArgs {
+    /// A registered system's name or a node id; every run when left out.
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,6 +360,14 @@ pub struct ServeArgs {
     /// default: rdeploy-agent beside this rdeploy binary, if there is one.
     #[arg(long, value_name = "FILE")]
     pub agent_binary: Option<PathBuf>,
+    /// PXE Manager's tests dir: test scripts `NAME.test` (Jinja/Django templates) that
+    /// systems get from /nexttest/; default: DATA_DIR/tests, created with a wait.test.
+    #[arg(long, value_name = "DIR")]
+    pub tests_dir: Option<PathBuf>,
+    /// A test sent to a system whose output has not been uploaded after this long is
+    /// `lost` (a late upload still counts).
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub test_timeout: std::time::Duration,
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,

@@ -10,6 +10,7 @@ mod commands;
 mod ops;
 mod pxemngr;
 mod serve;
+mod testops;
 mod wire;
 
 use clap::Parser;
@@ -49,6 +50,13 @@ fn main() -> ExitCode {
             server: args.server,
         }),
         cli::Command::Quota(args) => ops::quota(&args),
+        cli::Command::Test(cli::TestCommand::Sync(args)) => testops::sync(&args),
+        cli::Command::Test(cli::TestCommand::Queue(a)) => {
+            testops::queue(&a.server, &a.system, &a.tests)
+        }
+        cli::Command::Test(cli::TestCommand::List(a)) => {
+            testops::list(&a.server, a.system.as_deref())
+        }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
         cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),

@@ -14,7 +14,7 @@ use crate::wire::{
 };
 
 /// A client for the server's operator endpoints.
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -22,7 +22,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Result<Client> {
+    pub(crate) fn new(args: &ServerArgs) -> Result<Client> {
         let token = match (&args.token_file, std::env::var("RDEPLOY_TOKEN").ok()) {
             (Some(f), _) => Some(
                 std::fs::read_to_string(f)
@@ -90,11 +90,11 @@ impl Client {
         })
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None)
     }
 
-    fn post<T: serde::de::DeserializeOwned>(
+    pub(crate) fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
@@ -142,7 +142,7 @@ fn age(at: &str, now: SystemTime) -> String {
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -4,8 +4,9 @@
 //! admin token from `RDEPLOY_TOKEN_FILE` or `RDEPLOY_TOKEN`).
 //!
 //! Every verb is one arm of [`run`]; a new verb is a [`Verb`] variant, its name in
-//! [`Verb::ALL`], its usage line, and an arm. The same operations are `rdeploy system ...`
-//! sub-commands (`crate::ops`). As PXE Manager's scripts did, a wrong command line or an
+//! [`Verb::ALL`], its usage line, and an arm. The systems' verbs are `rdeploy system ...`
+//! sub-commands too (`crate::ops`); the test system's (`synctestnames`, `nexttest`,
+//! `dpytest`) are `crate::testops`. As PXE Manager's scripts did, a wrong command line or an
 //! error prints one line on stderr and exits 1.
 
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use anyhow::Result;
 
 use crate::cli::{NextbootArgs, ServerArgs};
 use crate::commands::Outcome;
-use crate::ops;
+use crate::{ops, testops};
 
 /// PXE Manager's verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,8 @@ impl Verb {
             Verb::SyncBootNames => "syncbootnames",
             Verb::SyncSystems => "syncsystems",
             Verb::SyncTestNames => "synctestnames",
-            Verb::NextTest => "nexttest <system name> <test name>",
-            Verb::DpyTest => "dpytest <system name>",
+            Verb::NextTest => "nexttest <system name> <test name> [<test name2>...]",
+            Verb::DpyTest => "dpytest <system name>|-l",
         }
     }
 }
@@ -130,9 +131,12 @@ pub fn run(verb: Verb, args: &[String], server: &ServerArgs) -> Result<Outcome> 
             println!("rdeploy keeps every system's PXELINUX files in step itself: nothing to do");
             Ok(Outcome::Ok)
         }
-        (Verb::SyncTestNames | Verb::NextTest | Verb::DpyTest, _) => Err(anyhow::anyhow!(
-            "not yet: PXE Manager's test system is not in this rdeploy yet"
-        )),
+        (Verb::SyncTestNames, []) => testops::sync(server),
+        (Verb::NextTest, [system, tests @ ..]) if !tests.is_empty() => {
+            testops::queue(server, system, tests)
+        }
+        (Verb::DpyTest, [flag]) if flag == "-l" => testops::names(server),
+        (Verb::DpyTest, [system]) => testops::list(server, Some(system)),
         _ => Err(wrong()),
     }
 }
@@ -163,6 +167,8 @@ mod tests {
             (Verb::DelSystem, words(&[])),
             (Verb::NextBoot, words(&["h1"])),
             (Verb::SyncBootNames, words(&["x"])),
+            (Verb::NextTest, words(&["h1"])),
+            (Verb::DpyTest, words(&[])),
         ] {
             let err = run(verb, &args, &server).err().map(|e| e.to_string());
             assert_eq!(
@@ -170,9 +176,5 @@ mod tests {
                 Some(format!("Usage: pxemngr {}", verb.usage()).as_str())
             );
         }
-        let err = run(Verb::NextTest, &words(&["h1", "t"]), &server)
-            .err()
-            .map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.starts_with("not yet")));
     }
 }

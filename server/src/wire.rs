@@ -33,6 +33,9 @@ pub struct NodeSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeList {
     pub nodes: Vec<NodeSummary>,
+    /// With `?limit=`: the id to pass as `?after=` for the next page, when there may be one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One profile of `GET /quota`, in `state` order.
@@ -177,4 +180,59 @@ pub struct ErrorBody {
 pub struct Tried {
     pub profile: String,
     pub reason: String,
+}
+
+/// One test run as operators see it (`GET /testruns`, `POST /testruns`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRunSummary {
+    /// The run's id: PXE Manager's test id (`/upload/<id>/`).
+    pub id: u64,
+    pub system: String,
+    pub test: String,
+    /// `queued`, `running`, `done`, `lost` or `error`.
+    pub state: String,
+    pub queued_at: String,
+    /// The time of its last step.
+    pub updated_at: String,
+    pub version: Option<String>,
+    pub errors: usize,
+    pub warnings: usize,
+    pub infos: usize,
+    pub exit: Option<i32>,
+    /// Why its template did not render.
+    pub error: Option<String>,
+    /// Its first error and warning lines (`E: ...`, `W: ...`, in output order), at most
+    /// ten: the rest are on its page.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// `GET /testruns?system=NAME`: the runs of a system (every name it is known by), oldest
+/// first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRunList {
+    pub system: Option<String>,
+    /// The names the system is known by (registered systems and nodes sharing its MACs).
+    pub names: Vec<String>,
+    pub runs: Vec<TestRunSummary>,
+}
+
+/// A test of the tests dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestNameInfo {
+    pub name: String,
+    /// Its file is in the tests dir (as of the last sync).
+    pub available: bool,
+    /// Its template's syntax error at the last sync.
+    pub problem: Option<String>,
+}
+
+/// `GET /testnames`, `POST /testnames/sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestNameList {
+    /// The tests dir.
+    pub dir: String,
+    pub tests: Vec<TestNameInfo>,
+    /// Whether `wait.test` is missing (the built-in one is sent instead).
+    pub missing_wait: bool,
 }

@@ -192,6 +192,13 @@ impl Server {
         })
     }
 
+    /// Kills the server and waits for it to be gone (a restart: start another on the same
+    /// dirs).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `BASE/path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

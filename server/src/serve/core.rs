@@ -10,6 +10,9 @@
 //!   (or of the MACs and address its files are named after), the PXELINUX files follow,
 //!   here and nowhere else — no handler has to remember them.
 //!
+//! - test runs (`testing`, PXE Manager's test system): which run a calling system gets,
+//!   whose result an upload is.
+//!
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
 //!
@@ -19,6 +22,8 @@
 mod seeds;
 
 pub use seeds::{HostRef, Machine};
+
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +57,52 @@ pub struct Upload {
     pub node: Node,
 }
 
+/// Which nodes `GET /nodes` lists: `?state=S&profile=P&q=TEXT&after=ID&limit=N` (`q`
+/// finds text in the id, a MAC, the IP or the hostname).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct NodeFilter {
+    pub state: Option<String>,
+    pub profile: Option<String>,
+    pub q: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl NodeFilter {
+    fn keeps(&self, n: &Node) -> bool {
+        let state_ok = self
+            .state
+            .as_deref()
+            .is_none_or(|s| super::lifecycle::state_name(n.state) == s);
+        let profile_ok = self
+            .profile
+            .as_deref()
+            .is_none_or(|p| n.profile.as_deref() == Some(p));
+        let text_ok = self.q.as_deref().is_none_or(|q| {
+            let q = q.to_lowercase();
+            let var = |k: &str| {
+                n.var
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_lowercase)
+            };
+            n.id.to_lowercase().contains(&q)
+                || n.identity
+                    .macs
+                    .iter()
+                    .any(|m| m.to_lowercase().contains(&q))
+                || var("ip").is_some_and(|v| v.contains(&q))
+                || var("hostname").is_some_and(|v| v.contains(&q))
+        });
+        state_ok && profile_ok && text_ok
+    }
+}
+
+/// Machines that never matched kept at most (the oldest go first): refused uploads cannot
+/// fill the store.
+pub const MAX_UNMATCHED: usize = 10_000;
+
 /// The core (see the module doc).
 #[derive(Debug)]
 pub struct Core {
@@ -66,6 +117,7 @@ pub struct Core {
     boot: BootFiles,
     /// OMF's hex-IP links and when they lapse (`--omf-link-lifetime`).
     omf: OmfLinks,
+    tests: testing::Tests,
     pub metrics: Metrics,
 }
 
@@ -112,12 +164,14 @@ pub fn data_dir_id(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 impl Core {
-    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) around a started writer.
+    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`, `testruns/`) around a started
+    /// writer, and the tests dir (`--tests-dir`, created with a `wait.test` if needed).
     pub fn open(
         writer: Writer,
         data_dir: PathBuf,
         boot: BootFiles,
         slots: Slots,
+        tests: &super::testing::TestsConfig,
     ) -> anyhow::Result<Core> {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
@@ -139,6 +193,7 @@ impl Core {
             tracing::info!("wrote pxelinux.cfg/default (boot the local disk)");
         }
         let omf = OmfLinks::new(boot.omf_link_lifetime);
+        let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
             nodes,
@@ -149,6 +204,7 @@ impl Core {
             data_dir,
             boot,
             omf,
+            tests,
             metrics: Metrics::default(),
         })
     }
@@ -191,11 +247,17 @@ impl Core {
         self.slots.in_flight()
     }
 
-    /// `GET /nodes`.
-    pub fn node_list(&self) -> NodeList {
-        NodeList {
-            nodes: self.nodes.all().iter().map(Node::summary).collect(),
-        }
+    /// `GET /nodes`: the short form of the nodes `filter` keeps, in id order, a page at a
+    /// time (`next` names the last one when there may be more).
+    pub fn node_list(&self, filter: &NodeFilter) -> NodeList {
+        let limit = filter.limit.unwrap_or(usize::MAX).max(1);
+        let nodes = self
+            .nodes
+            .summaries(filter.after.as_deref(), limit, |n| filter.keeps(n));
+        let next = (nodes.len() == limit)
+            .then(|| nodes.last().map(|n| n.id.clone()))
+            .flatten();
+        NodeList { nodes, next }
     }
 
     /// The config as of now (the writer looks at the files first).
@@ -211,7 +273,7 @@ impl Core {
     /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
     pub async fn quota(&self) -> QuotaReport {
         let health = self.health().await;
-        let nodes = self.nodes.all();
+        let per_profile = self.nodes.count_by_profile();
         let profiles = health
             .profiles
             .iter()
@@ -222,10 +284,7 @@ impl Core {
                     quota: left.clone(),
                     cmdb_used: cmdb.map(|c| c.used),
                     cmdb_total: cmdb.map(|c| c.total),
-                    nodes: nodes
-                        .iter()
-                        .filter(|n| n.profile.as_deref() == Some(profile.as_str()))
-                        .count(),
+                    nodes: per_profile.get(profile).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -367,6 +426,7 @@ impl Core {
                 };
                 self.record(&identity, vec![Transition::Discovered, refused])
                     .await?;
+                self.nodes.expire_unmatched(MAX_UNMATCHED).await;
                 return Err(err);
             }
         };
@@ -402,12 +462,11 @@ impl Core {
             tracing::error!(error = %e, "cannot save the inventory");
             ApiError::internal(e)
         })?;
-        let disk = self.disk.clone();
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        tokio::spawn(async move {
-            if let Err(e) = disk.write_atomic(dir, file, inventory).await {
-                tracing::warn!(error = %e, "cannot write the .hw file (the store has the inventory)");
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = super::disk::write_unsynced(&dir, &file, &inventory) {
+                tracing::warn!(file = %dir.join(&file).display(), error = %e, "cannot write the .hw file (the store has the inventory)");
             }
         });
         Ok(())
@@ -736,7 +795,9 @@ mod tests {
             tmp.path(),
         );
         let slots = Slots::new(None, std::time::Duration::from_secs(3600));
-        let core = Core::open(writer, tmp.path().join("data"), boot, slots)?;
+        let data = tmp.path().join("data");
+        let tests = crate::serve::testing::TestsConfig::new(&data);
+        let core = Core::open(writer, data, boot, slots, &tests)?;
         let inventory = Inventory::parse(include_str!("../../../examples/hw/kvm.json"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
 

@@ -124,11 +124,6 @@ impl Identity {
         self.addresses.retain(|a| *a != ip);
         self.addresses.push(ip);
     }
-
-    /// Whether the machine is known by this address.
-    pub fn known_by(&self, ip: &str) -> bool {
-        self.addresses.iter().any(|a| a == ip)
-    }
 }
 
 /// FNV-1a, a stable hash for naming machines that carry no identity.
@@ -184,7 +179,6 @@ mod tests {
         i.seen_from("10.0.0.9".parse().expect("ip"));
         i.seen_from("::ffff:10.0.0.9".parse().expect("ip"));
         assert_eq!(i.addresses, ["192.168.122.45", "10.0.0.9"]);
-        assert!(i.known_by("10.0.0.9"));
     }
 
     #[test]

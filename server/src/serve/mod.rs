@@ -11,6 +11,9 @@
 //!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
 //!   writer).
 //!
+//! PXE Manager's test system is [`testing`] (scripts, runs, parsing, JUnit), decided in
+//! `core/testing.rs` and served by `http/testing.rs` and the pages of `http/pages/`.
+//!
 //! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
 //! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
 //! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
@@ -33,6 +36,7 @@ pub mod roles;
 pub mod slots;
 pub mod store;
 pub mod systems;
+pub mod testing;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -87,6 +91,7 @@ impl AppState {
         slots: Slots,
         baseline: bool,
         admin_token: Option<String>,
+        tests: &testing::TestsConfig,
     ) -> Result<AppState> {
         let owner = core::data_dir_id(&data_dir)?;
         let mut snapshot = Snapshot::new(ConfigDir::new(config_dir))
@@ -96,7 +101,7 @@ impl AppState {
             snapshot = snapshot.with_owner(&owner).map_err(anyhow::Error::msg)?;
         }
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
-        let core = core::Core::open(writer, data_dir, boot, slots)?;
+        let core = core::Core::open(writer, data_dir, boot, slots, tests)?;
         Ok(AppState {
             inner: Arc::new(Inner { core, admin_token }),
         })
@@ -163,6 +168,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/hosts", get(pxe_pilot::hosts))
         .route("/healthcheck", get(pxe_pilot::healthcheck))
         .route("/v1/healthcheck", get(pxe_pilot::healthcheck))
+        .merge(http::testing::routes())
         .fallback(|| async {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })
@@ -237,6 +243,11 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     let mut boot = BootFiles::new(boot, args.tftp_root.clone(), &data_dir);
     boot.omf_link_lifetime = args.omf_link_lifetime;
     let slots = Slots::new(args.max_installs, args.install_timeout);
+    let mut tests = testing::TestsConfig::new(&data_dir);
+    if let Some(dir) = &args.tests_dir {
+        tests.dir.clone_from(dir);
+    }
+    tests.timeout = args.test_timeout;
     let state = AppState::open(
         config_dir,
         data_dir,
@@ -244,7 +255,16 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         slots,
         args.cgi_baseline,
         admin_token,
+        &tests,
     )?;
+    // The tests dir as it is now (PXE Manager's `synctestnames`, done once at start).
+    if let Err(e) = state.core.sync_tests().await {
+        eprintln!(
+            "rdeploy: the tests in {} were not read: {}",
+            tests.dir.display(),
+            e.message
+        );
+    }
     // Scripts and tests read this line to find the port when --listen ends in :0.
     println!("rdeploy: listening on http://{addr}");
     if args.config_dir.is_none() {
@@ -305,7 +325,8 @@ pub fn demo_state(dir: &std::path::Path, boot: boot::BootConfig) -> Result<AppSt
     let config = demo::extract(dir)?;
     let boot = BootFiles::new(boot, None, dir);
     let slots = Slots::new(None, std::time::Duration::from_secs(3600));
-    AppState::open(config, dir.to_owned(), boot, slots, false, None)
+    let tests = testing::TestsConfig::new(dir);
+    AppState::open(config, dir.to_owned(), boot, slots, false, None, &tests)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Registered systems (MACs without a record) are [`super::systems`]; install slots (which
 //! records hold one) are [`super::slots`], kept up to date by every change of a record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -53,10 +53,88 @@ fn var_str<'a>(n: &'a Node, key: &str) -> Option<&'a str> {
     n.var.as_ref()?.get(key)?.as_str()
 }
 
+/// The records in memory, indexed by MAC and by address.
+#[derive(Debug, Default)]
+struct Records {
+    map: BTreeMap<String, Node>,
+    by_mac: HashMap<String, BTreeSet<String>>,
+    by_ip: HashMap<String, BTreeSet<String>>,
+    /// The other addresses a node is known by: its inventory's, its uploads'.
+    by_seen: HashMap<String, BTreeSet<String>>,
+}
+
+/// The normalized MACs and the addresses a node is known by.
+fn keys(node: &Node) -> (Vec<String>, Vec<String>) {
+    let macs = node
+        .identity
+        .macs
+        .iter()
+        .filter_map(|m| normalize_mac(m))
+        .collect();
+    let ips = node
+        .var
+        .as_ref()
+        .and_then(|v| v.get("ip"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    (macs, ips)
+}
+
+impl Records {
+    fn insert(&mut self, node: Node) {
+        self.remove(&node.id);
+        let (macs, ips) = keys(&node);
+        for m in macs {
+            self.by_mac.entry(m).or_default().insert(node.id.clone());
+        }
+        for ip in ips {
+            self.by_ip.entry(ip).or_default().insert(node.id.clone());
+        }
+        for a in &node.identity.addresses {
+            self.by_seen
+                .entry(a.clone())
+                .or_default()
+                .insert(node.id.clone());
+        }
+        self.map.insert(node.id.clone(), node);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Node> {
+        let old = self.map.remove(id)?;
+        let (macs, ips) = keys(&old);
+        let seen = old.identity.addresses.clone();
+        for (index, ks) in [
+            (&mut self.by_mac, macs),
+            (&mut self.by_ip, ips),
+            (&mut self.by_seen, seen),
+        ] {
+            for k in ks {
+                if let Some(ids) = index.get_mut(&k) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        index.remove(&k);
+                    }
+                }
+            }
+        }
+        Some(old)
+    }
+
+    /// The most recently updated of `ids`.
+    fn newest(&self, ids: &BTreeSet<String>) -> Option<Node> {
+        ids.iter()
+            .filter_map(|id| self.map.get(id))
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+            .cloned()
+    }
+}
+
 /// All node records, in memory and in the store.
 #[derive(Debug)]
 pub struct Nodes {
-    records: Mutex<BTreeMap<String, Node>>,
+    records: Mutex<Records>,
     /// One lock per node id so two requests for a node never interleave their writes.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The install slots: a change that ends an install gives its slot back, any other
@@ -69,17 +147,18 @@ impl Nodes {
     /// The records the store loaded (JSON by id); an unreadable one is logged and skipped.
     /// Nodes whose install is under way take their install slot in `slots` again.
     pub fn new(loaded: Vec<(String, String)>, store: Store, slots: Arc<Slots>) -> Nodes {
-        let mut records = BTreeMap::new();
+        let mut records = Records::default();
         for (id, text) in loaded {
             match serde_json::from_str::<Node>(&text) {
                 Ok(node) => {
-                    records.insert(node.id.clone(), node);
+                    records.insert(node);
                 }
                 Err(e) => tracing::warn!(node = %id, error = %e, "node record skipped"),
             }
         }
         slots.hold(
             records
+                .map
                 .values()
                 .filter(|n: &&Node| in_progress(n.state))
                 .map(|n| n.id.as_str()),
@@ -94,48 +173,62 @@ impl Nodes {
 
     /// How many nodes are in each state.
     pub fn count_by_state(&self) -> Vec<(NodeState, usize)> {
-        let records = self.records.lock();
+        let Ok(records) = self.records.lock() else {
+            return Vec::new();
+        };
         ALL_STATES
             .iter()
-            .map(|s| {
-                let n = records
-                    .as_ref()
-                    .map(|r| r.values().filter(|n| n.state == *s).count())
-                    .unwrap_or(0);
-                (*s, n)
-            })
+            .map(|s| (*s, records.map.values().filter(|n| n.state == *s).count()))
             .collect()
     }
 
     pub fn count(&self) -> usize {
-        self.records.lock().map(|r| r.len()).unwrap_or(0)
+        self.records.lock().map(|r| r.map.len()).unwrap_or(0)
+    }
+
+    /// How many nodes got each profile.
+    pub fn count_by_profile(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        if let Ok(records) = self.records.lock() {
+            for p in records.map.values().filter_map(|n| n.profile.as_ref()) {
+                *counts.entry(p.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     pub fn get(&self, id: &str) -> Option<Node> {
-        self.records.lock().ok()?.get(id).cloned()
+        self.records.lock().ok()?.map.get(id).cloned()
     }
 
-    pub fn all(&self) -> Vec<Node> {
-        self.records
-            .lock()
-            .map(|r| r.values().cloned().collect())
-            .unwrap_or_default()
+    /// Every node's short form (no record is copied whole), in id order, after `after`, at
+    /// most `limit`, those `keep` accepts.
+    pub fn summaries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Node) -> bool,
+    ) -> Vec<crate::wire::NodeSummary> {
+        use std::ops::Bound;
+        let Ok(records) = self.records.lock() else {
+            return Vec::new();
+        };
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        records
+            .map
+            .range((start, Bound::Unbounded))
+            .map(|(_, n)| n)
+            .filter(|n| keep(n))
+            .take(limit)
+            .map(Node::summary)
+            .collect()
     }
 
     /// The node owning a MAC (any of its MACs), most recently updated first.
     pub fn by_mac(&self, mac: &str) -> Option<Node> {
         let mac = normalize_mac(mac)?;
         let records = self.records.lock().ok()?;
-        records
-            .values()
-            .filter(|n| {
-                n.identity
-                    .macs
-                    .iter()
-                    .any(|m| normalize_mac(m).as_deref() == Some(&mac))
-            })
-            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
-            .cloned()
+        records.newest(records.by_mac.get(&mac)?)
     }
 
     /// The node known by this address: the one whose CMDB entry gave it the address, else
@@ -143,24 +236,79 @@ impl Nodes {
     /// updated first.
     pub fn by_address(&self, ip: &str) -> Option<Node> {
         let records = self.records.lock().ok()?;
-        let latest = |f: &dyn Fn(&Node) -> bool| {
-            records
-                .values()
-                .filter(|n| f(n))
-                .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
-                .cloned()
-        };
-        latest(&|n| var_str(n, "ip") == Some(ip)).or_else(|| latest(&|n| n.identity.known_by(ip)))
+        records
+            .by_ip
+            .get(ip)
+            .and_then(|ids| records.newest(ids))
+            .or_else(|| records.newest(records.by_seen.get(ip)?))
     }
 
     /// The node whose CMDB entry names it `hostname` (OMF and PXE Pilot name hosts so).
     pub fn by_hostname(&self, hostname: &str) -> Option<Node> {
         let records = self.records.lock().ok()?;
         records
+            .map
             .values()
             .filter(|n| var_str(n, "hostname") == Some(hostname))
             .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
             .cloned()
+    }
+
+    /// Forgets the oldest machines that never matched a profile (refused uploads: junk or
+    /// machines waiting for a profile) beyond `max`: their records and inventories leave
+    /// the store. Returns how many went.
+    pub async fn expire_unmatched(&self, max: usize) -> usize {
+        let victims: Vec<String> = {
+            let Ok(records) = self.records.lock() else {
+                return 0;
+            };
+            let mut unmatched: Vec<(&str, &str)> = records
+                .map
+                .values()
+                .filter(|n| n.state == NodeState::Discovered && n.profile.is_none())
+                .map(|n| (n.updated_at.as_str(), n.id.as_str()))
+                .collect();
+            if unmatched.len() <= max {
+                return 0;
+            }
+            unmatched.sort_unstable();
+            let excess = unmatched.len() - max;
+            unmatched[..excess]
+                .iter()
+                .map(|(_, id)| (*id).to_owned())
+                .collect()
+        };
+        let mut gone = 0;
+        for id in victims {
+            let lock = self.lock_for(&id);
+            let removed = {
+                let _guard = lock.lock().await;
+                let still = self
+                    .get(&id)
+                    .is_some_and(|n| n.state == NodeState::Discovered && n.profile.is_none());
+                still
+                    && self
+                        .store
+                        .commit(Change::ForgetNode { id: id.clone() })
+                        .await
+                        .is_ok()
+            };
+            if removed {
+                if let Ok(mut r) = self.records.lock() {
+                    r.remove(&id);
+                }
+                gone += 1;
+            }
+            self.forget_lock(&id, lock);
+        }
+        if gone > 0 {
+            tracing::info!(
+                gone,
+                max,
+                "expired the oldest records of machines that never matched"
+            );
+        }
+        gone
     }
 
     /// Whether the life cycle allows `t` for the record of `identity` now (a machine without
@@ -249,7 +397,7 @@ impl Nodes {
                 err,
             })?;
         if let Ok(mut r) = self.records.lock() {
-            r.insert(id.to_owned(), node.clone());
+            r.insert(node.clone());
         }
         if matches!(node.state, NodeState::Installed | NodeState::Failed) {
             self.slots.release(id);
@@ -396,6 +544,74 @@ mod tests {
         assert_eq!(stored()?, on_disk);
         assert_eq!(nodes.get(&id.name), Some(done));
         assert_eq!(slots.in_flight(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn machines_that_never_matched_are_bounded_and_lookups_are_indexed(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let slots = Arc::new(Slots::new(None, std::time::Duration::from_secs(60)));
+        let (store, loaded) = Store::open(Sqlite::open(tmp.path())?)?;
+        let nodes = Nodes::new(loaded.nodes, store, slots);
+        let refused = || Transition::Refused {
+            code: "no_match".into(),
+            message: "no profile".into(),
+        };
+        for i in 0..5 {
+            let id = Identity {
+                name: format!("junk-{i}"),
+                macs: vec![format!("52:54:00:00:01:{i:02x}")],
+                ..Identity::default()
+            };
+            nodes
+                .record_all(&id, vec![Transition::Discovered, refused()])
+                .await?;
+        }
+        let matched = Identity {
+            name: "real".into(),
+            macs: vec!["52:54:00:00:02:01".into()],
+            ..Identity::default()
+        };
+        let mut var = serde_json::Map::new();
+        var.insert("ip".into(), "10.0.0.9".into());
+        nodes
+            .record_all(
+                &matched,
+                vec![
+                    Transition::Discovered,
+                    Transition::Matched {
+                        profile: "vm".into(),
+                        var,
+                    },
+                ],
+            )
+            .await?;
+        assert_eq!(nodes.expire_unmatched(2).await, 3);
+        assert_eq!(nodes.count(), 3);
+        assert!(
+            nodes.get("real").is_some(),
+            "a matched machine is never expired"
+        );
+        assert_eq!(
+            nodes.by_address("10.0.0.9").map(|n| n.id).as_deref(),
+            Some("real")
+        );
+        assert_eq!(
+            nodes.by_mac("52-54-00-00-02-01").map(|n| n.id).as_deref(),
+            Some("real")
+        );
+        let expired_mac = (0..5)
+            .filter(|i| nodes.by_mac(&format!("52:54:00:00:01:{i:02x}")).is_none())
+            .count();
+        assert_eq!(expired_mac, 3, "an expired record leaves the MAC index");
+        let page = nodes.summaries(None, 2, |_| true);
+        assert_eq!(page.len(), 2);
+        let rest = nodes.summaries(Some(&page[1].id), 10, |_| true);
+        assert_eq!(rest.len(), 1);
+        drop(nodes);
+        let (_, again) = Store::open(Sqlite::open(tmp.path())?)?;
+        assert_eq!(again.nodes.len(), 3, "expired records left the store");
         Ok(())
     }
 }

@@ -29,6 +29,8 @@ pub enum Change {
     Node { id: String, record: String },
     /// The inventory a node sent (eDeploy's Python-literal form).
     Inventory { node: String, text: String },
+    /// A node forgotten: its record and its inventory leave the store.
+    ForgetNode { id: String },
     /// A registered system's new version (JSON), or its removal.
     System {
         name: String,
@@ -320,6 +322,12 @@ impl Backend for Sqlite {
             let mut no_system = tx
                 .prepare_cached("DELETE FROM systems WHERE name = ?1")
                 .map_err(|e| e.to_string())?;
+            let mut forget = tx
+                .prepare_cached("DELETE FROM nodes WHERE id = ?1")
+                .map_err(|e| e.to_string())?;
+            let mut forget_inventory = tx
+                .prepare_cached("DELETE FROM inventories WHERE node = ?1")
+                .map_err(|e| e.to_string())?;
             let mut log = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO logs (node, file, bytes) VALUES (?1, ?2, ?3)",
@@ -329,6 +337,9 @@ impl Backend for Sqlite {
                 let done = match c {
                     Change::Node { id, record } => node.execute((id, record)),
                     Change::Inventory { node, text } => inventory.execute((node, text)),
+                    Change::ForgetNode { id } => forget
+                        .execute([id])
+                        .and_then(|_| forget_inventory.execute([id])),
                     Change::System {
                         name,
                         record: Some(record),

@@ -315,13 +315,16 @@ impl Core {
                 }),
             })
             .collect();
-        hosts.extend(self.nodes.all().into_iter().map(|n| PilotHost {
-            configuration: Some(PilotConfiguration {
-                name: n.boot.to_string(),
-            }),
-            name: n.id,
-            mac_addresses: n.identity.macs,
-        }));
+        hosts.extend(
+            self.nodes
+                .summaries(None, usize::MAX, |_| true)
+                .into_iter()
+                .map(|n| PilotHost {
+                    configuration: Some(PilotConfiguration { name: n.boot }),
+                    name: n.id,
+                    mac_addresses: n.macs,
+                }),
+        );
         hosts
     }
 

@@ -8,13 +8,17 @@
 //! - [`pxe_pilot`]: PXE Pilot (`/configurations`, `/hosts`, `/healthcheck`, and `/v1/...`);
 //! - [`omf`]: OMF's PXE service (`/pxe/setBootImage`, `/pxe/clearBootImage`, `...NS`);
 //! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, `/boot-profiles`).
+//! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
+//!   `/testnames`, `/testruns`); [`pages`]: the HTML pages (`/`, `/tests/...`).
 
 pub mod admin;
 pub mod boot;
 pub mod extract;
 pub mod nodes;
 pub mod omf;
+pub mod pages;
 pub mod pxe_pilot;
+pub mod testing;
 pub mod upload;
 
 use axum::http::{header, HeaderMap};

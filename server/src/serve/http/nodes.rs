@@ -1,11 +1,12 @@
 //! Node endpoints: `GET /nodes`, `GET /nodes/{id}`, and the agent's calls on its node:
 //! `POST /nodes/{id}/events` (progress reports), `POST /nodes/{id}/log`.
 
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rdeploy_configure::wire::ProgressEvent;
 
+use super::super::core::NodeFilter;
 use super::super::error::ApiError;
 use super::super::AppState;
 use super::extract::{Body, NodeId, Shape};
@@ -16,9 +17,9 @@ impl Shape for ProgressEvent {
     const EXAMPLE: &'static str = "{\"step\": detect|upload|configure|install_role|bootloader|localboot|finish, \"status\": started|succeeded|failed, \"time\": UNIX-SECONDS or RFC 3339, \"message\": TEXT}";
 }
 
-/// `GET /nodes`: every node, short form.
-pub async fn list(State(app): State<AppState>) -> Response {
-    Json(app.core.node_list()).into_response()
+/// `GET /nodes`: every node, short form (`?state=&profile=&q=&after=&limit=`).
+pub async fn list(State(app): State<AppState>, Query(filter): Query<NodeFilter>) -> Response {
+    Json(app.core.node_list(&filter)).into_response()
 }
 
 /// `GET /nodes/{id}`: the whole record.

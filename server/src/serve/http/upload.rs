@@ -215,6 +215,13 @@ fn utf8(bytes: Bytes, what: &str) -> Result<String, ApiError> {
 
 fn parse_inventory(text: &str) -> Result<Inventory, ApiError> {
     Inventory::parse(text).map_err(|problems| {
+        if super::super::testing::parse::looks_like_output(text) {
+            // PXE Manager's test results go to `/upload/` (with the slash).
+            return ApiError::bad_request(
+                "test_output_to_inventory_upload",
+                "this is a test output (it has `I: `, `W: `, `E: ` or `V: ` lines), not an inventory: POST /upload takes eDeploy inventories; test results go to /upload/ with the slash (curl -F \"file=@$output\" http://SERVER/upload/<testid>/)",
+            );
+        }
         let lines: Vec<String> = problems
             .0
             .iter()
