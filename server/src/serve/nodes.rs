@@ -186,6 +186,33 @@ impl Nodes {
         self.records.lock().map(|r| r.map.len()).unwrap_or(0)
     }
 
+    /// The node `id` and every node sharing one of `macs` (normalized), from the indexes.
+    pub fn named_or_sharing(&self, id: &str, macs: &[String]) -> Vec<Node> {
+        let Ok(records) = self.records.lock() else {
+            return Vec::new();
+        };
+        let mut ids: BTreeSet<&str> = BTreeSet::new();
+        if records.map.contains_key(id) {
+            ids.insert(id);
+        }
+        for m in macs {
+            if let Some(set) = records.by_mac.get(m) {
+                ids.extend(set.iter().map(String::as_str));
+            }
+        }
+        ids.into_iter()
+            .filter_map(|i| records.map.get(i).cloned())
+            .collect()
+    }
+
+    /// Every node id.
+    pub fn ids(&self) -> Vec<String> {
+        self.records
+            .lock()
+            .map(|r| r.map.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many nodes got each profile.
     pub fn count_by_profile(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();

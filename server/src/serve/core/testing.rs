@@ -214,18 +214,7 @@ impl Core {
                 names.push(n.clone());
             }
         }
-        // The node of that name, and the node of each MAC (by the MAC index: no scan).
-        let mut nodes: Vec<Node> = Vec::new();
-        for n in self
-            .nodes
-            .get(name)
-            .into_iter()
-            .chain(macs.iter().filter_map(|m| self.nodes.by_mac(m)))
-        {
-            if !nodes.iter().any(|x| x.id == n.id) {
-                nodes.push(n);
-            }
-        }
+        let nodes: Vec<Node> = self.nodes.named_or_sharing(name, &macs);
         for n in &nodes {
             if !names.contains(&n.id) {
                 names.push(n.id.clone());
@@ -589,12 +578,7 @@ impl Core {
     /// The systems there are (registered systems, nodes, and names runs were queued for).
     pub async fn test_system_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.systems.all().await.into_keys().collect();
-        names.extend(
-            self.nodes
-                .summaries(None, usize::MAX, |_| true)
-                .into_iter()
-                .map(|n| n.id),
-        );
+        names.extend(self.nodes.ids());
         names.extend(
             self.tests
                 .runs
