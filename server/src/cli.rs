@@ -121,6 +121,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  rdeploy roles --data-dir /var/lib/rdeploy")]
     Roles(RolesArgs),
 
+    /// Build a role tree from a role file; compare two versions and prepare the upgrade.
+    #[command(subcommand)]
+    Role(crate::role::RoleCommand),
+
     /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
     #[command(
         name = "dnsmasq-config",

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod commands;
 mod ops;
+mod role;
 mod serve;
 
 use clap::Parser;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Quota(args) => ops::quota(&args),
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
+        cli::Command::Role(cmd) => role::main(&cmd),
     };
     match result {
         Ok(code) => code.into(),
