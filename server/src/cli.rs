@@ -148,6 +148,9 @@ pub enum Command {
         after_help = "Examples:\n  rdeploy convert-configure /etc/edeploy/vm.configure > vm.configure.rhai\n  rdeploy convert-configure hp.configure -o /etc/rdeploy/hp.configure"
     )]
     ConvertConfigure(ConvertConfigureArgs),
+    /// Build a role tree from a role file; compare two versions and prepare the upgrade.
+    #[command(subcommand)]
+    Role(crate::role::RoleCommand),
 
     /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
     #[command(

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod ops;
 mod pxemngr;
+mod role;
 mod serve;
 mod testops;
 mod wire;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
         cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
+        cli::Command::Role(cmd) => role::main(&cmd),
     };
     match result {
         Ok(code) => code.into(),
