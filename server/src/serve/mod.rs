@@ -28,6 +28,7 @@ pub mod http;
 pub mod identity;
 pub mod images;
 pub mod lifecycle;
+pub mod markup;
 pub mod metrics;
 pub mod nodes;
 pub mod omf;

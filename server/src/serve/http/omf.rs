@@ -10,6 +10,7 @@
 //! <node hrn= ip= img= hex=/>...`) when the request asks for XML (`Accept: .../xml` or
 //! `format=xml`), JSON otherwise. Changes need the admin token when the server has one.
 
+use crate::serve::markup::escape as attr;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -132,22 +133,6 @@ pub fn render_xml(action: &str, nodes: &[OmfNode]) -> String {
         ));
     }
     out.push_str("</nodes></action></response>\n");
-    out
-}
-
-/// Escapes an XML attribute value.
-fn attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -293,21 +293,7 @@ fn rhai_value(v: &serde_json::Value, out: &mut String) {
 }
 
 fn rhai_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&rdeploy_configure::rhai_string(s));
 }
 
 /// `GET /healthz`: looks at the config files now; `200` with `"status": "ok"` or

@@ -6,24 +6,7 @@
 use std::fmt::Write as _;
 
 use super::run::{RunState, TestRun};
-
-/// Escapes text for XML content and attributes, dropping characters XML 1.0 forbids.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::serve::markup::escape as xml_escape;
 
 /// Seconds from `sent_at` to `done_at`, when both are known.
 fn seconds(run: &TestRun) -> Option<u64> {

@@ -7,24 +7,9 @@
 
 pub mod tests;
 
+pub use crate::serve::markup::escape as esc;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Escapes a path segment for a link (`/tests/systems/<name>`).
 pub fn seg(s: &str) -> String {
