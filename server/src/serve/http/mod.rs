@@ -7,10 +7,12 @@
 //!   (`/configurations`);
 //! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`);
 //! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
-//!   `/testnames`, `/testruns`); [`pages`]: the HTML pages (`/`, `/tests/...`).
+//!   `/testnames`, `/testruns`); [`pages`]: the web console (`/`, `/ui/...`, `/tests/...`);
+//! - [`events`]: `GET /events`, node changes as server-sent events.
 
 pub mod admin;
 pub mod boot;
+pub mod events;
 pub mod extract;
 pub mod nodes;
 pub mod pages;
