@@ -55,4 +55,7 @@
   }
   es.addEventListener("node", changed);
   es.addEventListener("lagged", changed);
+  // A page left (or kept in the back-forward cache) gives its connection back: browsers
+  // open few connections per server, and a stream held by a hidden page would starve them.
+  window.addEventListener("pagehide", function () { es.close(); });
 })();

@@ -221,9 +221,9 @@ pub async fn nodes(State(app): State<AppState>, Query(q): Query<NodesQuery>) -> 
     }
     body.push_str("</p>\n");
 
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<p>{total} node{} shown{}; page {} of {pages}. Nodes under way with no event for {} are marked <span class=\"stuck-tag\">stuck</span>.</p>\n",
+        "<p>{total} node{} shown{}; page {} of {pages}. Nodes under way with no event for {} are marked <span class=\"stuck-tag\">stuck</span>.</p>",
         if total == 1 { "" } else { "s" },
         if total == all { String::new() } else { format!(" of {all}") },
         page_no + 1,
@@ -261,7 +261,7 @@ pub async fn nodes(State(app): State<AppState>, Query(q): Query<NodesQuery>) -> 
         };
         let _ = writeln!(
             body,
-            "<tr id=\"node-{id}\"{class}><td><a href=\"/ui/nodes/{link}\">{id}</a></td><td class=\"state-{state}\">{state}{stuck_tag}</td><td>{profile}</td><td>{ip}</td><td>{host}</td><td>{role}</td><td>{boot}</td><td>{event}</td><td title=\"{at}\">{age}</td><td>{version}</td></tr>",
+            "<tr id=\"node-{id}\"{class}><td><a href=\"/ui/nodes/{link}\">{id}</a></td><td class=\"state-{state}\">{state}{stuck_tag}</td><td>{profile}</td><td>{ip}</td><td>{host}</td><td>{role}</td><td>{boot}</td><td class=\"ev\" title=\"{event}\">{event}</td><td title=\"{at}\">{age}</td><td>{version}</td></tr>",
             id = esc(&n.id),
             link = seg(&n.id),
             stuck_tag = if stuck { " (stuck)" } else { "" },
@@ -441,7 +441,7 @@ pub async fn node(
     let state = state_name(node.state);
     let mut body = format!("<div id=\"live\" data-node=\"{}\">\n", esc(&node.id));
     let var_text = |k: &str| json_text(node.var.as_ref().and_then(|v| v.get(k)));
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<table id=\"summary\">\
          <tr><th>state</th><td class=\"state-{state}\" id=\"state\">{state}</td></tr>\
@@ -450,7 +450,7 @@ pub async fn node(
          <tr><th>IP / hostname</th><td>{} {}</td></tr>\
          <tr><th>role / version</th><td>{} {}</td></tr>\
          <tr><th>next boot</th><td id=\"boot\">{}</td></tr>\
-         <tr><th>first seen / updated</th><td>{} / {} ({} ago)</td></tr></table>\n",
+         <tr><th>first seen / updated</th><td>{} / {} ({} ago)</td></tr></table>",
         esc(node.profile.as_deref().unwrap_or("none")),
         esc(&node.identity.macs.join(", ")),
         esc(&var_text("ip")),
@@ -575,7 +575,7 @@ pub async fn profiles(State(app): State<AppState>) -> Response {
     for (i, p) in quota.profiles.iter().enumerate() {
         let cmdb = match (p.cmdb_used, p.cmdb_total) {
             (Some(u), Some(t)) => {
-                let pct = if t == 0 { 100 } else { u * 100 / t };
+                let pct = (u * 100).checked_div(t).unwrap_or(100);
                 format!("<span class=\"bar\" title=\"{pct}%\"><span style=\"width:{pct}%\"></span></span> {u} / {t}")
             }
             _ => "<span class=\"muted\">no CMDB</span>".to_owned(),

@@ -88,7 +88,9 @@ body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#233;color:#fff;padding:.5em 1em;display:flex;gap:1.5em;align-items:baseline}
 header a{color:#cde;text-decoration:none}header a.on{color:#fff;font-weight:bold}
 header .brand{font-weight:bold;color:#fff;margin-right:1em}
-main{padding:1em 1.5em;max-width:80em}
+main{padding:1em 1.5em}
+td pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:60em}
+td.ev{max-width:24em;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#eee}
