@@ -374,6 +374,11 @@ fn an_operator_follows_a_rollout_and_reinstalls_a_node_in_a_real_browser() -> Re
     d.wait_text("#state", |t| t == "configuring")?;
     progress(s, KVM_ID, "finish", "succeeded")?;
     d.wait_text("#state", |t| t == "installed")?;
+    let steps = d.text("#steps")?.context("no steps")?;
+    ensure!(
+        steps.contains("configure") && steps.contains("finish"),
+        "{steps}"
+    );
     d.wait_text("#boot", |t| t == "local")?;
     ensure!(d.js("return window.notReloaded === true")? == json!(true));
     ensure!(d.text("#needs-token")?.is_none());

@@ -401,6 +401,7 @@ fn timeline(node: &Node, now: SystemTime) -> String {
         );
     }
     out.push_str("</table>\n");
+    out.push_str(&steps(node));
     out.push_str("<h3>Events</h3>\n<table id=\"events\"><tr><th>at</th><th>kind</th><th>step</th><th>status</th><th>message</th><th>after</th></tr>\n");
     let mut prev: Option<SystemTime> = None;
     for e in &node.events {
@@ -421,6 +422,53 @@ fn timeline(node: &Node, now: SystemTime) -> String {
             esc(e.status.as_deref().unwrap_or("")),
             esc(&e.message),
             kind = esc(&e.kind),
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The install's steps as the agent reported them (`detect`, `upload`, `configure`,
+/// `install_role`, `bootloader`, `finish` ...): when each started, how it ended, how long it
+/// took (from its `started` to its `succeeded`/`failed` report).
+fn steps(node: &Node) -> String {
+    let mut rows: Vec<(String, String, Option<String>, Option<String>)> = Vec::new();
+    for e in node.events.iter().filter(|e| e.kind == "progress") {
+        let (Some(step), Some(status)) = (e.step.as_deref(), e.status.as_deref()) else {
+            continue;
+        };
+        if status == "started" {
+            rows.push((step.to_owned(), e.at.clone(), None, None));
+        } else if let Some(row) = rows.iter_mut().rev().find(|r| r.0 == step && r.2.is_none()) {
+            row.2 = Some(status.to_owned());
+            row.3 = Some(e.at.clone());
+        } else {
+            rows.push((
+                step.to_owned(),
+                e.at.clone(),
+                Some(status.to_owned()),
+                Some(e.at.clone()),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h3>Steps</h3>\n<table id=\"steps\"><tr><th>step</th><th>started</th><th>result</th><th>took</th></tr>\n");
+    for (step, start, status, end) in rows {
+        let took = end
+            .as_deref()
+            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
+            .zip(humantime::parse_rfc3339_weak(&start).ok())
+            .and_then(|(e, s)| e.duration_since(s).ok())
+            .map_or_else(String::new, |d| short_duration(d.as_secs()));
+        let status = status.unwrap_or_else(|| "running".to_owned());
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"step-{status}\">{status}</td><td class=\"n\">{took}</td></tr>",
+            esc(&step),
+            esc(&start),
+            status = esc(&status),
         );
     }
     out.push_str("</table>\n");

@@ -113,6 +113,7 @@ tr.failed td{background:#fdd}tr.stuck td,.stuck-tag{background:#ffd}
 .bar span{display:block;height:100%;background:#48a}
 form.inline{display:inline}
 .live{font-size:.8em;color:#9ab}
+.step-failed{color:#a00;font-weight:bold}.step-succeeded{color:#060}
 .why{background:#fff3e0;padding:.5em .8em;white-space:pre-wrap;font-family:monospace}
 ";
 
