@@ -118,6 +118,8 @@ pub struct Core {
     /// OMF's hex-IP links and when they lapse (`--omf-link-lifetime`).
     omf: OmfLinks,
     tests: testing::Tests,
+    /// Every node change, for `GET /events`.
+    events: super::events::Events,
     pub metrics: Metrics,
 }
 
@@ -205,6 +207,7 @@ impl Core {
             boot,
             omf,
             tests,
+            events: super::events::Events::default(),
             metrics: Metrics::default(),
         })
     }
@@ -241,6 +244,11 @@ impl Core {
     /// How many nodes are in each state.
     pub fn count_by_state(&self) -> Vec<(rdeploy_configure::wire::NodeState, usize)> {
         self.nodes.count_by_state()
+    }
+
+    /// A listener of every node change from now on (`GET /events`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::events::NodeChange> {
+        self.events.subscribe()
     }
 
     pub fn installs_in_flight(&self) -> usize {
@@ -315,6 +323,7 @@ impl Core {
             .change(id, t)
             .await?
             .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
+        self.events.publish(&node);
         self.follow(before.as_ref(), &node).await;
         let installed = rdeploy_configure::wire::NodeState::Installed;
         if node.state == installed && before.is_some_and(|b| b.state != installed) {
@@ -331,6 +340,7 @@ impl Core {
     async fn record(&self, identity: &Identity, ts: Vec<Transition>) -> Result<Node, ApiError> {
         let before = self.nodes.get(&identity.name);
         let node = self.nodes.record_all(identity, ts).await?;
+        self.events.publish(&node);
         self.follow(before.as_ref(), &node).await;
         Ok(node)
     }
@@ -420,9 +430,15 @@ impl Core {
                 self.slots.release(&identity.name);
                 let err = ApiError::from(refusal);
                 self.metrics.refused(err.code);
+                // The event says why, profile by profile (what `rdeploy check` explains):
+                // the console's "why didn't it match".
+                let mut message = err.message.clone();
+                for t in &err.tried {
+                    message.push_str(&format!("\n  {}: {}", t.profile, t.reason));
+                }
                 let refused = Transition::Refused {
                     code: err.code.to_owned(),
-                    message: err.message.clone(),
+                    message,
                 };
                 self.record(&identity, vec![Transition::Discovered, refused])
                     .await?;
@@ -510,6 +526,32 @@ impl Core {
     /// A role tree install or upgrade report.
     pub async fn tree_report(&self, id: &str, report: TreeReport) -> Result<Node, ApiError> {
         self.change(id, Transition::Tree(report)).await
+    }
+
+    /// The log a node's agent uploaded last (file name and bytes), if any: the newer of
+    /// `<data-dir>/nodes/<id>.log` and `<id>.log.gz`.
+    pub async fn node_log(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, ApiError> {
+        let dir = self.data_dir.join("nodes");
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut newest: Option<(std::time::SystemTime, String)> = None;
+            for name in [format!("{id}.log"), format!("{id}.log.gz")] {
+                if let Ok(m) = std::fs::metadata(dir.join(&name)).and_then(|m| m.modified()) {
+                    if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                        newest = Some((m, name));
+                    }
+                }
+            }
+            let Some((_, name)) = newest else {
+                return Ok(None);
+            };
+            let path = dir.join(&name);
+            std::fs::read(&path)
+                .map(|b| Some((name, b)))
+                .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))
+        })
+        .await
+        .map_err(ApiError::internal)?
     }
 
     /// The agent's log: `<data-dir>/nodes/<id>.log.gz` (gzipped, as eDeploy's agent sent it)

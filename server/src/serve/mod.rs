@@ -14,6 +14,9 @@
 //! PXE Manager's test system is [`testing`] (scripts, runs, parsing, JUnit), decided in
 //! `core/testing.rs` and served by `http/testing.rs` and the pages of `http/pages/`.
 //!
+//! The web console is `http/pages/` (`/`, `/ui/...`); [`events`] is its live feed (`GET
+//! /events`), published by the core at every node change.
+//!
 //! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
 //! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
 //! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
@@ -24,6 +27,7 @@ pub mod core;
 pub mod demo;
 pub mod disk;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod identity;
 pub mod images;
@@ -169,7 +173,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/hosts", get(pxe_pilot::hosts))
         .route("/healthcheck", get(pxe_pilot::healthcheck))
         .route("/v1/healthcheck", get(pxe_pilot::healthcheck))
+        .route("/events", get(http::events::events))
         .merge(http::testing::routes())
+        .merge(http::pages::routes())
         .fallback(|| async {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })

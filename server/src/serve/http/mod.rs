@@ -9,10 +9,12 @@
 //! - [`omf`]: OMF's PXE service (`/pxe/setBootImage`, `/pxe/clearBootImage`, `...NS`);
 //! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, `/boot-profiles`).
 //! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
-//!   `/testnames`, `/testruns`); [`pages`]: the HTML pages (`/`, `/tests/...`).
+//!   `/testnames`, `/testruns`); [`pages`]: the web console (`/`, `/ui/...`, `/tests/...`);
+//! - [`events`]: `GET /events`, node changes as server-sent events.
 
 pub mod admin;
 pub mod boot;
+pub mod events;
 pub mod extract;
 pub mod nodes;
 pub mod omf;

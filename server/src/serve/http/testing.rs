@@ -242,7 +242,6 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/testnames/sync", post(sync))
         .route("/testruns", get(runs).post(queue))
         .route("/testruns/{id}", get(run))
-        .route("/", get(pages::index))
         .route("/tests", get(pages::tests::index))
         .route("/tests/", get(pages::tests::index))
         .route("/tests/systems/{name}", get(pages::tests::system))
