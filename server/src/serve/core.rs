@@ -16,6 +16,7 @@
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
 
+pub mod guard;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub struct Upload {
     /// The variables handed to the configure script, as a JSON object.
     pub var: serde_json::Map<String, serde_json::Value>,
     pub node: Node,
+    /// The node's new token (its record keeps only the digest): the agent sends it back on
+    /// every later call.
+    pub token: String,
 }
 
 /// Which nodes `GET /nodes` lists: `?state=S&profile=P&q=TEXT&after=ID&limit=N` (`q`
@@ -108,6 +112,8 @@ pub struct Core {
     data_dir: PathBuf,
     boot: BootFiles,
     tests: testing::Tests,
+    /// Which variables are secret (masked for whoever is neither the node nor an admin).
+    secrets: super::access::Secrets,
     pub metrics: Metrics,
 }
 
@@ -186,8 +192,15 @@ impl Core {
             data_dir,
             boot,
             tests,
+            secrets: super::access::Secrets::default(),
             metrics: Metrics::default(),
         })
+    }
+
+    /// The same core with other secret patterns (`--secret-pattern`).
+    pub fn with_secrets(mut self, secrets: super::access::Secrets) -> Core {
+        self.secrets = secrets;
+        self
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -413,9 +426,11 @@ impl Core {
             _ => serde_json::Map::new(),
         };
         tracing::info!(profile = %allocation.plan.profile, counted = allocation.counted, "matched");
+        let (token, token_sha256) = super::access::new_token().map_err(ApiError::internal)?;
         let matched = Transition::Matched {
             profile: allocation.plan.profile.clone(),
             var: var.clone(),
+            token_sha256: Some(token_sha256),
         };
         let node = self
             .record(&identity, vec![Transition::Discovered, matched])
@@ -424,6 +439,7 @@ impl Core {
             allocation,
             var,
             node,
+            token,
         })
     }
 

@@ -459,6 +459,7 @@ mod tests {
                 Transition::Matched {
                     profile: "vm".into(),
                     var,
+                    token_sha256: None,
                 },
             )
             .await?;
@@ -493,6 +494,7 @@ mod tests {
         let matched = Transition::Matched {
             profile: "vm".into(),
             var: serde_json::Map::new(),
+            token_sha256: None,
         };
         nodes
             .record_all(&id, vec![Transition::Discovered, matched.clone()])
@@ -575,6 +577,7 @@ mod tests {
                     Transition::Matched {
                         profile: "vm".into(),
                         var,
+                        token_sha256: None,
                     },
                 ],
             )

@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::super::boot::BootTarget;
+use super::super::core::guard::LocalBoot;
 use super::super::error::ApiError;
 use super::super::record::Node;
 use super::super::AppState;
-use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape};
+use super::extract::{parse_mac, Admin, Body, Cred, Mac, NodeId, Shape};
 use super::{accepts_json, text};
 use crate::wire::NodeBoot;
 
@@ -71,28 +71,21 @@ pub async fn localboot_caller(
     ))
 }
 
-/// `GET /localboot/{mac}`.
+/// `GET /localboot/{mac}`: from the machine itself (its address or its node token) or
+/// an admin (`core/guard.rs`).
 pub async fn localboot_mac(
     State(app): State<AppState>,
     Mac(mac): Mac,
+    Cred(cred): Cred,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match app.core.node_by_mac(&mac) {
-        Some(node) => {
-            let why = format!("localboot for {mac}");
-            let node = app.core.localboot(&node, &why).await?;
-            Ok(answer(
-                &headers,
-                &node,
-                format!("{}: next boot local", node.id),
-            ))
-        }
-        None => {
-            app.core
-                .set_boot_by_mac(&mac, BootTarget::Local, "localboot")
-                .await?;
-            Ok(text(format!("{mac}: next boot local\n")))
-        }
+    match app.core.localboot_mac(&mac, &cred).await? {
+        LocalBoot::Node(node) => Ok(answer(
+            &headers,
+            &node,
+            format!("{}: next boot local", node.id),
+        )),
+        LocalBoot::System => Ok(text(format!("{mac}: next boot local\n"))),
     }
 }
 
