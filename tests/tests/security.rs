@@ -32,10 +32,10 @@ fn config(dir: &Path) -> Result<()> {
         dir.join("vm.specs"),
         "[('system', 'product', 'name', 'KVM'), ('network', '$eth', 'serial', '$mac')]\n",
     )?;
-    std::fs::write(
-        dir.join("vm.cmdb"),
-        "generate({'ip': '127.0.0.1-5', 'hostname': 'vm1-5', 'ipmi_password': 'hunter2', 'bmc_user': 'root', 'secrets': ['bmc_user']})\n",
-    )?;
+    let entries: Vec<String> = (1..=5)
+        .map(|i| format!("{{'ip': '127.0.0.{i}', 'hostname': 'vm{i}', 'ipmi_password': 'hunter2', 'bmc_user': 'root', 'secrets': ['bmc_user']}}"))
+        .collect();
+    std::fs::write(dir.join("vm.cmdb"), format!("[{}]\n", entries.join(",\n ")))?;
     std::fs::write(dir.join("vm.configure"), "// vm\n")?;
     Ok(())
 }
@@ -88,8 +88,9 @@ impl Lab {
             .header("Accept", "application/json")
             .body(hw.clone())
             .send()?;
-        ensure!(resp.status() == 200, "upload: {}", resp.status());
+        let status = resp.status();
         let reply: Value = resp.json()?;
+        ensure!(status == 200, "upload: {status} {reply}");
         Ok(Up {
             id: reply["node"].as_str().context("node")?.to_owned(),
             token: reply["token"].as_str().context("token")?.to_owned(),

@@ -212,6 +212,9 @@ fn install_http(
         node: spec.node.clone(),
     }
     .save(root)?;
+    if let Some(token) = &spec.token {
+        super::conf::save_token(root, token)?;
+    }
     Ok(InstallStats {
         files: made + files.load(Ordering::Relaxed),
         bytes: bytes.load(Ordering::Relaxed),
@@ -271,6 +274,9 @@ fn install_rsync(
             node: spec.node.clone(),
         }
         .save(Path::new(&spec.target))?;
+        if let Some(token) = &spec.token {
+            super::conf::save_token(Path::new(&spec.target), token)?;
+        }
     }
     progress(&format!(
         "rsync: {} files, {} bytes transferred",

@@ -284,7 +284,7 @@ fn run_upgrade(
 ) -> Result<ExitCode> {
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server)?;
+    let client = Client::new(server)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
