@@ -2,7 +2,8 @@
 //! deployed hosts (upgrades).
 //!
 //! Thin: parse the command line, set up logging, run one function per subcommand, turn the
-//! outcome into an exit code.
+//! outcome into an exit code. Invoked as `edeploy` (a symlink), it takes eDeploy's host
+//! verbs (`edeploy upgrade VERSION`, `list`, `verify` ...): see `tree::edeploy_args`.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -10,8 +11,27 @@ use std::process::ExitCode;
 use rdeploy_agent::cli::{Cli, Command};
 use rdeploy_agent::{detect, run, testloop, tree};
 
+/// The name this program was invoked under (`edeploy` for eDeploy's host tool).
+fn program_name() -> Option<String> {
+    let arg0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&arg0).file_name()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = if program_name().as_deref() == Some("edeploy") {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let Some(words) = tree::edeploy_args(&args) else {
+            eprintln!("{}", tree::EDEPLOY_USAGE);
+            return ExitCode::from(1);
+        };
+        Cli::parse_from(words)
+    } else {
+        Cli::parse()
+    };
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Detect(args) => detect::main(&args),

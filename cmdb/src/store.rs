@@ -211,11 +211,45 @@ fn commit(dir: &Path, writes: &[Write]) -> Result<(), StoreError> {
         [] => Ok(()),
         [Write::Replace(name, content)] => write_atomic(dir, name, content),
         _ => {
+            // Every staged file is written and synced on its own thread: the file system
+            // folds concurrent syncs into few journal commits, so a batch that touches
+            // `state`, several CMDBs and the ledger waits about one sync, not one per file.
+            let staged: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = writes
+                    .iter()
+                    .map(|w| {
+                        scope.spawn(move || {
+                            let name = w.name();
+                            write_synced(
+                                &dir.join(new_name(name)),
+                                w.content().as_bytes(),
+                                &dir.join(name),
+                            )
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Journal {
+                                path: dir.to_owned(),
+                                reason: "a staging thread panicked".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            if let Some(Err(e)) = staged.into_iter().find(Result::is_err) {
+                for w in writes {
+                    let _ = fs::remove_file(dir.join(new_name(w.name())));
+                }
+                return Err(e);
+            }
             let mut journal = Vec::with_capacity(writes.len());
             for w in writes {
                 let name = w.name().to_owned();
                 let target = dir.join(&name);
-                write_synced(&dir.join(new_name(&name)), w.content().as_bytes(), &target)?;
                 journal.push(match w {
                     Write::Replace(..) => journal::Entry::Replace(name),
                     Write::Append(..) => {

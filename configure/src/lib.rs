@@ -34,6 +34,7 @@ mod host;
 pub mod network;
 mod options;
 mod outcome;
+pub mod python;
 mod system;
 pub mod tools;
 pub mod tree_wire;

@@ -114,6 +114,19 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The server's CPU time so far (user + system), from `/proc/<pid>/stat`: less sensitive
+/// to a busy machine than the wall time.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks: 100 per second on Linux.
+    Some((utime + stime) / 100.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -264,13 +277,18 @@ async fn main() -> Res {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_kib(pid);
+    let cpu = cpu_seconds(pid);
     let health: serde_json::Value = http
         .get(format!("{base}/healthz"))
         .send()
         .await?
         .json()
         .await?;
-    println!("storm: writer commits: {}", health["config"]["commits"]);
+    println!(
+        "storm: writer commits: {}; server CPU time {}",
+        health["config"]["commits"],
+        cpu.map_or("?".to_owned(), |c| format!("{c:.2} s"))
+    );
     let _ = child.kill();
     let _ = child.wait();
     lat.sort();

@@ -99,14 +99,19 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
 
-    /// Machines known by name and MACs before they send an inventory (PXE Manager's addsystem).
+    /// Machines known by name, MACs and addresses before they send an inventory (PXE
+    /// Manager's verbs: addsystem, delsystem, dpysystem, syncbootnames, nextboot).
+    ///
+    /// The same binary invoked as `pxemngr` (a symlink) takes PXE Manager's own command
+    /// lines: `pxemngr addsystem NAME MAC|IP...`, `pxemngr nextboot NAME|default PROFILE`.
     #[command(subcommand)]
     System(SystemCommand),
 
-    /// Set what a node (by id, registered system name or MAC) boots next: install, local or
-    /// a boot profile. `nextboot NODE install` re-installs an installed node.
+    /// Set what a machine (node id, registered system, hostname, MAC or address) boots next:
+    /// install, local or a boot profile; `default` sets the site default
+    /// (pxelinux.cfg/default). `nextboot NODE install` re-installs an installed node.
     #[command(
-        after_help = "Examples:\n  rdeploy nextboot KVM-S1-52-54-00-12-34-56 install\n  rdeploy nextboot 52:54:00:12:34:56 rescue"
+        after_help = "Examples:\n  rdeploy nextboot KVM-S1-52-54-00-12-34-56 install\n  rdeploy nextboot 52:54:00:12:34:56 rescue\n  rdeploy nextboot default local"
     )]
     Nextboot(NextbootArgs),
 
@@ -128,6 +133,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  rdeploy roles --data-dir /var/lib/rdeploy")]
     Roles(RolesArgs),
 
+    /// Convert an eDeploy Python configure script to a Rhai one, saying line by line what
+    /// could not be converted.
+    ///
+    /// Converts the subset eDeploy's own examples use: var[...], run(...), set_role(...),
+    /// config(path).write(...), open('/chroot/...').write(...), % formatting, for over
+    /// tuples and range(), if/elif/else, try/except, print, ipmi.setup_user/setup_network,
+    /// sleep. Each statement it cannot convert (eDeploy's hpacucli module, subprocess, ...)
+    /// is reported on stderr as FILE:LINE: not converted: REASON, and kept in the output as
+    /// a comment followed by a `throw`, so the script compiles and a run stops there. Exit
+    /// 0 when everything converted, 1 when some statements did not, 2 on an error.
+    #[command(
+        name = "convert-configure",
+        after_help = "Examples:\n  rdeploy convert-configure /etc/edeploy/vm.configure > vm.configure.rhai\n  rdeploy convert-configure hp.configure -o /etc/rdeploy/hp.configure"
+    )]
+    ConvertConfigure(ConvertConfigureArgs),
+
     /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
     #[command(
         name = "dnsmasq-config",
@@ -137,7 +158,7 @@ pub enum Command {
 }
 
 /// How to reach a running `rdeploy serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// The server's URL.
     #[arg(
@@ -200,22 +221,64 @@ pub struct NodeShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Register a machine by name and MAC addresses; it boots `install` until told otherwise.
+    /// Register a machine by name, MACs and IPv4 addresses (or their first octets, `10.34`,
+    /// for a subnet); it boots `install` until told otherwise. A MAC or address another
+    /// system held moves to this one.
+    #[command(
+        visible_alias = "addsystem",
+        after_help = "Example:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12"
+    )]
     Add(SystemAddArgs),
+    /// Forget a registered system and remove its PXELINUX files.
+    #[command(visible_alias = "delsystem")]
+    Del(SystemNameArgs),
+    /// Show a system (or node) by name, MAC or address: MACs, addresses, next boot; `-l`
+    /// lists the names.
+    #[command(visible_alias = "dpysystem")]
+    Show(SystemShowArgs),
+    /// List the registered systems: name, MACs, addresses, next boot.
+    List(ServerArgs),
+    /// The boot profiles the server finds (profiles/*.prof, conf/*), and what is missing
+    /// (the mandatory local.prof); exit 1 when something is.
+    #[command(visible_alias = "syncbootnames")]
+    Profiles(ServerArgs),
+    /// Same as `rdeploy nextboot NAME|default TARGET`.
+    Nextboot(NextbootArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SystemAddArgs {
     pub name: String,
-    #[arg(value_name = "MAC", required = true)]
-    pub macs: Vec<String>,
+    /// MAC addresses and IPv4 addresses, in any order.
+    #[arg(value_name = "MAC|IP", required = true)]
+    pub addrs: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemNameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemShowArgs {
+    /// A system name, node id, MAC or address.
+    #[arg(required_unless_present = "list")]
+    pub key: Option<String>,
+    /// List the system names instead.
+    #[arg(short = 'l', conflicts_with = "key")]
+    pub list: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct NextbootArgs {
-    /// Node id, registered system name or MAC address.
+    /// Node id, registered system name, hostname, MAC or address; `default` for the site
+    /// default.
     pub name: String,
     /// install, local, or a boot profile name.
     pub target: String,
@@ -259,8 +322,9 @@ pub struct ServeArgs {
     /// default: http://<listen address>.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names);
-    /// boot profiles are read from pxelinux.cfg/profiles/*.prof there.
+    /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names, and
+    /// a `default` that boots the local disk when there is none); boot profiles are read
+    /// from pxelinux.cfg/profiles/*.prof and PXE Pilot's pxelinux.cfg/conf/* there.
     #[arg(long, value_name = "DIR")]
     pub tftp_root: Option<PathBuf>,
     /// URL of the install kernel for iPXE; default: <public-url>/images/vmlinuz.
@@ -300,6 +364,14 @@ pub struct ServeArgs {
     /// default patterns *password*, *secret*, *token*, *key*.
     #[arg(long = "secret-pattern", value_name = "PATTERN")]
     pub secret_patterns: Vec<String>,
+    /// OMF's link lifetime: a `/pxe/setBootImage` link lapses after this long and the node
+    /// boots its disk again (OMF used 300s); default: links stay until clearBootImage.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub omf_link_lifetime: Option<std::time::Duration>,
+    /// The static rdeploy-agent served at GET /agent (deployed hosts fetch it with curl);
+    /// default: rdeploy-agent beside this rdeploy binary, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
     /// PXE Manager's tests dir: test scripts `NAME.test` (Jinja/Django templates) that
     /// systems get from /nexttest/; default: DATA_DIR/tests, created with a wait.test.
     #[arg(long, value_name = "DIR")]
@@ -344,6 +416,16 @@ pub struct MatchArgs {
     /// Report a failed install of PROFILE instead: gives its quota one install back.
     #[arg(long, value_name = "PROFILE", conflicts_with = "hw")]
     pub failure: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertConfigureArgs {
+    /// The eDeploy configure script (Python).
+    #[arg(value_name = "FILE.configure")]
+    pub file: PathBuf,
+    /// Write the Rhai script there (atomically) instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! `rdeploy`: the provisioning server and the operator's command line.
 //!
 //! Thin: parse the command line, set up logging, run one function per subcommand, turn
-//! the outcome into an exit code (0 ok, 1 no match, 2 error).
+//! the outcome into an exit code (0 ok, 1 no match, 2 error). Invoked as `pxemngr` (a
+//! symlink), it takes PXE Manager's verbs instead ([`pxemngr`]).
 
 mod check;
 mod cli;
@@ -15,9 +16,21 @@ mod wire;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The name this program was invoked under (`pxemngr` for the multi-call form).
+fn program_name() -> Option<String> {
+    let arg0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&arg0).file_name()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 fn main() -> ExitCode {
-    if let Some(code) = pxemngr::dispatch() {
-        return code;
+    if program_name().as_deref() == Some("pxemngr") {
+        init_tracing(0);
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return pxemngr::main(&args);
     }
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
@@ -29,7 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Nodes(args) => ops::nodes(&args),
         cli::Command::Node(cli::NodeCommand::Show(args)) => ops::node_show(&args),
-        cli::Command::System(cli::SystemCommand::Add(args)) => ops::system_add(&args),
+        cli::Command::System(cmd) => system(cmd),
         cli::Command::Nextboot(args) => ops::nextboot(&args),
         cli::Command::Localboot(args) => ops::nextboot(&cli::NextbootArgs {
             name: args.name,
@@ -45,6 +58,7 @@ fn main() -> ExitCode {
             testops::list(&a.server, a.system.as_deref())
         }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
+        cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
     };
     match result {
@@ -53,6 +67,19 @@ fn main() -> ExitCode {
             eprintln!("rdeploy: error: {e:#}");
             commands::Outcome::Error.into()
         }
+    }
+}
+
+/// `rdeploy system ...`.
+fn system(cmd: cli::SystemCommand) -> anyhow::Result<commands::Outcome> {
+    use cli::SystemCommand as S;
+    match cmd {
+        S::Add(a) => ops::system_add(&a.server, &a.name, &a.addrs),
+        S::Del(a) => ops::system_del(&a.server, &a.name),
+        S::Show(a) => ops::system_show(&a.server, a.key.as_deref().filter(|_| !a.list)),
+        S::List(server) => ops::system_list(&server),
+        S::Profiles(server) => ops::system_profiles(&server),
+        S::Nextboot(a) => ops::nextboot(&a),
     }
 }
 

@@ -1,14 +1,17 @@
 //! The operator's subcommands: they talk to the running server over HTTP (one writer, no
-//! split brain) — `nodes`, `node show`, `system add`, `nextboot`, `localboot`, `quota` — and
-//! `dnsmasq-config`, which only prints.
+//! split brain) — `nodes`, `node show`, `system add|del|show|list|profiles`, `nextboot`,
+//! `localboot`, `quota` — and `dnsmasq-config`, which only prints. The `pxemngr` verbs
+//! ([`crate::pxemngr`]) call the same functions.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
+use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs};
 use crate::commands::Outcome;
-use crate::wire::{BootChange, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo};
+use crate::wire::{
+    BootChange, BootProfiles, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo, SystemList,
+};
 
 /// A client for the server's operator endpoints.
 pub(crate) struct Client {
@@ -98,6 +101,22 @@ impl Client {
     ) -> Result<T> {
         self.call(reqwest::Method::POST, path, Some(body))
     }
+
+    fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::DELETE, path, None)
+    }
+}
+
+/// One path segment of a URL, escaped.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn s(v: &serde_json::Value) -> String {
@@ -208,20 +227,110 @@ pub fn node_show(args: &NodeShowArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// `rdeploy system add NAME MAC...`.
-pub fn system_add(args: &SystemAddArgs) -> Result<Outcome> {
-    let c = Client::new(&args.server)?;
+/// `rdeploy system add NAME MAC|IP...` (`pxemngr addsystem`): a word that is a MAC is a
+/// MAC, any other an IPv4 address (the server checks it).
+pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<Outcome> {
+    let (macs, addresses): (Vec<&String>, Vec<&String>) = addrs
+        .iter()
+        .partition(|a| crate::serve::identity::normalize_mac(a).is_some());
+    let c = Client::new(server)?;
     let answer: SystemInfo = c.post(
         "/systems",
-        serde_json::json!({"name": args.name, "macs": args.macs}),
+        serde_json::json!({"name": name, "macs": macs, "addresses": addresses}),
     )?;
+    let all: Vec<String> = answer
+        .macs
+        .iter()
+        .chain(answer.addresses.iter())
+        .cloned()
+        .collect();
     println!(
         "{}: {} (next boot {})",
         answer.name,
-        answer.macs.join(", "),
+        all.join(", "),
         answer.boot
     );
     Ok(Outcome::Ok)
+}
+
+/// `rdeploy system del NAME` (`pxemngr delsystem`).
+pub fn system_del(server: &ServerArgs, name: &str) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: SystemInfo = c.delete(&format!("/systems/{}", segment(name)))?;
+    println!("{}: deleted", answer.name);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system show NAME|MAC|IP` (`pxemngr dpysystem`), in PXE Manager's layout; `-l`
+/// lists the names.
+pub fn system_show(server: &ServerArgs, key: Option<&str>) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let Some(key) = key else {
+        let answer: SystemList = c.get("/systems")?;
+        for s in answer.systems {
+            println!("{}", s.name);
+        }
+        return Ok(Outcome::Ok);
+    };
+    let s: SystemInfo = c.get(&format!("/systems/{}", segment(key)))?;
+    println!("Name: {}", s.name);
+    if let Some(node) = &s.node {
+        println!("Node: {node}");
+    }
+    for m in &s.macs {
+        println!("Mac: {m}");
+    }
+    for a in &s.addresses {
+        let hex = crate::serve::boot::render::hex_prefix(a).unwrap_or_default();
+        println!("IP: {a} ({hex})");
+    }
+    println!("Next boot: {}", s.boot);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system list`: name, MACs, addresses, next boot.
+pub fn system_list(server: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: SystemList = c.get("/systems")?;
+    let mut rows = vec![["SYSTEM", "MACS", "ADDRESSES", "BOOT"]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect::<Vec<_>>()];
+    for s in answer.systems {
+        let or_dash = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        rows.push(vec![
+            s.name.clone(),
+            or_dash(&s.macs),
+            or_dash(&s.addresses),
+            s.boot,
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system profiles` (`pxemngr syncbootnames`): the boot profiles the server
+/// finds; what is missing on stderr, and exit 1 then.
+pub fn system_profiles(server: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: BootProfiles = c.get("/boot-profiles")?;
+    for p in &answer.profiles {
+        println!("registering {p}");
+    }
+    for problem in &answer.problems {
+        eprintln!("error {problem}");
+    }
+    Ok(if answer.problems.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::NoMatch
+    })
 }
 
 /// `rdeploy nextboot NAME TARGET` (and `localboot NAME`).

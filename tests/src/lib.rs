@@ -278,3 +278,44 @@ pub fn fake_tools(dir: &Path, tools: &[(&str, Option<&str>)]) -> Result<String> 
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     Ok(format!("{}:{path}", dir.display()))
 }
+
+/// Runs `curl ARGS...` (the seed systems' documentation uses curl, so their tests do too).
+pub fn curl(args: &[&str]) -> Result<Output> {
+    let out = Command::new("curl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run curl (Debian package curl, listed in scripts/apt-packages)")?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// A symlink `dir/name` to workspace binary `binary`: the multi-call names (`pxemngr` for
+/// `rdeploy`, `edeploy` for `rdeploy-agent`) as an operator installs them.
+pub fn multi_call(binary: &str, name: &str, dir: &Path) -> Result<PathBuf> {
+    let target = self::binary(binary)?;
+    std::fs::create_dir_all(dir)?;
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))?;
+    Ok(link)
+}
+
+/// Runs a program (a multi-call link) with arguments and extra environment variables.
+pub fn run_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

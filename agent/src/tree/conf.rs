@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 /// Where the file lives, relative to a system's root.
 pub const CONF_PATH: &str = "var/lib/rdeploy/conf";
 
+/// Where eDeploy kept it, read when rdeploy's is missing (a host eDeploy installed).
+pub const EDEPLOY_CONF_PATH: &str = "var/lib/edeploy/conf";
+
 /// The installed system's description.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Conf {
@@ -104,9 +107,14 @@ impl Conf {
         Ok(c)
     }
 
-    /// Reads `root/var/lib/rdeploy/conf`.
+    /// Reads `root/var/lib/rdeploy/conf`, or eDeploy's `root/var/lib/edeploy/conf` on a
+    /// host eDeploy installed.
     pub fn load(root: &Path) -> Result<Conf> {
-        let path = Conf::path(root);
+        let mut path = Conf::path(root);
+        let edeploy = root.join(EDEPLOY_CONF_PATH);
+        if !path.exists() && edeploy.exists() {
+            path = edeploy;
+        }
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read {} (is this an rdeploy-installed system? --root names another root)",

@@ -35,13 +35,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Rules from the texts of `exclude` and `add_only`.
+    /// Rules from the texts of `exclude` and `add_only` (the latter read as eDeploy read it,
+    /// [`super::filter::add_only_rules`]).
     pub fn new(exclude: &str, add_only: &str) -> Rules {
         let mut ex = Filter::parse(IMPLICIT_EXCLUDES);
         ex.extend(&Filter::parse(exclude));
         Rules {
             exclude: ex,
-            add_only: Filter::parse(add_only),
+            add_only: Filter::parse(&super::filter::add_only_rules(add_only)),
         }
     }
 }

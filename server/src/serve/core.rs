@@ -15,6 +15,13 @@
 //!
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
+//!
+//! What the seed systems ask of a machine (PXE Manager's systems and callers, PXE Pilot's
+//! deploys, OMF's boot images) is decided in [`seeds`], on the same state.
+
+mod seeds;
+
+pub use seeds::{HostRef, Machine};
 
 pub mod guard;
 pub mod testing;
@@ -34,10 +41,11 @@ use super::identity::{normalize_mac, sanitize, Identity};
 use super::lifecycle::Transition;
 use super::metrics::Metrics;
 use super::nodes::Nodes;
+use super::omf::OmfLinks;
 use super::record::Node;
 use super::slots::Slots;
 use super::store::{Change, Sqlite, Store};
-use super::systems::{System, Systems};
+use super::systems::{System, Systems, SITE_DEFAULT};
 use super::writer::{UploadJob, Writer};
 use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
 
@@ -111,6 +119,8 @@ pub struct Core {
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
+    /// OMF's hex-IP links and when they lapse (`--omf-link-lifetime`).
+    omf: OmfLinks,
     tests: testing::Tests,
     /// Which variables are secret (masked for whoever is neither the node nor an admin).
     secrets: super::access::Secrets,
@@ -181,6 +191,14 @@ impl Core {
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
         let systems = Systems::new(loaded.systems, store.clone());
+        // OMF's default: a machine with no file of its own boots its disk.
+        if boot
+            .ensure_default()
+            .with_context(|| "cannot write pxelinux.cfg/default under the TFTP root")?
+        {
+            tracing::info!("wrote pxelinux.cfg/default (boot the local disk)");
+        }
+        let omf = OmfLinks::new(boot.omf_link_lifetime);
         let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
@@ -191,6 +209,7 @@ impl Core {
             disk,
             data_dir,
             boot,
+            omf,
             tests,
             secrets: super::access::Secrets::default(),
             metrics: Metrics::default(),
@@ -215,11 +234,6 @@ impl Core {
 
     pub fn node(&self, id: &str) -> Option<Node> {
         self.nodes.get(id)
-    }
-
-    /// The node owning a MAC (any of its MACs), most recently updated first.
-    pub fn node_by_mac(&self, mac: &str) -> Option<Node> {
-        self.nodes.by_mac(mac)
     }
 
     pub fn node_count(&self) -> usize {
@@ -341,7 +355,8 @@ impl Core {
             return;
         }
         let (boot, macs, ip) = key;
-        self.sync_files(BootFiles::file_names(&macs, ip.as_deref()), boot)
+        let addresses: Vec<String> = ip.into_iter().collect();
+        self.sync_files(BootFiles::file_names(&macs, &addresses), boot)
             .await;
     }
 
@@ -364,9 +379,17 @@ impl Core {
 
     /// An inventory upload: the re-install guard (the life cycle's table), admission,
     /// the allocation (writer thread, group commit) beside the `.hw` file (disk thread),
-    /// then the node record. A refused upload is recorded too (`refused` event).
-    pub async fn upload(&self, inventory: Inventory) -> Result<Upload, ApiError> {
-        let identity = Identity::of(&inventory);
+    /// then the node record. A refused upload is recorded too (`refused` event). `from`,
+    /// the address the upload came from, is one the node is known by from then on.
+    pub async fn upload(
+        &self,
+        inventory: Inventory,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Upload, ApiError> {
+        let mut identity = Identity::of(&inventory);
+        if let Some(ip) = from {
+            identity.seen_from(ip);
+        }
         tracing::Span::current().record("node", identity.name.as_str());
         self.metrics.upload();
         if let Err(illegal) = self.nodes.check(&identity, &Transition::Discovered) {
@@ -546,6 +569,45 @@ impl Core {
         Ok(name)
     }
 
+    /// A log eDeploy's agent posted to `upload.py` (a `file` named `<vendor>-<product>-
+    /// <serial>.log.gz`): kept as `<data-dir>/logs/<name>`, the previous one of that name
+    /// renamed `<name minus .log.gz>.<unix time>.log.gz` first, as eDeploy's CGI did. Returns
+    /// the file name.
+    pub async fn save_upload_log(
+        &self,
+        name: &str,
+        bytes: axum::body::Bytes,
+    ) -> Result<String, ApiError> {
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let name = sanitize(base)
+            .filter(|n| n.ends_with(".log.gz"))
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_log", format!("{name:?} is not a log file name"))
+            })?;
+        let dir = self.data_dir.join("logs");
+        let (d, n) = (dir.clone(), name.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&d)?;
+            let old = d.join(&n);
+            if old.exists() {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_secs());
+                let stem = n.trim_end_matches(".log.gz");
+                std::fs::rename(&old, d.join(format!("{stem}.{secs}.log.gz")))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        self.disk
+            .write_bytes_atomic(dir, name.clone(), bytes)
+            .await?;
+        tracing::info!(log = %name, "eDeploy agent log saved");
+        Ok(name)
+    }
+
     // ---- boot control ------------------------------------------------------------------
 
     /// A boot target an operator or a seed system named: `install`, `local`, or a boot
@@ -562,15 +624,19 @@ impl Core {
     }
 
     /// The iPXE script of the machine with this MAC: its node's next boot, else its
-    /// registered system's, else `install`. An installed node booting the network again
-    /// gets `local` and an alert (the re-install loop guard).
+    /// registered system's, else the site default an operator set, else `install`. An
+    /// installed node booting the network again gets `local` and an alert (the re-install
+    /// loop guard).
     pub async fn boot_script(&self, mac: &str) -> String {
         let Some(node) = self.nodes.by_mac(mac) else {
-            let target = self
-                .systems
-                .registered(mac)
-                .await
-                .unwrap_or(BootTarget::Install);
+            let target = match self.systems.registered(mac).await {
+                Some(t) => t,
+                None => self
+                    .systems
+                    .site_default()
+                    .await
+                    .unwrap_or(BootTarget::Install),
+            };
             return self.boot.ipxe(&target, mac);
         };
         if node.state == rdeploy_configure::wire::NodeState::Installed
@@ -586,25 +652,6 @@ impl Core {
                 .await;
         }
         self.boot.ipxe(&node.boot, &node.id)
-    }
-
-    /// PXE Manager's `localboot`: the node boots its disk from now on (an install under way
-    /// is done).
-    pub async fn localboot(&self, node: &Node, why: &str) -> Result<Node, ApiError> {
-        let why = why.to_owned();
-        self.change(&node.id, Transition::LocalBoot { why }).await
-    }
-
-    /// The node that calls, found by its address (the IP its CMDB entry gave it; PXE
-    /// Manager's way).
-    pub fn caller(&self, ip: std::net::IpAddr) -> Result<Node, ApiError> {
-        let ip = ip.to_string();
-        self.nodes.by_ip(&ip).ok_or_else(|| {
-            ApiError::not_found(
-                "no_such_node",
-                format!("no node was given the address {ip}"),
-            )
-        })
     }
 
     /// Sets the next boot of the machine with this MAC: its node if there is one, else the
@@ -631,33 +678,36 @@ impl Core {
         Ok(None)
     }
 
-    /// Sets the next boot of a node (by id), a registered system (by name) or a MAC.
+    /// Sets the next boot of a machine named by node id, registered system name, CMDB
+    /// hostname, MAC or address (an unknown MAC is registered); `default` is the site
+    /// default (PXE Manager's `nextboot default PROFILE`: `pxelinux.cfg/default` and the iPXE
+    /// answer for machines with nothing of their own).
     pub async fn set_boot(
         &self,
         name: &str,
         target: BootTarget,
         why: &str,
     ) -> Result<BootChange, ApiError> {
-        if sanitize(name).as_deref() == Some(name) {
-            if self.nodes.get(name).is_some() {
-                let why = why.to_owned();
-                let node = self.change(name, Transition::Boot { target, why }).await?;
-                return Ok(BootChange {
-                    node: Some(node.id),
-                    system: None,
-                    mac: None,
-                    boot: node.boot.to_string(),
-                });
-            }
-            if let Some(system) = self.systems.set_boot(name, target.clone()).await? {
-                self.follow_system(&system).await;
-                return Ok(BootChange {
-                    node: None,
-                    system: Some(name.to_owned()),
-                    mac: None,
-                    boot: target.to_string(),
-                });
-            }
+        if name == SITE_DEFAULT {
+            self.systems.set_site_default(target.clone()).await?;
+            let boot = self.boot.clone();
+            let t = target.clone();
+            let written = tokio::task::spawn_blocking(move || boot.set_default(&t))
+                .await
+                .map_err(ApiError::internal)?;
+            written.map_err(|e| {
+                ApiError::internal(format!("cannot write pxelinux.cfg/default: {e}"))
+            })?;
+            return Ok(BootChange {
+                node: None,
+                system: Some(SITE_DEFAULT.to_owned()),
+                mac: None,
+                boot: target.to_string(),
+            });
+        }
+        if let Some(machine) = self.find(name).await {
+            let machine = self.set_machine_boot(machine, target, why).await?;
+            return Ok(machine.boot_change(normalize_mac(name)));
         }
         if let Some(mac) = normalize_mac(name) {
             let node = self.set_boot_by_mac(&mac, target.clone(), why).await?;
@@ -670,40 +720,52 @@ impl Core {
         }
         Err(ApiError::not_found(
             "no_such_node",
-            format!("'{name}' is neither a node, a registered system nor a MAC address"),
+            format!("'{name}' is neither a node, a registered system, a hostname, a MAC nor an address this server knows"),
         ))
     }
 
-    /// Registers (or re-registers) a system: a name for MACs (PXE Manager's `addsystem`).
-    pub async fn add_system(&self, name: &str, macs: &[String]) -> Result<SystemInfo, ApiError> {
+    /// Registers (or re-registers) a system: a name for MACs and IPv4 addresses (PXE
+    /// Manager's `addsystem NAME MAC|IP...`).
+    pub async fn add_system(
+        &self,
+        name: &str,
+        macs: &[String],
+        addresses: &[String],
+    ) -> Result<SystemInfo, ApiError> {
         if sanitize(name).as_deref() != Some(name) {
             return Err(ApiError::bad_request(
                 "bad_system",
                 format!("{name:?} is not a system name (letters, digits, '.', '_', '-')"),
             ));
         }
-        if macs.is_empty() {
+        if macs.is_empty() && addresses.is_empty() {
             return Err(ApiError::bad_request(
                 "bad_system",
-                "a system needs at least one MAC address",
+                "a system needs at least one MAC or IPv4 address",
             ));
         }
-        let system = self.systems.add(name, macs).await?;
+        let (system, _moved) = self.systems.add(name, macs, addresses).await?;
         self.follow_system(&system).await;
         Ok(system_info(name.to_owned(), &system))
     }
 
-    /// A registered system's boot files follow its next boot, as a node's do (a MAC that
-    /// a node owns is the node's: its files are left to it).
+    /// A registered system's boot files follow its next boot, as a node's do: `01-<mac>`
+    /// and the hex-IP name of each address (a MAC that a node owns is the node's: its files
+    /// are left to it).
     async fn follow_system(&self, system: &System) {
+        self.sync_files(self.system_files(system), system.boot.clone())
+            .await;
+    }
+
+    /// The PXELINUX names a registered system's files take.
+    fn system_files(&self, system: &System) -> Vec<String> {
         let macs: Vec<String> = system
             .macs
             .iter()
             .filter(|m| self.nodes.by_mac(m).is_none())
             .cloned()
             .collect();
-        self.sync_files(BootFiles::file_names(&macs, None), system.boot.clone())
-            .await;
+        BootFiles::file_names(&macs, &system.addresses)
     }
 }
 
@@ -711,7 +773,9 @@ fn system_info(name: String, s: &System) -> SystemInfo {
     SystemInfo {
         name,
         macs: s.macs.clone(),
+        addresses: s.addresses.clone(),
         boot: s.boot.to_string(),
+        node: None,
     }
 }
 
@@ -754,7 +818,7 @@ mod tests {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let up = core
-            .upload(inventory.clone())
+            .upload(inventory.clone(), None)
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         assert_eq!(up.allocation.plan.profile, "kvm");
@@ -780,7 +844,7 @@ mod tests {
             .progress(&id, event(Step::Configure, StepStatus::Started))
             .await;
         assert!(stray.is_err_and(|e| e.code == "illegal_transition"));
-        let again = core.upload(inventory).await;
+        let again = core.upload(inventory, None).await;
         assert!(again.is_err_and(|e| e.code == "already_installed"));
         assert_eq!(core.node(&id).map(|n| n.state), Some(NodeState::Installed));
 

@@ -34,6 +34,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nodes;
+pub mod omf;
 pub mod record;
 pub mod roles;
 pub mod slots;
@@ -58,7 +59,7 @@ use crate::cli::ServeArgs;
 use crate::commands::Outcome;
 use boot::BootFiles;
 use error::ApiError;
-use http::{admin, boot as boot_api, nodes as node_api, upload};
+use http::{admin, boot as boot_api, nodes as node_api, omf as omf_api, pxe_pilot, upload};
 use slots::Slots;
 use writer::Writer;
 
@@ -134,13 +135,23 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/upload", post(upload::upload))
+        // eDeploy's agents posted to its CGI.
+        .route("/cgi-bin/upload.py", post(upload::upload))
+        .route("/agent", get(images::agent))
         .route("/healthz", get(upload::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/quota", get(admin::quota))
         .route("/nextboot", post(admin::nextboot))
         .route("/systems", get(admin::systems).post(admin::add_system))
-        .route("/pxe/setBootImage", get(admin::omf_set))
-        .route("/pxe/clearBootImage", get(admin::omf_clear))
+        .route(
+            "/systems/{key}",
+            get(admin::system).delete(admin::delete_system),
+        )
+        .route("/boot-profiles", get(admin::boot_profiles))
+        .route("/pxe/setBootImage", get(omf_api::set))
+        .route("/pxe/setBootImageNS", get(omf_api::set))
+        .route("/pxe/clearBootImage", get(omf_api::clear))
+        .route("/pxe/clearBootImageNS", get(omf_api::clear))
         .route("/nodes/{id}/log", post(node_api::log))
         .route("/nodes", get(node_api::list))
         .route("/nodes/{id}", get(node_api::show))
@@ -161,11 +172,25 @@ pub fn app(state: AppState) -> Router {
         .route("/images/{file}", get(images::image))
         .route("/boot.ipxe", get(boot_api::generic_ipxe))
         .route("/boot/{file}", get(boot_api::mac_ipxe))
+        // PXE Manager's URLs, with and without the trailing slash its scripts use.
         .route("/localboot", get(boot_api::localboot_caller))
+        .route("/localboot/", get(boot_api::localboot_caller))
         .route("/localboot/{mac}", get(boot_api::localboot_mac))
+        .route("/localboot/{mac}/", get(boot_api::localboot_mac))
         .route("/profile", get(boot_api::profile_caller))
-        .route("/configurations", get(boot_api::configurations))
-        .route("/configurations/{name}/deploy", put(boot_api::deploy))
+        .route("/profile/", get(boot_api::profile_caller))
+        .route("/profile/{mac}", get(boot_api::profile_mac))
+        .route("/profile/{mac}/", get(boot_api::profile_mac))
+        // PXE Pilot's, at its first paths and its later /v1 ones.
+        .route("/configurations", get(pxe_pilot::configurations))
+        .route("/v1/configurations", get(pxe_pilot::configurations))
+        .route("/v1/configurations/{name}", get(pxe_pilot::configuration))
+        .route("/configurations/{name}/deploy", put(pxe_pilot::deploy))
+        .route("/v1/configurations/{name}/deploy", put(pxe_pilot::deploy))
+        .route("/hosts", get(pxe_pilot::hosts))
+        .route("/v1/hosts", get(pxe_pilot::hosts))
+        .route("/healthcheck", get(pxe_pilot::healthcheck))
+        .route("/v1/healthcheck", get(pxe_pilot::healthcheck))
         .merge(http::testing::routes())
         .fallback(|| async {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
@@ -221,6 +246,13 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     }
     boot.kernel_args.clone_from(&args.kernel_args);
     boot.images_dir.clone_from(&args.images_dir);
+    boot.agent_binary = match &args.agent_binary {
+        Some(f) => {
+            anyhow::ensure!(f.is_file(), "{}: --agent-binary is not a file", f.display());
+            Some(f.clone())
+        }
+        None => images::agent_beside_server(),
+    };
     let access = access_config(
         &TokenFiles {
             admin: args.admin_token_file.as_deref(),
@@ -230,7 +262,8 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         addr,
         &data_dir,
     )?;
-    let boot = BootFiles::new(boot, args.tftp_root.clone(), &data_dir);
+    let mut boot = BootFiles::new(boot, args.tftp_root.clone(), &data_dir);
+    boot.omf_link_lifetime = args.omf_link_lifetime;
     let slots = Slots::new(args.max_installs, args.install_timeout);
     let mut tests = testing::TestsConfig::new(&data_dir);
     if let Some(dir) = &args.tests_dir {
@@ -264,6 +297,16 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    if let Some(tick) = state.core.omf_tick() {
+        // OMF's link lifetime: lapsed links are cleared (the node boots its disk).
+        let core_state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                core_state.core.omf_expire(std::time::Instant::now()).await;
+            }
+        });
+    }
     tracing::info!(%addr, "serving");
     axum::serve(
         listener,

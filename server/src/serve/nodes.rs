@@ -48,12 +48,19 @@ pub enum NodesError {
     },
 }
 
+/// A string of the node's CMDB entry.
+fn var_str<'a>(n: &'a Node, key: &str) -> Option<&'a str> {
+    n.var.as_ref()?.get(key)?.as_str()
+}
+
 /// The records in memory, indexed by MAC and by address.
 #[derive(Debug, Default)]
 struct Records {
     map: BTreeMap<String, Node>,
     by_mac: HashMap<String, BTreeSet<String>>,
     by_ip: HashMap<String, BTreeSet<String>>,
+    /// The other addresses a node is known by: its inventory's, its uploads'.
+    by_seen: HashMap<String, BTreeSet<String>>,
 }
 
 /// The normalized MACs and the addresses a node is known by.
@@ -85,13 +92,24 @@ impl Records {
         for ip in ips {
             self.by_ip.entry(ip).or_default().insert(node.id.clone());
         }
+        for a in &node.identity.addresses {
+            self.by_seen
+                .entry(a.clone())
+                .or_default()
+                .insert(node.id.clone());
+        }
         self.map.insert(node.id.clone(), node);
     }
 
     fn remove(&mut self, id: &str) -> Option<Node> {
         let old = self.map.remove(id)?;
         let (macs, ips) = keys(&old);
-        for (index, ks) in [(&mut self.by_mac, macs), (&mut self.by_ip, ips)] {
+        let seen = old.identity.addresses.clone();
+        for (index, ks) in [
+            (&mut self.by_mac, macs),
+            (&mut self.by_ip, ips),
+            (&mut self.by_seen, seen),
+        ] {
             for k in ks {
                 if let Some(ids) = index.get_mut(&k) {
                     ids.remove(id);
@@ -240,10 +258,27 @@ impl Nodes {
         records.newest(records.by_mac.get(&mac)?)
     }
 
-    /// The node whose CMDB entry gave it this IP address.
-    pub fn by_ip(&self, ip: &str) -> Option<Node> {
+    /// The node known by this address: the one whose CMDB entry gave it the address, else
+    /// one that reported it in its inventory or uploaded from it; the most recently
+    /// updated first.
+    pub fn by_address(&self, ip: &str) -> Option<Node> {
         let records = self.records.lock().ok()?;
-        records.newest(records.by_ip.get(ip)?)
+        records
+            .by_ip
+            .get(ip)
+            .and_then(|ids| records.newest(ids))
+            .or_else(|| records.newest(records.by_seen.get(ip)?))
+    }
+
+    /// The node whose CMDB entry names it `hostname` (OMF and PXE Pilot name hosts so).
+    pub fn by_hostname(&self, hostname: &str) -> Option<Node> {
+        let records = self.records.lock().ok()?;
+        records
+            .map
+            .values()
+            .filter(|n| var_str(n, "hostname") == Some(hostname))
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at))
+            .cloned()
     }
 
     /// Forgets the oldest machines that never matched a profile (refused uploads: junk or
@@ -474,7 +509,7 @@ mod tests {
             again.by_mac("52-54-00-00-00-01").map(|n| n.id),
             Some(id.name.clone())
         );
-        assert_eq!(again.by_ip("10.0.0.1").map(|n| n.id), Some(id.name));
+        assert_eq!(again.by_address("10.0.0.1").map(|n| n.id), Some(id.name));
         Ok(())
     }
 
@@ -589,7 +624,7 @@ mod tests {
             "a matched machine is never expired"
         );
         assert_eq!(
-            nodes.by_ip("10.0.0.9").map(|n| n.id).as_deref(),
+            nodes.by_address("10.0.0.9").map(|n| n.id).as_deref(),
             Some("real")
         );
         assert_eq!(

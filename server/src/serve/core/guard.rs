@@ -3,19 +3,21 @@
 //!
 //! - A node's own calls (events, log, tree reports, its failure report, `/localboot/<mac>`)
 //!   need its token (from its last upload reply) or the admin token.
-//! - PXE Manager's `/localboot/<mac>` also works from the node's own address (the IP its
-//!   CMDB entry gave it), as `/localboot` does.
+//! - PXE Manager's `/localboot/<mac>` and eDeploy's failure report also work from the
+//!   node's own address (one it is known by), as `/localboot` does.
 //! - Reading a node: open on a loopback listener, else the read or admin token (or the
 //!   node's own); its secret variables only for the node itself and an admin.
+
+use std::net::IpAddr;
 
 use axum::http::StatusCode;
 use rdeploy_specs::Inventory;
 
 use super::super::access::{matches_digest, Credential};
-use super::super::boot::BootTarget;
 use super::super::error::ApiError;
 use super::super::identity::Identity;
 use super::super::record::Node;
+use super::seeds::Machine;
 use super::Core;
 
 /// The refusal of a call that needs a node's token.
@@ -87,8 +89,22 @@ impl Core {
         }
     }
 
-    /// A failure report, checked: with an inventory of a known node, the node's token or
-    /// the admin token; without one (eDeploy's anonymous report: one install back to the
+    /// Whether the call comes from the node's own address (one it is known by: its CMDB
+    /// `ip`, an address of its inventory, the address its upload came from).
+    fn from_itself(&self, node: &Node, cred: &Credential) -> bool {
+        cred.peer.is_some_and(|ip| {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            };
+            self.nodes
+                .by_address(&ip.to_string())
+                .is_some_and(|n| n.id == node.id)
+        })
+    }
+
+    /// A failure report, checked: with an inventory of a known node, the node's token, the
+    /// node's own address (eDeploy's agents send no token) or the admin token; without one (eDeploy's anonymous report: one install back to the
     /// profile), the admin token when the server has one.
     pub async fn report_failure_as(
         &self,
@@ -102,7 +118,7 @@ impl Core {
             .and_then(|name| self.node(&name));
         match &known {
             Some(node) => {
-                if !(cred.admin || is_node(node, cred)) {
+                if !(cred.admin || is_node(node, cred) || self.from_itself(node, cred)) {
                     return Err(needs_node_token(&node.id));
                 }
             }
@@ -112,40 +128,26 @@ impl Core {
         self.report_failure(profile, inventory).await
     }
 
-    /// PXE Manager's `/localboot/<mac>`: the node owning the MAC boots locally, if the
-    /// caller is that node (its token, or its address) or an admin; a MAC no node owns
-    /// (a registered system) is an operator's change.
-    pub async fn localboot_mac(&self, mac: &str, cred: &Credential) -> Result<LocalBoot, ApiError> {
-        match self.node_by_mac(mac) {
-            Some(node) => {
-                let from_itself = cred
-                    .peer
-                    .is_some_and(|ip| super::node_ip(&node).as_deref() == Some(&ip.to_string()));
-                if !(cred.admin || is_node(&node, cred) || from_itself) {
+    /// PXE Manager's `/localboot/<mac>/`, checked: the node owning the MAC, if the caller
+    /// is that node (its token, or an address it is known by) or an admin; a registered
+    /// system or a MAC nobody owns is an operator's change.
+    pub async fn localboot_mac_as(
+        &self,
+        mac: &str,
+        why: &str,
+        cred: &Credential,
+    ) -> Result<Machine, ApiError> {
+        match self.find(mac).await {
+            Some(Machine::Node(node)) => {
+                if !(cred.admin || is_node(&node, cred) || self.from_itself(&node, cred)) {
                     return Err(needs_node_token(&node.id));
                 }
-                let why = format!("localboot for {mac}");
-                Ok(LocalBoot::Node(self.localboot(&node, &why).await?))
             }
-            None => {
-                if !cred.operator {
-                    return Err(needs_admin());
-                }
-                self.set_boot_by_mac(mac, BootTarget::Local, "localboot")
-                    .await?;
-                Ok(LocalBoot::System)
-            }
+            _ if !cred.operator => return Err(needs_admin()),
+            _ => {}
         }
+        self.localboot_mac(mac, why).await
     }
-}
-
-/// What `/localboot/<mac>` changed.
-#[derive(Debug)]
-pub enum LocalBoot {
-    /// The node owning the MAC.
-    Node(Node),
-    /// A registered system (or a MAC alone).
-    System,
 }
 
 fn needs_reader() -> ApiError {

@@ -168,18 +168,23 @@ impl Core {
         Some(self.machine(&node.id, node.identity.macs.clone(), &systems))
     }
 
-    /// The machine calling from `ip` (the node given that address).
+    /// The machine calling from `ip`: the node or registered system known by that address
+    /// (`Core::caller`).
     async fn machine_at(&self, ip: IpAddr) -> Result<Machine, ApiError> {
-        let node = self.caller(ip).map_err(|_| {
+        let found = self.caller(ip).await.map_err(|_| {
             ApiError::not_found(
                 "no_such_system",
                 format!(
-                    "no system is known by the address {ip}: ask /nexttest/<mac>/, or give the node that address in its CMDB entry"
+                    "no system is known by the address {ip}: ask /nexttest/<mac>/, give the node that address in its CMDB entry, or register the system with it (pxemngr addsystem NAME {ip})"
                 ),
             )
         })?;
+        let (id, macs) = match &found {
+            super::Machine::Node(n) => (n.id.clone(), n.identity.macs.clone()),
+            super::Machine::System { name, system } => (name.clone(), system.macs.clone()),
+        };
         let systems = self.systems.all().await;
-        let mut m = self.machine(&node.id, node.identity.macs.clone(), &systems);
+        let mut m = self.machine(&id, macs, &systems);
         // A registered system sharing its MAC is the name operators gave it.
         if let Some((name, _)) = systems
             .iter()

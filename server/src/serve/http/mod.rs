@@ -3,9 +3,11 @@
 //!
 //! - [`upload`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`nodes`]: `GET /nodes`, `GET /nodes/{id}`, the agent's events and log;
-//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot`, `/profile`) and PXE Pilot
-//!   (`/configurations`);
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`);
+//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot/`, `/profile/`, with or without the
+//!   slash);
+//! - [`pxe_pilot`]: PXE Pilot (`/configurations`, `/hosts`, `/healthcheck`, and `/v1/...`);
+//! - [`omf`]: OMF's PXE service (`/pxe/setBootImage`, `/pxe/clearBootImage`, `...NS`);
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, `/boot-profiles`).
 //! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
 //!   `/testnames`, `/testruns`); [`pages`]: the HTML pages (`/`, `/tests/...`).
 
@@ -13,7 +15,9 @@ pub mod admin;
 pub mod boot;
 pub mod extract;
 pub mod nodes;
+pub mod omf;
 pub mod pages;
+pub mod pxe_pilot;
 pub mod testing;
 pub mod upload;
 

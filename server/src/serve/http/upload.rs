@@ -1,4 +1,5 @@
-//! `POST /upload` (eDeploy's contract: an inventory, or a failure report) and
+//! `POST /upload` and eDeploy's `POST /cgi-bin/upload.py` (eDeploy's contract: an
+//! inventory, a failure report, or, as a `file` named `*.log.gz`, the agent's log) and
 //! `GET /healthz`.
 
 use axum::body::Bytes;
@@ -25,6 +26,8 @@ struct UploadForm {
     file: Option<String>,
     /// `failure=<profile>`: the install of that profile failed.
     failure: Option<String>,
+    /// eDeploy's agents sent their log the same way, as a `file` named `*.log.gz`.
+    log: Option<(String, Bytes)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,7 +45,15 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let wants_json = accepts_json(&headers);
+    let from = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let mut form = read_form(&headers, request).await?;
+    if let Some((name, bytes)) = form.log {
+        let saved = app.core.save_upload_log(&name, bytes).await?;
+        return Ok(text(format!("// log saved as {saved}\n")));
+    }
     if form.failure.is_none() {
         form.failure = query.failure;
     }
@@ -59,7 +70,7 @@ pub async fn upload(
             "no inventory: send it as the multipart field `file` (curl -F file=@hw.json URL/upload) or as the request body",
         )
     })?;
-    let up = app.core.upload(inventory).await?;
+    let up = app.core.upload(inventory, from).await?;
     let profile = up.allocation.plan.profile;
     if wants_json {
         return Ok(Json(UploadReply {
@@ -135,7 +146,7 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
         }
         return Ok(UploadForm {
             file: Some(utf8(body, "the request body")?),
-            failure: None,
+            ..UploadForm::default()
         });
     }
     let request = Request::from_parts(parts, axum::body::Body::from(body));
@@ -150,8 +161,12 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
             Err(e) => return Err(multipart_error(&e)),
         };
         let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
         let data = field.bytes().await.map_err(|e| multipart_error(&e))?;
         match name.as_str() {
+            "file" if file_name.as_deref().is_some_and(|f| f.ends_with(".log.gz")) => {
+                form.log = file_name.map(|f| (f, data));
+            }
             "file" => form.file = Some(utf8(data, "the field `file`")?),
             "failure" => form.failure = Some(utf8(data, "the field `failure`")?.trim().to_owned()),
             // eDeploy agents also sent `session` and `name`: accepted and ignored.
@@ -321,7 +336,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
     let mut boot_problems = Vec::new();
     if let Some(root) = &boot.tftp_root {
         let local = boot.profiles_dir.join("local.prof");
-        if !local.is_file() {
+        if !boot.has_local() {
             boot_problems.push(format!(
                 "{} is missing (PXE Manager requires it): local boots use a built-in LOCALBOOT 0",
                 local.display()
