@@ -91,7 +91,7 @@ impl Core {
 
     /// Whether the call comes from the node's own address (one it is known by: its CMDB
     /// `ip`, an address of its inventory, the address its upload came from).
-    fn from_itself(&self, node: &Node, cred: &Credential) -> bool {
+    fn calls_from_its_address(&self, node: &Node, cred: &Credential) -> bool {
         cred.peer.is_some_and(|ip| {
             let ip = match ip {
                 IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -116,15 +116,7 @@ impl Core {
             .as_ref()
             .map(|inv| Identity::of(inv).name)
             .and_then(|name| self.node(&name));
-        match &known {
-            Some(node) => {
-                if !(cred.admin || is_node(node, cred) || self.from_itself(node, cred)) {
-                    return Err(needs_node_token(&node.id));
-                }
-            }
-            None if !cred.operator => return Err(needs_admin()),
-            None => {}
-        }
+        self.may_act_on(known.as_ref(), cred)?;
         self.report_failure(profile, inventory).await
     }
 
@@ -137,16 +129,27 @@ impl Core {
         why: &str,
         cred: &Credential,
     ) -> Result<Machine, ApiError> {
-        match self.find(mac).await {
-            Some(Machine::Node(node)) => {
-                if !(cred.admin || is_node(&node, cred) || self.from_itself(&node, cred)) {
-                    return Err(needs_node_token(&node.id));
-                }
-            }
-            _ if !cred.operator => return Err(needs_admin()),
-            _ => {}
-        }
+        let node = match self.find(mac).await {
+            Some(Machine::Node(node)) => Some(*node),
+            _ => None,
+        };
+        self.may_act_on(node.as_ref(), cred)?;
         self.localboot_mac(mac, why).await
+    }
+
+    /// A seed system's call on a machine: a node needs its token, its own address or the
+    /// admin token; anything else (a registered system, a MAC or a profile alone) is an
+    /// operator's change.
+    fn may_act_on(&self, node: Option<&Node>, cred: &Credential) -> Result<(), ApiError> {
+        let allowed = match node {
+            Some(n) => cred.admin || is_node(n, cred) || self.calls_from_its_address(n, cred),
+            None => cred.operator,
+        };
+        match (allowed, node) {
+            (true, _) => Ok(()),
+            (false, Some(n)) => Err(needs_node_token(&n.id)),
+            (false, None) => Err(needs_admin()),
+        }
     }
 }
 
