@@ -351,10 +351,22 @@ pub struct ServeArgs {
     /// (an agent that died without reporting) is given to the next machine.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
     pub install_timeout: std::time::Duration,
-    /// File holding the bearer token that mutating operator endpoints require
-    /// (/nextboot, /systems, /nodes/ID/boot, PXE Pilot deploys). Agent endpoints stay open.
+    /// File holding the bearer token that operator endpoints require (/nextboot,
+    /// /systems, /nodes/ID/boot, PXE Pilot, OMF) and that reveals secret variables. When
+    /// --listen is not a loopback address and none is given, the server makes one
+    /// (DATA_DIR/admin-token, mode 0600) and says where. Agents use their node token
+    /// (docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding a bearer token for reading node details (GET /nodes, /nodes/ID);
+    /// the admin token works too. Needed only on a non-loopback listener.
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
+    /// A variable whose name matches this pattern (`*` for any text, case-insensitive) is
+    /// secret: masked for all but the node itself and an admin. Repeatable; replaces the
+    /// default patterns *password*, *secret*, *token*, *key*.
+    #[arg(long = "secret-pattern", value_name = "PATTERN")]
+    pub secret_patterns: Vec<String>,
     /// OMF's link lifetime: a `/pxe/setBootImage` link lapses after this long and the node
     /// boots its disk again (OMF used 300s); default: links stay until clearBootImage.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]

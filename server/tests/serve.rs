@@ -111,6 +111,8 @@ struct Env {
     _data: tempfile::TempDir,
     server: Server,
     http: reqwest::Client,
+    /// The token of each node's last upload reply.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn env(quota: &str, n: usize) -> Res<Env> {
@@ -122,6 +124,7 @@ fn env(quota: &str, n: usize) -> Res<Env> {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     })
 }
 
@@ -129,12 +132,37 @@ impl Env {
     /// `curl -F file=@hw.json URL/upload`.
     async fn curl_form(&self, hw: &str) -> Res<reqwest::Response> {
         let form = Form::new().part("file", Part::text(hw.to_owned()).file_name("hw.json"));
-        Ok(self
+        let resp = self
             .http
             .post(self.server.url("/upload"))
             .multipart(form)
             .send()
-            .await?)
+            .await?;
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let (Some(node), Some(token)) = (header("x-rdeploy-node"), header("x-rdeploy-token")) {
+            self.keep_token(&node, &token);
+        }
+        Ok(resp)
+    }
+
+    fn keep_token(&self, node: &str, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(node.to_owned(), token.to_owned());
+        }
+    }
+
+    /// The token of the node's last upload reply.
+    fn token(&self, node: &str) -> String {
+        self.tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(node).cloned())
+            .unwrap_or_default()
     }
 
     /// JSON body, JSON answer: `(status, body)`.
@@ -148,7 +176,11 @@ impl Env {
             .send()
             .await?;
         let status = resp.status();
-        Ok((status, resp.json().await?))
+        let body: Value = resp.json().await?;
+        if let (Some(node), Some(token)) = (body["node"].as_str(), body["token"].as_str()) {
+            self.keep_token(node, token);
+        }
+        Ok((status, body))
     }
 
     async fn get_json(&self, path: &str) -> Res<(StatusCode, Value)> {
@@ -290,6 +322,7 @@ async fn a_failure_report_gives_the_install_back_and_marks_the_node_failed() -> 
     let resp = e
         .http
         .post(e.server.url("/upload"))
+        .bearer_auth(e.token("KVM-S1-52-54-00-aa-00-01"))
         .header("Accept", "application/json")
         .multipart(form)
         .send()
@@ -437,6 +470,7 @@ async fn progress_events_walk_the_life_cycle() -> Res {
         let resp = e
             .http
             .post(e.server.url(&format!("/nodes/{id}/events")))
+            .bearer_auth(e.token(id))
             .json(&serde_json::json!({"step": step, "status": status, "message": "ok", "time": 1_700_000_000}))
             .send()
             .await?;
@@ -482,6 +516,7 @@ async fn an_installed_node_refuses_agent_moves_and_changes_nothing() -> Res {
     let event = |step: &str, status: &str| {
         e.http
             .post(e.server.url(&format!("/nodes/{id}/events")))
+            .bearer_auth(e.token(id))
             .json(&serde_json::json!({"step": step, "status": status, "time": 1_700_000_000}))
             .send()
     };
@@ -519,6 +554,7 @@ async fn an_installed_node_refuses_agent_moves_and_changes_nothing() -> Res {
     let resp = e
         .http
         .post(e.server.url("/upload"))
+        .bearer_auth(e.token(id))
         .multipart(form)
         .send()
         .await?;
@@ -730,6 +766,7 @@ fn boot_env(ip: &str) -> Res<(Env, tempfile::TempDir)> {
             _data: data,
             server,
             http: reqwest::Client::new(),
+            tokens: Default::default(),
         },
         tftp,
     ))
@@ -765,6 +802,7 @@ async fn the_success_report_flips_to_local_in_ipxe_and_pxelinux() -> Res {
     let resp = e
         .http
         .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/events"))
+        .bearer_auth(e.token("KVM-S1-52-54-00-aa-00-01"))
         .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": "2024-05-01T12:00:00Z"}))
         .send()
         .await?;
@@ -937,6 +975,7 @@ async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     };
     for i in 0..2 {
         let (status, body) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
@@ -963,6 +1002,7 @@ async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
     let resp = e
         .http
         .post(e.server.url("/nodes/KVM-S0-52-54-00-00-00-00/events"))
+        .bearer_auth(e.token("KVM-S0-52-54-00-00-00-00"))
         .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": 1}))
         .send()
         .await?;
@@ -1019,6 +1059,7 @@ async fn the_operator_cli_talks_to_the_running_server_with_a_token() -> Res {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     };
     let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
     assert_eq!(status, StatusCode::OK);
@@ -1258,6 +1299,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .multipart(form)
         .send()
         .await?;
@@ -1269,6 +1311,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .body("plain log\n")
         .send()
         .await?;
@@ -1287,6 +1330,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .body(vec![b'x'; 2 * 1024 * 1024])
         .send()
         .await;

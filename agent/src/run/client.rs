@@ -69,6 +69,8 @@ pub struct Client {
     timeout: Duration,
     base: String,
     backoff: Backoff,
+    /// The node's token from the upload reply: sent on every later call.
+    token: Option<String>,
 }
 
 impl Client {
@@ -81,7 +83,22 @@ impl Client {
             timeout,
             base: base.trim_end_matches('/').to_owned(),
             backoff,
+            token: None,
         })
+    }
+
+    /// Sends `token` (the upload reply's) on every later call, as
+    /// `Authorization: Bearer <token>`.
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// The request with the node's token, if it has one.
+    fn auth(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
     }
 
     /// The same client with another total retry time (failure reports do not wait forever).
@@ -135,7 +152,7 @@ impl Client {
                 ("failure", None, profile),
                 ("file", Some("hw.json"), inventory),
             ]);
-            http.post(self.url("/upload"))
+            self.auth(http.post(self.url("/upload")))
                 .header("Accept", "application/json")
                 .header("Content-Type", content_type)
                 .body(body)
@@ -152,7 +169,7 @@ impl Client {
     ) -> Result<(), CallError> {
         let what = format!("event {}", event_name(event));
         self.call(console, &what, |http| {
-            http.post(self.url(&format!("/nodes/{node}/events")))
+            self.auth(http.post(self.url(&format!("/nodes/{node}/events"))))
                 .json(event)
         })
         .map(drop)
@@ -161,7 +178,7 @@ impl Client {
     /// `POST /nodes/{id}/log` with the log as text.
     pub fn upload_log(&self, console: &Console, node: &str, log: &str) -> Result<(), CallError> {
         self.call(console, "log upload", |http| {
-            http.post(self.url(&format!("/nodes/{node}/log")))
+            self.auth(http.post(self.url(&format!("/nodes/{node}/log"))))
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .body(log.to_owned())
         })
@@ -171,7 +188,7 @@ impl Client {
     /// `GET /localboot/{mac}` (PXE Manager's call): the machine boots its disk from now on.
     pub fn localboot(&self, console: &Console, mac: &str) -> Result<String, CallError> {
         let resp = self.call(console, "localboot", |http| {
-            http.get(self.url(&format!("/localboot/{mac}")))
+            self.auth(http.get(self.url(&format!("/localboot/{mac}"))))
         })?;
         Ok(message_of(resp))
     }

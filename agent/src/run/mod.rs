@@ -344,6 +344,8 @@ impl Run {
     fn step_upload(&mut self, inventory: &str) -> anyhow::Result<UploadReply> {
         self.start(Step::Upload, &format!("to {}", self.s.server))?;
         let reply = self.client.upload(&self.console, inventory)?;
+        // Every later call proves it comes from this node with the reply's token.
+        self.client.set_token(reply.token.clone());
         self.profile = Some(reply.profile.clone());
         match &reply.node {
             Some(node) => {
@@ -419,6 +421,7 @@ impl Run {
             profile: reply.profile.clone(),
             target: PathBuf::from(target),
             node: self.reporter.node().map(str::to_owned),
+            token: reply.token.clone(),
             jobs: 0,
         };
         let console = self.console.clone();

@@ -11,6 +11,8 @@ use rdeploy_configure::tree_wire::{Manifest, TreeReport, UpgradePaths};
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
+    /// The node's token, sent with reports.
+    token: Option<String>,
 }
 
 impl Client {
@@ -27,7 +29,14 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` (`Authorization: Bearer`) with its reports.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
     }
 
     /// The server's base URL.
@@ -146,9 +155,11 @@ impl Client {
     /// Tells the server about an install or upgrade of node `node`.
     pub fn report(&self, node: &str, report: &TreeReport) -> Result<()> {
         let url = self.url(&format!("/nodes/{node}/tree"));
-        let resp = self
-            .http
-            .post(&url)
+        let mut req = self.http.post(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .json(report)
             .timeout(Duration::from_secs(30))
             .send()

@@ -133,6 +133,43 @@ impl Conf {
     }
 }
 
+/// Where an installed system keeps its node token (`var/lib/rdeploy/token`, mode 0600):
+/// its upgrade reports carry it.
+pub const TOKEN_PATH: &str = "var/lib/rdeploy/token";
+
+/// Keeps the node's token in the installed system, readable by root only.
+pub fn save_token(root: &Path, token: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = root.join(TOKEN_PATH);
+    let dir = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(".token.rdeploy-new");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| f.write_all(format!("{token}\n").as_bytes()))
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename to {}", path.display()))
+}
+
+/// The node token: `RDEPLOY_NODE_TOKEN`, else the installed system's (none before this
+/// version or when the install had none).
+pub fn load_token(root: &Path) -> Option<String> {
+    std::env::var("RDEPLOY_NODE_TOKEN")
+        .ok()
+        .or_else(|| std::fs::read_to_string(root.join(TOKEN_PATH)).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
 /// Temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;

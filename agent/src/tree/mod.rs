@@ -201,6 +201,8 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
             profile: i.profile.clone(),
             target: root.clone(),
             node: i.node.clone(),
+            // The node's token, to report the install on it (RDEPLOY_NODE_TOKEN).
+            token: std::env::var("RDEPLOY_NODE_TOKEN").ok(),
             jobs: args.jobs,
         };
         install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
@@ -331,7 +333,7 @@ fn run_upgrade(
 ) -> Result<ExitCode> {
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server)?;
+    let client = Client::new(server)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
@@ -532,6 +534,8 @@ pub struct InstallSpec {
     /// The server's node id: recorded in the conf (`NODE=`); the install is reported on it
     /// (`POST /nodes/{id}/tree`) so `GET /nodes` shows the role and version.
     pub node: Option<String>,
+    /// The node's token (the upload reply's): the install report carries it.
+    pub token: Option<String>,
     /// Parallel streams (0: [`DEFAULT_JOBS`]).
     pub jobs: usize,
 }

@@ -23,6 +23,7 @@ mod seeds;
 
 pub use seeds::{HostRef, Machine};
 
+pub mod guard;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ pub struct Upload {
     /// The variables handed to the configure script, as a JSON object.
     pub var: serde_json::Map<String, serde_json::Value>,
     pub node: Node,
+    /// The node's new token (its record keeps only the digest): the agent sends it back on
+    /// every later call.
+    pub token: String,
 }
 
 /// Which nodes `GET /nodes` lists: `?state=S&profile=P&q=TEXT&after=ID&limit=N` (`q`
@@ -120,6 +124,8 @@ pub struct Core {
     tests: testing::Tests,
     /// Every node change, for `GET /events`.
     events: super::events::Events,
+    /// Which variables are secret (masked for whoever is neither the node nor an admin).
+    secrets: super::access::Secrets,
     pub metrics: Metrics,
 }
 
@@ -208,8 +214,15 @@ impl Core {
             omf,
             tests,
             events: super::events::Events::default(),
+            secrets: super::access::Secrets::default(),
             metrics: Metrics::default(),
         })
+    }
+
+    /// The same core with other secret patterns (`--secret-pattern`).
+    pub fn with_secrets(mut self, secrets: super::access::Secrets) -> Core {
+        self.secrets = secrets;
+        self
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -452,9 +465,11 @@ impl Core {
             _ => serde_json::Map::new(),
         };
         tracing::info!(profile = %allocation.plan.profile, counted = allocation.counted, "matched");
+        let (token, token_sha256) = super::access::new_token().map_err(ApiError::internal)?;
         let matched = Transition::Matched {
             profile: allocation.plan.profile.clone(),
             var: var.clone(),
+            token_sha256: Some(token_sha256),
         };
         let node = self
             .record(&identity, vec![Transition::Discovered, matched])
@@ -463,6 +478,7 @@ impl Core {
             allocation,
             var,
             node,
+            token,
         })
     }
 

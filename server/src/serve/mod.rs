@@ -16,12 +16,15 @@
 //!
 //! The web console is `http/pages/` (`/`, `/ui/...`); [`events`] is its live feed (`GET
 //! /events`), published by the core at every node change.
+//! Who may do what (node tokens, the admin and read tokens, secret variables) is
+//! [`access`], applied by `core/guard.rs`.
 //!
 //! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
 //! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
 //! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
 //! [`demo`] (the embedded demo config dir used when no `--config-dir` is given).
 
+pub mod access;
 pub mod boot;
 pub mod core;
 pub mod demo;
@@ -78,6 +81,19 @@ pub struct Inner {
     pub core: core::Core,
     /// `--admin-token-file`: the bearer token mutating operator endpoints require.
     pub admin_token: Option<String>,
+    /// `--read-token-file`: a bearer token for reading node details.
+    pub read_token: Option<String>,
+    /// Reading node details needs the read or admin token (a non-loopback listener).
+    pub read_protected: bool,
+}
+
+/// The tokens and secret patterns a server runs with.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub admin_token: Option<String>,
+    pub read_token: Option<String>,
+    pub read_protected: bool,
+    pub secrets: access::Secrets,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,7 +111,7 @@ impl AppState {
         boot: BootFiles,
         slots: Slots,
         baseline: bool,
-        admin_token: Option<String>,
+        access: AccessConfig,
         tests: &testing::TestsConfig,
     ) -> Result<AppState> {
         let owner = core::data_dir_id(&data_dir)?;
@@ -106,9 +122,15 @@ impl AppState {
             snapshot = snapshot.with_owner(&owner).map_err(anyhow::Error::msg)?;
         }
         let writer = Writer::start(snapshot, baseline).context("cannot start the writer thread")?;
-        let core = core::Core::open(writer, data_dir, boot, slots, tests)?;
+        let core =
+            core::Core::open(writer, data_dir, boot, slots, tests)?.with_secrets(access.secrets);
         Ok(AppState {
-            inner: Arc::new(Inner { core, admin_token }),
+            inner: Arc::new(Inner {
+                core,
+                admin_token: access.admin_token,
+                read_token: access.read_token,
+                read_protected: access.read_protected,
+            }),
         })
     }
 }
@@ -237,16 +259,15 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         }
         None => images::agent_beside_server(),
     };
-    let admin_token = match &args.admin_token_file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the admin token {}", f.display()))?;
-            let t = t.trim().to_owned();
-            anyhow::ensure!(!t.is_empty(), "{}: the admin token is empty", f.display());
-            Some(t)
-        }
-        None => None,
-    };
+    let access = access_config(
+        &TokenFiles {
+            admin: args.admin_token_file.as_deref(),
+            read: args.read_token_file.as_deref(),
+            secret_patterns: &args.secret_patterns,
+        },
+        addr,
+        &data_dir,
+    )?;
     let mut boot = BootFiles::new(boot, args.tftp_root.clone(), &data_dir);
     boot.omf_link_lifetime = args.omf_link_lifetime;
     let slots = Slots::new(args.max_installs, args.install_timeout);
@@ -261,7 +282,7 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         boot,
         slots,
         args.cgi_baseline,
-        admin_token,
+        access,
         &tests,
     )?;
     // The tests dir as it is now (PXE Manager's `synctestnames`, done once at start).
@@ -303,6 +324,93 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// The `serve` options about access.
+struct TokenFiles<'a> {
+    admin: Option<&'a std::path::Path>,
+    read: Option<&'a std::path::Path>,
+    secret_patterns: &'a [String],
+}
+
+/// Reads a token file (trimmed, not empty).
+fn read_token(f: &std::path::Path, what: &str) -> Result<String> {
+    let t = std::fs::read_to_string(f)
+        .with_context(|| format!("cannot read the {what} {}", f.display()))?;
+    let t = t.trim().to_owned();
+    anyhow::ensure!(!t.is_empty(), "{}: the {what} is empty", f.display());
+    Ok(t)
+}
+
+/// The tokens the server runs with. A listener that is not a loopback address never runs
+/// with open admin endpoints: without `--admin-token-file`, the token of
+/// `<data-dir>/admin-token` (made at first start, mode 0600) is the admin token.
+fn access_config(
+    args: &TokenFiles<'_>,
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+) -> Result<AccessConfig> {
+    let exposed = !addr.ip().is_loopback();
+    let admin_token = match args.admin {
+        Some(f) => Some(read_token(f, "admin token")?),
+        None if exposed => {
+            let path = data_dir.join("admin-token");
+            let token = match std::fs::read_to_string(&path) {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+                _ => {
+                    let (token, _) = access::new_token().map_err(anyhow::Error::msg)?;
+                    write_secret(&path, &token)?;
+                    token
+                }
+            };
+            eprintln!(
+                "rdeploy: listening on {addr} (not loopback) without --admin-token-file: the admin token is in {} (give it to operators: rdeploy --token-file {} ...)",
+                path.display(),
+                path.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
+    let read_token = match args.read {
+        Some(f) => Some(read_token(f, "read token")?),
+        None => None,
+    };
+    let secrets = if args.secret_patterns.is_empty() {
+        access::Secrets::default()
+    } else {
+        access::Secrets::new(args.secret_patterns.iter().cloned())
+    };
+    Ok(AccessConfig {
+        admin_token,
+        read_protected: exposed || read_token.is_some(),
+        read_token,
+        secrets,
+    })
+}
+
+/// Writes a secret file readable by its owner only (mode 0600 from the start).
+fn write_secret(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+    }
+    writeln!(f, "{text}")
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -333,7 +441,15 @@ pub fn demo_state(dir: &std::path::Path, boot: boot::BootConfig) -> Result<AppSt
     let boot = BootFiles::new(boot, None, dir);
     let slots = Slots::new(None, std::time::Duration::from_secs(3600));
     let tests = testing::TestsConfig::new(dir);
-    AppState::open(config, dir.to_owned(), boot, slots, false, None, &tests)
+    AppState::open(
+        config,
+        dir.to_owned(),
+        boot,
+        slots,
+        false,
+        AccessConfig::default(),
+        &tests,
+    )
 }
 
 #[cfg(test)]
@@ -341,6 +457,108 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use tower::ServiceExt;
+
+    /// A listener that is not loopback, without `--admin-token-file`: the server makes a
+    /// private token file and no admin endpoint, nor node details, answer without it.
+    #[tokio::test]
+    async fn a_non_loopback_listener_never_runs_with_open_admin_endpoints() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let files = TokenFiles {
+            admin: None,
+            read: None,
+            secret_patterns: &[],
+        };
+        let addr: SocketAddr = "192.0.2.10:8080".parse()?;
+        let access = access_config(&files, addr, tmp.path())?;
+        let path = tmp.path().join("admin-token");
+        let token = std::fs::read_to_string(&path)?.trim().to_owned();
+        assert_eq!(access.admin_token.as_deref(), Some(token.as_str()));
+        assert_eq!(token.len(), 64);
+        assert!(access.read_protected);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        // The same token at the next start.
+        let again = access_config(&files, addr, tmp.path())?;
+        assert_eq!(again.admin_token, access.admin_token);
+        // Loopback: nothing made, reads open.
+        let local = tempfile::tempdir()?;
+        let open = access_config(&files, "127.0.0.1:0".parse()?, local.path())?;
+        assert!(open.admin_token.is_none() && !open.read_protected);
+        assert!(!local.path().join("admin-token").exists());
+
+        let config = demo::extract(tmp.path())?;
+        let boot = BootFiles::new(
+            boot::BootConfig::new("http://192.0.2.10:8080"),
+            None,
+            tmp.path(),
+        );
+        let slots = Slots::new(None, std::time::Duration::from_secs(3600));
+        let tests = testing::TestsConfig::new(tmp.path());
+        let state = AppState::open(
+            config,
+            tmp.path().join("data"),
+            boot,
+            slots,
+            false,
+            access,
+            &tests,
+        )?;
+        let router = app(state);
+        let call = |method: &str, uri: &str, token: Option<&str>, body: &str| {
+            let mut req = Request::builder().method(method).uri(uri);
+            if let Some(t) = token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            req.body(Body::from(body.to_owned()))
+        };
+        let hw = include_str!("../../../examples/hw/kvm.json");
+        let resp = router
+            .clone()
+            .oneshot(call("POST", "/upload", None, hw)?)
+            .await?;
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let requests = [
+            ("POST", "/nextboot", r#"{"name": "x", "target": "local"}"#),
+            (
+                "POST",
+                "/systems",
+                r#"{"name": "x", "macs": ["52:54:00:00:00:01"]}"#,
+            ),
+            ("GET", "/pxe/setBootImage?node=x", ""),
+            ("PUT", "/configurations/local/deploy", r#"{"hosts": []}"#),
+            ("POST", "/upload?failure=kvm", ""),
+            ("GET", "/nodes", ""),
+        ];
+        for (method, uri, body) in requests {
+            for token in [None, Some("wrong")] {
+                let resp = router
+                    .clone()
+                    .oneshot(call(method, uri, token, body)?)
+                    .await?;
+                assert_eq!(
+                    resp.status(),
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "{method} {uri}"
+                );
+            }
+            let resp = router
+                .clone()
+                .oneshot(call(method, uri, Some(&token), body)?)
+                .await?;
+            assert_ne!(
+                resp.status(),
+                axum::http::StatusCode::UNAUTHORIZED,
+                "{method} {uri}"
+            );
+        }
+        Ok(())
+    }
 
     /// The router alone, driven in process: what `app(state)` is for.
     #[tokio::test]

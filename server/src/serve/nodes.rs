@@ -494,6 +494,7 @@ mod tests {
                 Transition::Matched {
                     profile: "vm".into(),
                     var,
+                    token_sha256: None,
                 },
             )
             .await?;
@@ -528,6 +529,7 @@ mod tests {
         let matched = Transition::Matched {
             profile: "vm".into(),
             var: serde_json::Map::new(),
+            token_sha256: None,
         };
         nodes
             .record_all(&id, vec![Transition::Discovered, matched.clone()])
@@ -610,6 +612,7 @@ mod tests {
                     Transition::Matched {
                         profile: "vm".into(),
                         var,
+                        token_sha256: None,
                     },
                 ],
             )

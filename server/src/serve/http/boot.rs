@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::super::core::Machine;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape};
+use super::extract::{parse_mac, Admin, Body, Cred, Mac, NodeId, Shape};
 use super::{accepts_json, text};
 use crate::wire::NodeBoot;
 
@@ -64,14 +64,16 @@ pub async fn localboot_caller(
     Ok(answer(&headers, &machine, line))
 }
 
-/// `GET /localboot/{mac}/`.
+/// `GET /localboot/{mac}/`: from the machine itself (its address or its node token) or
+/// an admin (`core/guard.rs`).
 pub async fn localboot_mac(
     State(app): State<AppState>,
     Mac(mac): Mac,
+    Cred(cred): Cred,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let why = format!("localboot for {mac}");
-    let machine = app.core.localboot_mac(&mac, &why).await?;
+    let machine = app.core.localboot_mac_as(&mac, &why, &cred).await?;
     let line = format!("{}: next boot local", machine.name());
     Ok(answer(&headers, &machine, line))
 }

@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 use rdeploy_cmdb::snapshot::FailureOutcome;
 
+use super::super::access::Credential;
 use super::super::error::ApiError;
 use super::super::{AppState, UPLOAD_LIMIT};
+use super::extract::Cred;
 use super::{accepts_json, text};
 
 /// What an upload carried.
@@ -38,6 +40,7 @@ pub struct UploadQuery {
 pub async fn upload(
     State(app): State<AppState>,
     Query(query): Query<UploadQuery>,
+    Cred(cred): Cred,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -59,7 +62,7 @@ pub async fn upload(
         None => None,
     };
     if let Some(profile) = form.failure {
-        return report_failure(&app, profile, inventory, wants_json).await;
+        return report_failure(&app, profile, inventory, &cred, wants_json).await;
     }
     let inventory = inventory.ok_or_else(|| {
         ApiError::bad_request(
@@ -75,23 +78,36 @@ pub async fn upload(
             var: up.var,
             script: up.allocation.script,
             node: Some(up.node.id),
+            token: Some(up.token),
         })
         .into_response());
     }
-    Ok(text(render_script(
-        &profile,
-        &up.var,
-        &up.allocation.script,
-    )))
+    // The text answer (eDeploy's) carries the node and its token in headers.
+    let mut resp = text(render_script(&profile, &up.var, &up.allocation.script));
+    for (name, value) in [(NODE_HEADER, up.node.id), (TOKEN_HEADER, up.token)] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    Ok(resp)
 }
+
+/// The header of a text upload answer naming the node.
+pub const NODE_HEADER: &str = "x-rdeploy-node";
+/// The header of a text upload answer carrying the node's token.
+pub const TOKEN_HEADER: &str = "x-rdeploy-token";
 
 async fn report_failure(
     app: &AppState,
     profile: String,
     inventory: Option<Inventory>,
+    cred: &Credential,
     wants_json: bool,
 ) -> Result<Response, ApiError> {
-    let outcome = app.core.report_failure(&profile, inventory).await?;
+    let outcome = app
+        .core
+        .report_failure_as(&profile, inventory, cred)
+        .await?;
     let returned = outcome == FailureOutcome::QuotaReturned;
     let message = if returned {
         format!("gave one install back to profile '{profile}'")
