@@ -69,16 +69,34 @@ fn curl(args: &[&str]) -> Result<(u16, String)> {
     Ok((code.trim().parse()?, body.to_owned()))
 }
 
+/// An upload as the agent sends it, asking for the JSON answer (which carries the node's
+/// token, `token_of`).
 fn upload(server: &Server, hw: &str) -> Result<(u16, String)> {
     let file = format!("file=@{}", workspace_path(hw).display());
-    curl(&["-F", &file, &server.url("/upload")])
+    curl(&[
+        "-H",
+        "Accept: application/json",
+        "-F",
+        &file,
+        &server.url("/upload"),
+    ])
 }
 
-fn progress(server: &Server, id: &str, step: &str, status: &str) -> Result<()> {
+/// The node token of an upload's JSON answer.
+fn token_of(answer: &str) -> Result<String> {
+    let v: Value = serde_json::from_str(answer)?;
+    Ok(v["token"].as_str().context("no token")?.to_owned())
+}
+
+/// A progress event as the agent reports it, with the node's token.
+fn progress(server: &Server, id: &str, token: &str, step: &str, status: &str) -> Result<()> {
     let body = json!({"step": step, "status": status, "time": 0, "message": ""}).to_string();
+    let auth = format!("Authorization: Bearer {token}");
     let (code, text) = curl(&[
         "-X",
         "POST",
+        "-H",
+        &auth,
         "-d",
         &body,
         &server.url(&format!("/nodes/{id}/events")),
@@ -302,8 +320,9 @@ fn an_operator_follows_a_rollout_and_reinstalls_a_node_in_a_real_browser() -> Re
     shot("nodes-empty")?;
 
     // A machine uploads its inventory: its row appears without a reload.
-    let (code, script) = upload(s, "examples/hw/kvm.json")?;
-    ensure!(code == 200, "upload: {code} {script}");
+    let (code, answer) = upload(s, "examples/hw/kvm.json")?;
+    ensure!(code == 200, "upload: {code} {answer}");
+    let token = token_of(&answer)?;
     let row = d.wait_text(&format!("#node-{KVM_ID}"), |t| t.contains("matched"))?;
     ensure!(
         row.contains("vm010") && row.contains("192.168.122.10"),
@@ -370,9 +389,9 @@ fn an_operator_follows_a_rollout_and_reinstalls_a_node_in_a_real_browser() -> Re
     d.goto(&s.url(&format!("/ui/nodes/{KVM_ID}")))?;
     d.wait_text("#live-status", |t| t.contains("live"))?;
     d.js("window.notReloaded = true; return true;")?;
-    progress(s, KVM_ID, "configure", "started")?;
+    progress(s, KVM_ID, &token, "configure", "started")?;
     d.wait_text("#state", |t| t == "configuring")?;
-    progress(s, KVM_ID, "finish", "succeeded")?;
+    progress(s, KVM_ID, &token, "finish", "succeeded")?;
     d.wait_text("#state", |t| t == "installed")?;
     let steps = d.text("#steps")?.context("no steps")?;
     ensure!(
@@ -524,6 +543,108 @@ fn console_actions_need_the_csrf_token_and_the_admin_token() -> Result<()> {
     Ok(())
 }
 
+/// Where reading node details needs a token (`--read-token-file`), the console's node
+/// pages and `GET /events` need it too: refused without it, readable once the read token is
+/// given at the login form, and the read token's session acts on nothing.
+#[test]
+fn reading_the_console_needs_the_read_token_where_reading_nodes_does() -> Result<()> {
+    const READ: &str = "console-read-token-5678";
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("config");
+    copy_dir(&workspace_path("tests/fixtures/console/config"), &config)?;
+    let (admin, read) = (
+        tmp.path().join("admin-token"),
+        tmp.path().join("read-token"),
+    );
+    std::fs::write(&admin, TOKEN)?;
+    std::fs::write(&read, READ)?;
+    let s = Server::start(
+        &config,
+        &tmp.path().join("data"),
+        &[
+            "--admin-token-file",
+            &admin.display().to_string(),
+            "--read-token-file",
+            &read.display().to_string(),
+        ],
+    )?;
+    let (code, _) = upload(&s, "examples/hw/kvm.json")?;
+    ensure!(code == 200);
+    let node_page = s.url(&format!("/ui/nodes/{KVM_ID}"));
+    for url in [s.url("/"), node_page.clone()] {
+        let (code, body) = curl(&[&url])?;
+        ensure!(
+            code == 401 && body.contains("read_token_required") && !body.contains("vm010"),
+            "{url}: {code} {body}"
+        );
+    }
+    let (code, body) = curl(&["-m", "5", &s.url("/events")])?;
+    ensure!(
+        code == 401 && body.contains("read_token_required"),
+        "{code} {body}"
+    );
+
+    // The read token at the login form: a cookie that reads.
+    let login = s.get_text("/ui/login")?;
+    let csrf = login
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .context("no CSRF token in the login page")?
+        .to_owned();
+    let jar = tmp.path().join("cookies");
+    let jar = jar.display().to_string();
+    let (code, body) = curl(&[
+        "-c",
+        &jar,
+        "-d",
+        &format!("csrf={csrf}&token={READ}"),
+        &s.url("/ui/login"),
+    ])?;
+    ensure!(code == 303, "login with the read token: {code} {body}");
+    let (code, body) = curl(&["-b", &jar, &node_page])?;
+    ensure!(code == 200 && body.contains("vm010"), "{code} {body}");
+    ensure!(
+        !body.contains("hunter2") && body.contains("********"),
+        "the IPMI password is not masked for a reader"
+    );
+    // The stream stays open: curl gives up after a second, having printed its status.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-m",
+            "1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-b",
+            &jar,
+        ])
+        .arg(s.url("/events"))
+        .output()?;
+    let status = String::from_utf8_lossy(&out.stdout);
+    ensure!(status == "200", "events with the read session: {status}");
+
+    // It acts on nothing.
+    let (code, body) = curl(&[
+        "-b",
+        &jar,
+        "-d",
+        &format!("csrf={csrf}&target=local"),
+        &s.url(&format!("/ui/nodes/{KVM_ID}/boot")),
+    ])?;
+    ensure!(
+        code == 401,
+        "an action with the read session: {code} {body}"
+    );
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (_, node) = curl(&["-H", &auth, &s.url(&format!("/nodes/{KVM_ID}"))])?;
+    let node: Value = serde_json::from_str(&node)?;
+    ensure!(node["boot"]["target"] == json!("install"), "{node}");
+    Ok(())
+}
+
 /// `GET /events` as a script reads it: one `event: node` per change, in order.
 #[test]
 fn scripts_follow_node_changes_on_the_event_stream() -> Result<()> {
@@ -539,9 +660,9 @@ fn scripts_follow_node_changes_on_the_event_stream() -> Result<()> {
     // The stream is open once its first comment arrives.
     let first = lines.next().context("no first line")??;
     ensure!(first.starts_with(':'), "{first}");
-    let (code, _) = upload(&s, "examples/hw/kvm.json")?;
-    ensure!(code == 200);
-    progress(&s, KVM_ID, "configure", "started")?;
+    let (code, answer) = upload(&s, "examples/hw/kvm.json")?;
+    ensure!(code == 200, "upload: {code} {answer}");
+    progress(&s, KVM_ID, &token_of(&answer)?, "configure", "started")?;
     let mut changes = Vec::new();
     let mut event = String::new();
     while changes.len() < 2 {

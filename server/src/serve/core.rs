@@ -225,6 +225,11 @@ impl Core {
         self
     }
 
+    /// Which variables are secret: the one rule every reader of a record masks by.
+    pub fn secrets(&self) -> &super::access::Secrets {
+        &self.secrets
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

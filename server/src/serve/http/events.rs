@@ -5,7 +5,8 @@
 //! lists it, plus `seq` (the change's number since the server started). A listener that fell
 //! more than `events::CAPACITY` changes behind gets `event: lagged` with the number missed
 //! (re-read `GET /nodes` then). A comment line every 15 seconds keeps proxies from closing
-//! an idle stream. Read-only, like `GET /nodes`: no token needed.
+//! an idle stream. Read like `GET /nodes`: where that needs the read token, so does this
+//! (`401 read_token_required`), or the console's session.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -16,10 +17,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::super::error::ApiError;
 use super::super::AppState;
+use super::extract::Cred;
 
 /// `GET /events`.
-pub async fn events(State(app): State<AppState>) -> Response {
+pub async fn events(State(app): State<AppState>, Cred(cred): Cred) -> Result<Response, ApiError> {
+    app.core.authorize_read(&cred)?;
     let rx = app.core.subscribe();
     let changes = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
@@ -35,7 +39,7 @@ pub async fn events(State(app): State<AppState>) -> Response {
     // A first comment so a client knows at once the stream is open.
     let hello = stream::once(async { Ok(Event::default().comment("rdeploy node changes")) });
     let all = futures_util::StreamExt::chain(hello, changes);
-    Sse::new(all)
+    Ok(Sse::new(all)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+        .into_response())
 }

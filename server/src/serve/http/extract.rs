@@ -74,7 +74,13 @@ impl FromRequestParts<AppState> for Cred {
         };
         let admin = is(&app.admin_token);
         let operator = admin || app.admin_token.is_none();
-        let reader = admin || is(&app.read_token) || !app.read_protected;
+        // The console's session cookie lets a browser read (acting needs its forms' CSRF
+        // token, checked by the console itself).
+        let session = super::pages::session::session(app, &parts.headers);
+        let reader = admin
+            || is(&app.read_token)
+            || !app.read_protected
+            || session != super::pages::session::Session::None;
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

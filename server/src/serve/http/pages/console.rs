@@ -16,14 +16,16 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use rdeploy_specs::Inventory;
 
+use super::super::super::access::{Secrets, MASK};
 use super::super::super::core::NodeFilter;
 use super::super::super::error::ApiError;
 use super::super::super::lifecycle::{state_name, ALL_STATES};
 use super::super::super::record::Node;
 use super::super::super::AppState;
+use super::super::extract::Cred;
 use super::super::extract::NodeId;
-use super::session::{csrf, needs_login};
-use super::{esc, is_secret, page, seg, Section, MASK};
+use super::session::{csrf, needs_login, needs_reader};
+use super::{esc, page, seg, Section};
 use crate::wire::NodeSummary;
 
 /// Nodes per page unless `?per=` says otherwise (at most [`MAX_PER_PAGE`]).
@@ -167,7 +169,14 @@ fn options(values: &[String], selected: Option<&str>) -> String {
 }
 
 /// `GET /`: the nodes.
-pub async fn nodes(State(app): State<AppState>, Query(q): Query<NodesQuery>) -> Response {
+pub async fn nodes(
+    State(app): State<AppState>,
+    Cred(cred): Cred,
+    Query(q): Query<NodesQuery>,
+) -> Response {
+    if !cred.reader {
+        return needs_reader();
+    }
     let now = SystemTime::now();
     let stuck_after = q
         .stuck
@@ -317,9 +326,14 @@ pub async fn nodes(State(app): State<AppState>, Query(q): Query<NodesQuery>) -> 
     page("Nodes", Section::Nodes, &format!("{form}{body}"))
 }
 
-/// Renders a JSON value for a table cell.
-fn value_cell(key: &str, v: &serde_json::Value) -> String {
-    if is_secret(key) {
+/// Renders a node's variable for a table cell (secret ones masked, whoever reads).
+fn value_cell(
+    secrets: &Secrets,
+    var: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    v: &serde_json::Value,
+) -> String {
+    if secrets.is_secret(key, var) {
         return MASK.to_owned();
     }
     esc(&json_text(Some(v)))
@@ -328,7 +342,7 @@ fn value_cell(key: &str, v: &serde_json::Value) -> String {
 /// The categories of an inventory, in the order a person reads them.
 const CATEGORIES: [&str; 6] = ["system", "cpu", "memory", "disk", "network", "ipmi"];
 
-fn inventory_tables(text: &str) -> String {
+fn inventory_tables(secrets: &Secrets, text: &str) -> String {
     let inventory = match Inventory::parse(text) {
         Ok(i) => i,
         Err(e) => {
@@ -347,7 +361,7 @@ fn inventory_tables(text: &str) -> String {
             .position(|c| *c == cat)
             .unwrap_or(CATEGORIES.len());
         let key = plain(&line[2]);
-        let value = if is_secret(&key) {
+        let value = if secrets.is_secret(&key, &serde_json::Map::new()) {
             MASK.to_owned()
         } else {
             plain(&line[3])
@@ -479,8 +493,13 @@ fn steps(node: &Node) -> String {
 pub async fn node(
     State(app): State<AppState>,
     NodeId(id): NodeId,
+    Cred(cred): Cred,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !cred.reader {
+        return Ok(needs_reader());
+    }
+    let secrets = app.core.secrets();
     let node = app
         .core
         .node(&id)
@@ -556,7 +575,7 @@ pub async fn node(
                     body,
                     "<tr><td>{}</td><td>{}</td></tr>",
                     esc(k),
-                    value_cell(k, v)
+                    value_cell(secrets, var, k, v)
                 );
             }
             body.push_str("</table>\n");
@@ -576,7 +595,7 @@ pub async fn node(
             );
         }
         Ok(Some((name, bytes))) => {
-            let text = mask_log(&String::from_utf8_lossy(&bytes), &node);
+            let text = mask_log(secrets, &String::from_utf8_lossy(&bytes), &node);
             let _ = writeln!(
                 body,
                 "<p class=\"muted\">{}, {} bytes</p><pre id=\"log\">{}</pre>",
@@ -593,7 +612,7 @@ pub async fn node(
 
     body.push_str("<h2>Inventory</h2>\n");
     match app.core.inventory(&id).await {
-        Ok(text) => body.push_str(&inventory_tables(&text)),
+        Ok(text) => body.push_str(&inventory_tables(secrets, &text)),
         Err(e) => {
             let _ = writeln!(body, "<p class=\"muted\">{}</p>", esc(&e.message));
         }
@@ -602,12 +621,12 @@ pub async fn node(
 }
 
 /// A log with the values of the node's secret variables replaced by the mask.
-fn mask_log(text: &str, node: &Node) -> String {
+fn mask_log(secrets: &Secrets, text: &str, node: &Node) -> String {
     let mut out = text.to_owned();
     if let Some(var) = &node.var {
         for (k, v) in var {
             let v = json_text(Some(v));
-            if is_secret(k) && v.len() >= 3 {
+            if secrets.is_secret(k, var) && v.len() >= 3 {
                 out = out.replace(&v, MASK);
             }
         }
@@ -741,7 +760,7 @@ mod unit {
     #[test]
     fn inventories_are_grouped_and_secrets_masked() {
         let text = "[('system', 'product', 'name', 'R630'), ('ipmi', 'lan', 'password', 'hunter2'), ('cpu', 'physical', 'number', 2)]";
-        let html = inventory_tables(text);
+        let html = inventory_tables(&Secrets::default(), text);
         assert!(html.contains("R630"));
         assert!(!html.contains("hunter2"), "{html}");
         assert!(html.contains(MASK));

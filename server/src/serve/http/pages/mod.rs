@@ -2,7 +2,7 @@
 //! navigation bar, one small embedded script (`/ui/console.js`: it follows `GET /events` and
 //! re-reads the page's live part when a node changes) and no external request. Everything
 //! that comes from a machine (test output, names, inventories) is HTML-escaped through
-//! [`esc`]; CMDB values whose key looks secret are masked through [`is_secret`].
+//! [`esc`]; CMDB values whose key is secret (`access::Secrets`, `--secret-pattern`) are masked.
 //!
 //! - [`console`]: `GET /` (the nodes), `/ui/nodes/<id>` (one node), `/ui/profiles`,
 //!   `/ui/systems` (registered systems and role trees);
@@ -55,18 +55,6 @@ pub enum Section {
     Systems,
     Tests,
 }
-
-/// Whether a CMDB key or inventory key names a secret (IPMI passwords, tokens, keys): its
-/// value is never shown by the console.
-pub fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "key"]
-        .iter()
-        .any(|w| k.contains(w))
-}
-
-/// What the console shows for a value under `key`.
-pub const MASK: &str = "••••••";
 
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -155,21 +143,5 @@ mod unit {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
         assert_eq!(seg("a b/../c"), "a%20b%2F..%2Fc");
-    }
-
-    #[test]
-    fn secret_keys_are_recognized() {
-        for k in [
-            "ipmi_password",
-            "PASSWORD",
-            "api_token",
-            "ssh_key",
-            "secret",
-        ] {
-            assert!(is_secret(k), "{k}");
-        }
-        for k in ["hostname", "ip", "gateway", "netmask"] {
-            assert!(!is_secret(k), "{k}");
-        }
     }
 }

@@ -9,6 +9,11 @@
 //! anything else: without it a page elsewhere could post to a loopback server that has no
 //! admin token. The pages also forbid being framed and posting forms elsewhere (CSP). With no
 //! `--admin-token-file`, actions are open, as the JSON API is.
+//!
+//! The read token (`--read-token-file`) can be given the same way: its session lets the
+//! browser read the pages and `GET /events` where reading needs a token (a non-loopback
+//! listener), and act on nothing. A session cookie only ever counts as a reader outside the
+//! console's forms ([`super::super::extract::Cred`]): acting needs a form with its CSRF token.
 
 use std::sync::OnceLock;
 
@@ -18,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use sha2::{Digest, Sha256};
 
+use super::super::super::access::same_token;
 use super::super::super::error::ApiError;
 use super::super::super::lifecycle::Transition;
 use super::super::super::AppState;
@@ -61,11 +67,6 @@ fn session_value(token: &str) -> String {
     derive(&[b"session", token.as_bytes()])
 }
 
-/// Compares two hex digests of equal length without stopping at the first difference.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -77,26 +78,61 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Whether a console request may act: no admin token on the server, the session cookie, or
-/// `Authorization: Bearer <token>` (for scripts posting the forms).
+/// What a browser's session cookie proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// No cookie, or one of another process or token.
+    None,
+    /// It was made from the read token: the pages may be read.
+    Reader,
+    /// It was made from the admin token: the pages may be read and the forms act.
+    Admin,
+}
+
+/// The session `headers` carry.
+pub fn session(app: &AppState, headers: &HeaderMap) -> Session {
+    let Some(c) = cookie(headers, COOKIE) else {
+        return Session::None;
+    };
+    let made_from = |t: &Option<String>| {
+        t.as_deref()
+            .is_some_and(|t| same_token(&c, &session_value(t)))
+    };
+    if made_from(&app.admin_token) {
+        Session::Admin
+    } else if made_from(&app.read_token) {
+        Session::Reader
+    } else {
+        Session::None
+    }
+}
+
+/// Whether a console form may act: no admin token on the server, the admin session, or
+/// `Authorization: Bearer <admin token>` (for scripts posting the forms).
 pub fn may_act(app: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = &app.admin_token else {
         return true;
     };
-    let expected = session_value(token);
-    if cookie(headers, COOKIE).is_some_and(|c| same(&c, &expected)) {
-        return true;
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|g| same(&session_value(g.trim()), &expected))
+    session(app, headers) == Session::Admin
+        || headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|g| same_token(g.trim(), token))
 }
 
 /// Whether the page should offer the login (a token is needed and this browser has none).
 pub fn needs_login(app: &AppState, headers: &HeaderMap) -> bool {
     !may_act(app, headers)
+}
+
+/// The page a reader without the read token gets instead of node details.
+pub fn needs_reader() -> Response {
+    refused(
+        StatusCode::UNAUTHORIZED,
+        "read_token_required",
+        "reading node details on this server needs its read token or its admin token",
+    )
 }
 
 fn refused(status: StatusCode, code: &'static str, message: &str) -> Response {
@@ -116,11 +152,11 @@ pub async fn login_page(State(app): State<AppState>, headers: HeaderMap) -> Resp
     } else if may_act(&app, &headers) {
         "<p>This browser holds the admin token: actions are allowed.</p>"
     } else {
-        "<p>Actions need the server's admin token (the content of its <code>--admin-token-file</code>). It is asked once and kept in a cookie scripts cannot read, sent to this server only.</p>"
+        "<p>Actions need the server's admin token (the content of its <code>--admin-token-file</code>); where reading node details needs a token, its read token (<code>--read-token-file</code>) lets this browser read. It is asked once and kept in a cookie scripts cannot read, sent to this server only.</p>"
     };
     let body = format!(
         "{state}\n<form method=\"post\" action=\"/ui/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label>Admin token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\"></label> \
+         <label>Admin or read token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\"></label> \
          <button type=\"submit\" id=\"login\">Keep it in this browser</button></form>\n",
         csrf()
     );
@@ -138,28 +174,29 @@ pub struct Login {
 
 /// `POST /ui/login`: checks the token, sets the session cookie, back to the nodes.
 pub async fn login(State(app): State<AppState>, Form(form): Form<Login>) -> Response {
-    if !same(&form.csrf, &csrf()) {
+    if !same_token(&form.csrf, &csrf()) {
         return refused(
             StatusCode::FORBIDDEN,
             "bad_csrf",
             "this form did not come from this server's console (reload the page)",
         );
     }
-    let Some(token) = &app.admin_token else {
+    if app.admin_token.is_none() && app.read_token.is_none() {
         return Redirect::to("/").into_response();
-    };
-    let given = session_value(form.token.trim());
-    let expected = session_value(token);
-    if !same(&given, &expected) {
+    }
+    let given = form.token.trim();
+    let is = |t: &Option<String>| t.as_deref().is_some_and(|t| same_token(given, t));
+    if !(is(&app.admin_token) || is(&app.read_token)) {
         return refused(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "this is not the server's admin token",
+            "this is neither the server's admin token nor its read token",
         );
     }
     let mut resp = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}={expected}; HttpOnly; SameSite=Strict; Path=/"
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        session_value(given)
     )) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -183,7 +220,7 @@ pub async fn boot(
     headers: HeaderMap,
     Form(form): Form<BootForm>,
 ) -> Response {
-    if !same(&form.csrf, &csrf()) {
+    if !same_token(&form.csrf, &csrf()) {
         return refused(
             StatusCode::FORBIDDEN,
             "bad_csrf",
@@ -236,7 +273,8 @@ mod unit {
     fn the_session_is_not_the_token_and_depends_on_it() {
         assert_ne!(session_value("t1"), "t1");
         assert_ne!(session_value("t1"), session_value("t2"));
-        assert!(same(&session_value("t1"), &session_value("t1")));
-        assert!(!same(&csrf(), &session_value("csrf")));
+        assert!(same_token(&session_value("t1"), &session_value("t1")));
+        assert!(!same_token(&csrf(), &session_value("csrf")));
+        assert_ne!(session_value("t1"), csrf());
     }
 }
