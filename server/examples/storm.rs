@@ -216,6 +216,13 @@ async fn main() -> Res {
     if args.baseline {
         cmd.arg("--cgi-baseline");
     }
+    // The console's measure posts node events as an operator would: with the admin token.
+    const ADMIN: &str = "storm-admin-token";
+    if args.console {
+        let token = tmp.path().join("admin-token");
+        fs::write(&token, ADMIN)?;
+        cmd.arg("--admin-token-file").arg(&token);
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let mut line = String::new();
@@ -288,7 +295,7 @@ async fn main() -> Res {
     let rss = peak_rss_kib(pid);
     let cpu = cpu_seconds(pid);
     if args.console {
-        console(&http, &base).await?;
+        console(&http, &base, ADMIN).await?;
     }
     let health: serde_json::Value = http
         .get(format!("{base}/healthz"))
@@ -344,7 +351,7 @@ async fn main() -> Res {
 }
 
 /// Times the console's pages and the event stream against the server the storm filled.
-async fn console(http: &reqwest::Client, base: &str) -> Res {
+async fn console(http: &reqwest::Client, base: &str, admin: &str) -> Res {
     let list: serde_json::Value = http
         .get(format!("{base}/nodes?limit=2000"))
         .send()
@@ -428,6 +435,7 @@ async fn console(http: &reqwest::Client, base: &str) -> Res {
     for c in 0..10 {
         let http = http.clone();
         let base = base.to_owned();
+        let auth = format!("Bearer {admin}");
         let ids: Vec<String> = ids
             .iter()
             .skip(c)
@@ -436,19 +444,29 @@ async fn console(http: &reqwest::Client, base: &str) -> Res {
             .cloned()
             .collect();
         posters.push(tokio::spawn(async move {
+            let mut refused = 0usize;
             for id in ids {
-                let _ = http
+                let answer = http
                     .post(format!("{base}/nodes/{id}/events"))
+                    .header("Authorization", &auth)
                     .body(
                         r#"{"step": "detect", "status": "started", "time": 0, "message": "bench"}"#,
                     )
                     .send()
                     .await;
+                if !answer.is_ok_and(|a| a.status().is_success()) {
+                    refused += 1;
+                }
             }
+            refused
         }));
     }
+    let mut refused = 0;
     for p in posters {
-        p.await?;
+        refused += p.await?;
+    }
+    if refused > 0 {
+        return Err(format!("{refused} of {CHANGES} node events were not accepted").into());
     }
     let posted = started.elapsed();
     let mut seen = 0;
