@@ -361,6 +361,50 @@ fn a_server_that_is_down_is_retried_with_messages_then_given_up() -> Result<()> 
     Ok(())
 }
 
+/// `rdeploy.server=` with two servers, the first down: the agent moves to the second, says
+/// so, and the whole install (upload, events with the node's token, the flip to local boot)
+/// goes there.
+#[test]
+fn an_agent_moves_to_the_next_server_when_one_is_down() -> Result<()> {
+    let env = Env::new(None, &[])?;
+    let dead = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let cmdline = env.dir.path().join("cmdline-two");
+    fs::write(
+        &cmdline,
+        format!(
+            "rdeploy.server=http://127.0.0.1:{dead},{} rdeploy.retry_for=30\n",
+            env.server.base
+        ),
+    )?;
+    let hw = workspace_path("examples/hw/kvm.json");
+    let out = run_binary(
+        "rdeploy-agent",
+        &[
+            "run",
+            "--cmdline",
+            cmdline.to_str().context("path")?,
+            "--hw",
+            hw.to_str().context("path")?,
+            "--dry-run",
+            "--firmware",
+            "bios",
+        ],
+    )?;
+    let all = show(&out);
+    ensure!(out.code == Some(0), "{all}");
+    ensure!(
+        out.stderr.contains(&format!(
+            "http://127.0.0.1:{dead} cannot be reached: moving to the next server, {}",
+            env.server.base
+        )),
+        "{all}"
+    );
+    let node = env.server.get_json(&format!("/nodes/{KVM_NODE}"))?;
+    ensure!(node["state"] == "installed", "{node}");
+    ensure!(node["boot"]["target"] == "local", "{node}");
+    Ok(())
+}
+
 #[test]
 fn admission_control_is_honoured_with_the_servers_retry_after() -> Result<()> {
     let env = Env::new(None, &["--max-installs", "1"])?;

@@ -48,7 +48,7 @@ Examples:
   rdeploy-agent run --server http://10.0.0.1:8080 --retry-for 5m --command-timeout 10m \
       --onsuccess console
 
-Kernel command line: rdeploy.server=URL (or eDeploy's SERV=HOST HTTP_PORT=PORT HTTP_PATH=PATH),
+Kernel command line: rdeploy.server=URL[,URL...] (or eDeploy's SERV=HOST HTTP_PORT=PORT HTTP_PATH=PATH),
 rdeploy.onsuccess= and rdeploy.onfailure= (reboot|kexec|halt|console; eDeploy's ONSUCCESS=,
 ONFAILURE=), rdeploy.command_timeout=, rdeploy.retry_for=, BOOTIF= (the boot MAC).
 Flags win over the kernel command line.
@@ -59,8 +59,9 @@ Exit status: 0 installed, 1 the run failed (reported to the server), 2 bad usage
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct RunArgs {
-    /// The rdeploy server (default: `rdeploy.server=` from the kernel command line).
-    #[arg(long, value_name = "URL")]
+    /// The rdeploy server (default: `rdeploy.server=` from the kernel command line); several
+    /// servers sharing one rollout separated by commas, tried in turn when one is unreachable.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub server: Option<String>,
     /// Read the kernel command line from FILE instead of /proc/cmdline.
     #[arg(long, value_name = "FILE")]
@@ -110,6 +111,7 @@ pub struct RunArgs {
 /// Everything a run needs, flags and kernel command line resolved.
 #[derive(Debug, Clone)]
 struct Settings {
+    /// The server, or several that share the rollout, separated by commas (tried in turn).
     server: String,
     dry_run: bool,
     hw: Option<PathBuf>,
@@ -136,11 +138,15 @@ impl Settings {
             .clone()
             .or_else(|| params.server.clone())
             .context("no server: pass --server URL or boot with rdeploy.server=URL (or eDeploy's SERV=HOST HTTP_PORT=PORT)")?;
-        if !server.starts_with("http://") {
-            anyhow::bail!("server {server:?}: only plain http:// URLs are supported (the installer carries no TLS stack)");
+        let servers = client::server_list(&server);
+        if servers.is_empty() {
+            anyhow::bail!("server {server:?}: no URL in it");
+        }
+        if let Some(bad) = servers.iter().find(|s| !s.starts_with("http://")) {
+            anyhow::bail!("server {bad:?}: only plain http:// URLs are supported (the installer carries no TLS stack)");
         }
         Ok(Self {
-            server: server.trim_end_matches('/').to_owned(),
+            server: servers.join(","),
             dry_run: args.dry_run,
             hw: args.hw.clone(),
             sysroot: args.root.clone(),
@@ -330,11 +336,10 @@ impl Run {
         self.start(Step::Detect, "hardware inventory")?;
         let inventory = self.detect()?;
         // Retry pauses spread by machine: seeded by what makes this one different.
-        self.client = Client::new(
-            &self.s.server,
-            self.s.http_timeout,
-            Backoff::new(self.s.retry_for, seed_of(inventory.as_bytes())),
-        )?;
+        self.client = self.client.with_backoff(Backoff::new(
+            self.s.retry_for,
+            seed_of(inventory.as_bytes()),
+        ));
         self.inventory = Some(inventory.clone());
         self.succeed(Step::Detect, "")?;
         Ok(inventory)
@@ -342,7 +347,7 @@ impl Run {
 
     /// `upload`: the profile, variables, script and node id; the held events go out.
     fn step_upload(&mut self, inventory: &str) -> anyhow::Result<UploadReply> {
-        self.start(Step::Upload, &format!("to {}", self.s.server))?;
+        self.start(Step::Upload, &format!("to {}", self.client.base()))?;
         let reply = self.client.upload(&self.console, inventory)?;
         // Every later call proves it comes from this node with the reply's token.
         self.client.set_token(reply.token.clone());
@@ -415,7 +420,8 @@ impl Run {
             &format!("{} {} into {target}", role.role, role.version),
         )?;
         let spec = crate::tree::InstallSpec {
-            server: self.s.server.clone(),
+            // The server that answered the upload (after any failover).
+            server: self.client.base().to_owned(),
             role: role.role.clone(),
             version: role.version.clone(),
             profile: reply.profile.clone(),
