@@ -53,24 +53,12 @@ pub fn queue(args: &ServerArgs, system: &str, tests: &[String]) -> Result<Outcom
     Ok(Outcome::Ok)
 }
 
-fn url_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `rdeploy test list [SYSTEM]` / `pxemngr dpytest SYSTEM`: every test run or scheduled,
 /// with its state and its counts of error, warning and information lines.
 pub fn list(args: &ServerArgs, system: Option<&str>) -> Result<Outcome> {
     let c = Client::new(args)?;
     let path = match system {
-        Some(s) => format!("/testruns?system={}", url_escape(s)),
+        Some(s) => format!("/testruns?system={}", crate::serve::markup::segment(s)),
         None => "/testruns".to_owned(),
     };
     let list: TestRunList = c.get(&path)?;
@@ -191,6 +179,6 @@ mod tests {
              run 2: W: slow\n\
              run 2: ... 1 more error and warning lines (GET /testruns/2)\n"
         );
-        assert_eq!(url_escape("a b&c"), "a%20b%26c");
+        assert_eq!(crate::serve::markup::segment("a b&c"), "a%20b%26c");
     }
 }

@@ -293,6 +293,21 @@ pub fn curl(args: &[&str]) -> Result<Output> {
     })
 }
 
+/// An inventory uploaded as eDeploy's users do it, `curl -s -f -F file=@HW URL/upload`;
+/// fails unless curl succeeds (a 2xx answer).
+pub fn curl_upload(server: &Server, hw: &Path) -> Result<Output> {
+    let file = format!("file=@{}", hw.display());
+    let out = curl(&["-s", "-f", "-F", &file, &server.url("/upload")])?;
+    anyhow::ensure!(
+        out.code == Some(0),
+        "upload of {}: curl exit {:?}: {}",
+        hw.display(),
+        out.code,
+        out.stderr
+    );
+    Ok(out)
+}
+
 /// A symlink `dir/name` to workspace binary `binary`: the multi-call names (`pxemngr` for
 /// `rdeploy`, `edeploy` for `rdeploy-agent`) as an operator installs them.
 pub fn multi_call(binary: &str, name: &str, dir: &Path) -> Result<PathBuf> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use rdeploy_tests::{curl, Server};
+use rdeploy_tests::{curl, curl_upload, Server};
 
 /// OMF's PXE image (its `pxe/config/default.orbit`).
 const ORBIT: &str = "DEFAULT boel\n\nLABEL boel\nKERNEL linux-orbit-pxe-3.0.4\nAPPEND rw init=/sbin/init initrd=initramfs-orbit-pxe-5.4.gz console=tty0 console=ttyS0,9600\n";
@@ -66,14 +66,7 @@ impl Env {
         for (serial, mac) in [("S1", "52:54:00:00:01:01"), ("S2", "52:54:00:00:01:02")] {
             let hw = env.dir.path().join(format!("{serial}.hw"));
             fs::write(&hw, inventory(serial, mac))?;
-            let out = curl(&[
-                "-s",
-                "-f",
-                "-F",
-                &format!("file=@{}", hw.display()),
-                &env.server.url("/upload"),
-            ])?;
-            ensure!(out.code == Some(0), "upload {serial}: exit {:?}", out.code);
+            curl_upload(&env.server, &hw)?;
         }
         Ok(env)
     }

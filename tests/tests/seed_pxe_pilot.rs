@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use rdeploy_tests::{copy_dir, curl, run_binary, workspace_path, Server};
+use rdeploy_tests::{copy_dir, curl, curl_upload, run_binary, workspace_path, Server};
 
 /// PXE Pilot's USECASE: the configurations of its TFTP root.
 fn tftp_root(dir: &Path) -> Result<()> {
@@ -267,14 +267,7 @@ fn a_node_deployed_by_mac_gets_both_of_its_files_and_its_ipxe_answer() -> Result
     let env = Env::new()?;
     // eDeploy's upload (the node gets 192.168.122.10 from the CMDB).
     let hw = workspace_path("examples/hw/kvm.json");
-    let out = curl(&[
-        "-s",
-        "-f",
-        "-F",
-        &format!("file=@{}", hw.display()),
-        &env.server.url("/upload"),
-    ])?;
-    ensure!(out.code == Some(0), "upload: {}", out.stderr);
+    curl_upload(&env.server, &hw)?;
     let out = curl(&[
         "-i",
         "-X",

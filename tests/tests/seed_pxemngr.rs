@@ -9,7 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use rdeploy_tests::{copy_dir, curl, multi_call, run_program, workspace_path, Output, Server};
+use rdeploy_tests::{
+    copy_dir, curl, curl_upload, multi_call, run_program, workspace_path, Output, Server,
+};
 
 /// PXE Manager's `contrib/profiles/local.prof`.
 const LOCAL_PROF: &str = "prompt 0\ntimeout 0\ndefault 0\n\nlabel 0\n  LOCALBOOT 0\n";
@@ -214,14 +216,7 @@ fn install_scripts_stop_the_loop_with_localboot_from_any_address_they_are_known_
     // A node installing over DHCP on an address its CMDB entry does not name
     // (192.168.122.10): its upload came from 127.0.0.1, and that finds it.
     let hw = workspace_path("examples/hw/kvm.json");
-    let out = curl(&[
-        "-s",
-        "-f",
-        "-F",
-        &format!("file=@{}", hw.display()),
-        &env.server.url("/upload"),
-    ])?;
-    ensure!(out.code == Some(0), "upload: exit {:?}", out.code);
+    curl_upload(&env.server, &hw)?;
     assert_eq!(env.curl("/profile/")?, "install\n");
     // eDeploy's init: curl -s ${PXEMNGR_URL}localboot/
     let pxemngr_url = format!("{}/", env.server.base);

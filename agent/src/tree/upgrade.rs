@@ -78,7 +78,7 @@ impl Change {
     pub fn line(&self, m: &Manifest) -> String {
         let kind = self
             .entry
-            .map(|i| kind_name(m.entries[i].kind))
+            .map(|i| m.entries[i].kind.name())
             .unwrap_or("entry");
         let op = match self.op {
             Op::Create => "create",
@@ -91,18 +91,6 @@ impl Change {
         } else {
             format!("{op} {kind:<7} {} ({})", self.path, self.why)
         }
-    }
-}
-
-fn kind_name(k: EntryKind) -> &'static str {
-    match k {
-        EntryKind::Dir => "dir",
-        EntryKind::File => "file",
-        EntryKind::Symlink => "symlink",
-        EntryKind::Hardlink => "link",
-        EntryKind::Char => "chardev",
-        EntryKind::Block => "blkdev",
-        EntryKind::Fifo => "fifo",
     }
 }
 
@@ -177,7 +165,7 @@ pub fn plan(
             l.kind == e.kind || (e.kind == EntryKind::Hardlink && l.kind == EntryKind::File);
         if !same_kind {
             replaced.insert(&e.path, true);
-            push(&mut out, Op::Update, format!("was a {}", kind_name(l.kind)));
+            push(&mut out, Op::Update, format!("was a {}", l.kind.name()));
             continue;
         }
         let content = match e.kind {

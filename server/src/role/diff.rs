@@ -81,23 +81,11 @@ impl Diff<'_> {
     }
 }
 
-fn kind(k: EntryKind) -> &'static str {
-    match k {
-        EntryKind::Dir => "dir",
-        EntryKind::File => "file",
-        EntryKind::Symlink => "symlink",
-        EntryKind::Hardlink => "link",
-        EntryKind::Char => "chardev",
-        EntryKind::Block => "blkdev",
-        EntryKind::Fifo => "fifo",
-    }
-}
-
 /// What differs between two entries of the same path other than times ("" when nothing).
 fn what_differs(a: &Entry, b: &Entry) -> String {
     let mut why = Vec::new();
     if a.kind != b.kind {
-        why.push(format!("{} -> {}", kind(a.kind), kind(b.kind)));
+        why.push(format!("{} -> {}", a.kind.name(), b.kind.name()));
     } else {
         if a.sha256 != b.sha256 {
             why.push(format!("content, {} -> {} bytes", a.size, b.size));
@@ -163,12 +151,12 @@ pub fn lines(d: &Diff<'_>) -> Vec<String> {
         .iter()
         .map(|c| match c {
             Change::Added(e) if e.kind == EntryKind::File => {
-                format!("+ {:<7} {} ({} bytes)", kind(e.kind), e.path, e.size)
+                format!("+ {:<7} {} ({} bytes)", e.kind.name(), e.path, e.size)
             }
-            Change::Added(e) => format!("+ {:<7} {}", kind(e.kind), e.path),
-            Change::Removed(e) => format!("- {:<7} {}", kind(e.kind), e.path),
+            Change::Added(e) => format!("+ {:<7} {}", e.kind.name(), e.path),
+            Change::Removed(e) => format!("- {:<7} {}", e.kind.name(), e.path),
             Change::Changed { to, why, .. } => {
-                format!("~ {:<7} {} ({why})", kind(to.kind), to.path)
+                format!("~ {:<7} {} ({why})", to.kind.name(), to.path)
             }
         })
         .collect()

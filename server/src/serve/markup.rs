@@ -1,6 +1,21 @@
 //! Escaping text for the markup the server writes: HTML pages (the console and PXE
 //! Manager's test pages), JUnit XML and OMF's XML answers. One function: what is safe in an
-//! XML 1.0 attribute is safe in HTML content and attributes too.
+//! XML 1.0 attribute is safe in HTML content and attributes too. And one for the text put
+//! in a URL's path or query ([`segment`]).
+
+/// Percent-encodes text for one path segment or query value of a URL (`/tests/systems/<name>`,
+/// `?system=<name>`): everything but RFC 3986's unreserved characters.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// Escapes text for XML or HTML content and attribute values, dropping the control
 /// characters XML 1.0 forbids (tab, newline and carriage return stay).
