@@ -24,6 +24,10 @@ pub struct TestLoopArgs {
     /// The rdeploy server's URL.
     #[arg(long, value_name = "URL", env = "RDEPLOY_SERVER")]
     pub server: String,
+    /// Trust only this CA or pinned certificate (PEM) for an https:// server [default:
+    /// /etc/rdeploy/ca.pem when it exists, else the system's roots].
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_CA")]
+    pub ca: Option<PathBuf>,
     /// Ask by MAC (`/nexttest/<mac>/`) instead of by this host's address (`/nexttest/`).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
@@ -69,7 +73,9 @@ enum Round {
 pub fn main(args: &TestLoopArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
-    let http = reqwest::blocking::Client::builder()
+    let trust = crate::tls::Trust::resolve(args.ca.as_deref())?;
+    let http = trust
+        .builder()
         .timeout(Duration::from_secs(60))
         .build()
         .context("cannot build the HTTP client")?;

@@ -174,6 +174,10 @@ pub struct ServerArgs {
     /// File holding the admin token (else the RDEPLOY_TOKEN variable), for changes.
     #[arg(long, value_name = "FILE", env = "RDEPLOY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// server: trust only this CA or pinned certificate (PEM), not the
+    /// system's roots (e.g. the DATA_DIR/tls/self-signed.pem of `serve --tls-self-signed`).
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,9 +326,26 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// The server's URL as machines reach it (rdeploy.server= on the kernel command line);
-    /// default: http://<listen address>.
+    /// default: http://<listen address> (https:// with TLS).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2) with this certificate chain (PEM, leaf first);
+    /// with --tls-key. Agents pin it (or its CA) with `rdeploy-initrd build --ca`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for labs: made at the first start for
+    /// localhost, the listen address, this host's name and --public-url's host
+    /// (DATA_DIR/tls/self-signed.pem, key mode 0600), kept afterwards; prints how to pin it.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+    /// With TLS: also serve plain HTTP on ADDR for what firmware and iPXE fetch
+    /// (/boot.ipxe, /boot/*, /images/*), and nothing else; the default kernel and
+    /// initrd URLs then use it.
+    #[arg(long, value_name = "ADDR")]
+    pub boot_listen: Option<std::net::SocketAddr>,
     /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names, and
     /// a `default` that boots the local disk when there is none); boot profiles are read
     /// from pxelinux.cfg/profiles/*.prof and PXE Pilot's pxelinux.cfg/conf/* there.

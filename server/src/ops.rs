@@ -37,10 +37,15 @@ impl Client {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(ca) = &args.ca {
+            // Only this CA (or pinned certificate): the system's roots are not asked.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in read_ca(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Client {
             base: args.server.trim_end_matches('/').to_owned(),
             token,
@@ -105,6 +110,20 @@ impl Client {
     fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::DELETE, path, None)
     }
+}
+
+/// The certificates of a CA file (PEM, one or more).
+fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA file {} (--ca)", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{}: not a PEM certificate file (--ca)", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in it (--ca wants PEM: -----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(certs)
 }
 
 /// One path segment of a URL, escaped.

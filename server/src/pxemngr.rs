@@ -1,7 +1,8 @@
 //! `pxemngr`: the `rdeploy` binary invoked under that name (a symlink) takes PXE Manager's
 //! command lines unchanged, `pxemngr VERB ARGS...`, and runs them against the server
 //! (`RDEPLOY_SERVER`, else PXE Manager's `PXEMNGR_URL`, else `http://127.0.0.1:8080`; the
-//! admin token from `RDEPLOY_TOKEN_FILE` or `RDEPLOY_TOKEN`).
+//! admin token from `RDEPLOY_TOKEN_FILE` or `RDEPLOY_TOKEN`; the CA of an https:// server from
+//! `RDEPLOY_CA`).
 //!
 //! Every verb is one arm of [`run`]; a new verb is a [`Verb`] variant, its name in
 //! [`Verb::ALL`], its usage line, and an arm. The systems' verbs are `rdeploy system ...`
@@ -77,6 +78,7 @@ fn server() -> ServerArgs {
     ServerArgs {
         server: url.trim().trim_end_matches('/').to_owned(),
         token_file: std::env::var_os("RDEPLOY_TOKEN_FILE").map(Into::into),
+        ca: std::env::var_os("RDEPLOY_CA").map(Into::into),
     }
 }
 
@@ -160,6 +162,7 @@ mod tests {
         let server = ServerArgs {
             server: "http://127.0.0.1:9".into(),
             token_file: None,
+            ca: None,
         };
         let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         for (verb, args) in [

@@ -155,6 +155,9 @@ pub struct Server {
     pub config_dir: PathBuf,
     /// Its data dir (node records, role trees under `install/`).
     pub data_dir: PathBuf,
+    /// The certificate to trust when it serves HTTPS (`--tls-cert FILE`, or the
+    /// `--tls-self-signed` one of the data dir).
+    pub ca: Option<PathBuf>,
 }
 
 impl Server {
@@ -184,8 +187,16 @@ impl Server {
             let _ = child.wait();
             bail!("rdeploy serve said {line:?} instead of `rdeploy: listening on URL`");
         };
+        let ca = base.starts_with("https://").then(|| {
+            extra
+                .iter()
+                .position(|a| *a == "--tls-cert")
+                .and_then(|i| extra.get(i + 1))
+                .map_or_else(|| data_dir.join("tls/self-signed.pem"), PathBuf::from)
+        });
         Ok(Server {
             base: base.to_owned(),
+            ca,
             child,
             config_dir: config_dir.to_owned(),
             data_dir: data_dir.to_owned(),
@@ -210,9 +221,22 @@ impl Server {
         serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
     }
 
+    /// A client of this server: over HTTPS, trusting its certificate only.
+    pub fn client(&self) -> Result<reqwest::blocking::Client> {
+        let mut b = reqwest::blocking::Client::builder();
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("{}", ca.display()))?;
+            b = b
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(b.build()?)
+    }
+
     /// `GET BASE/path` as text.
     pub fn get_text(&self, path: &str) -> Result<String> {
-        let resp = reqwest::blocking::Client::new()
+        let resp = self
+            .client()?
             .get(self.url(path))
             .header("Accept", "application/json")
             .send()

@@ -1,5 +1,8 @@
-//! The agent's HTTP client of `rdeploy serve` (plain HTTP, blocking): every call has a time
-//! limit and is retried with backoff while the server is down, slow or busy.
+//! The agent's HTTP client of `rdeploy serve` (HTTP or HTTPS, blocking): every call has a
+//! time limit and is retried with backoff while the server is down, slow or busy.
+//!
+//! Over HTTPS the server's certificate must chain to the agent's CA file when it has one
+//! ([`Trust`]); a certificate that does not is a final refusal, not retried.
 //!
 //! A call is retried when the server cannot be reached, times out, or answers `5xx` or
 //! `429` (`503` with `Retry-After` is admission control: `--max-installs` installs are under
@@ -23,6 +26,7 @@ use reqwest::StatusCode;
 
 use super::backoff::Backoff;
 use super::console::Console;
+use crate::tls::{certificate_refusal, Trust};
 
 /// Why a call to the server did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,18 @@ pub enum CallError {
         code: String,
         /// The server's message, with the profiles it tried for matching errors.
         message: String,
+    },
+    /// The server's certificate is not the pinned one (nor signed by the CA file).
+    #[error("{what}: refused the certificate of {server}: {why} (the agent trusts only {ca})")]
+    Untrusted {
+        /// The call.
+        what: String,
+        /// The server's base URL.
+        server: String,
+        /// What TLS said (`invalid peer certificate: UnknownIssuer` ...).
+        why: String,
+        /// The CA file, or `the system's roots`.
+        ca: String,
     },
     /// The server stayed unreachable or busy for the whole retry time.
     #[error(
@@ -60,6 +76,7 @@ pub enum CallError {
 /// The outcome of one attempt.
 enum Attempt {
     Done(Response),
+    Untrusted(String),
     Again {
         why: String,
         retry_after: Option<Duration>,
@@ -85,6 +102,8 @@ pub struct Client {
     backoff: Backoff,
     /// The node's token from the upload reply: sent on every later call.
     token: Option<String>,
+    /// The server certificates trusted.
+    trust: Trust,
 }
 
 /// The servers of a `rdeploy.server=` / `--server` value: base URLs separated by commas
@@ -100,22 +119,29 @@ pub fn server_list(value: &str) -> Vec<String> {
 }
 
 impl Client {
-    /// A client of `base` (`http://10.0.0.1:8080`, or several separated by commas): each
+    /// A client of `base` (`https://10.0.0.1:8443`, or several separated by commas): each
     /// request may take `timeout`, connecting at most 10 s of it; failed calls are retried
-    /// under `backoff`, on the next server when the current one is unreachable.
-    pub fn new(base: &str, timeout: Duration, backoff: Backoff) -> anyhow::Result<Self> {
+    /// under `backoff`, on the next server when the current one is unreachable; servers'
+    /// certificates are checked against `trust`.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        backoff: Backoff,
+        trust: &Trust,
+    ) -> anyhow::Result<Self> {
         let bases = server_list(base);
         if bases.is_empty() {
             anyhow::bail!("no server URL in {base:?}");
         }
         Ok(Self {
-            http: http_client(timeout)
+            http: http_client(timeout, trust)
                 .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?,
             timeout,
             bases: bases.into(),
             current: Arc::new(AtomicUsize::new(0)),
             backoff,
             token: None,
+            trust: trust.clone(),
         })
     }
 
@@ -270,6 +296,17 @@ impl Client {
         loop {
             match classify(build(&http).send()) {
                 Attempt::Done(r) => return Ok(r),
+                Attempt::Untrusted(why) => {
+                    return Err(CallError::Untrusted {
+                        what: what.to_owned(),
+                        server: self.base().to_owned(),
+                        why,
+                        ca: self.trust.ca_file().map_or_else(
+                            || "the system's roots".to_owned(),
+                            |p| p.display().to_string(),
+                        ),
+                    })
+                }
                 Attempt::Refused {
                     status,
                     code,
@@ -311,7 +348,7 @@ impl Client {
                     attempt += 1;
                     // A fresh client for the next attempt: nothing of the failed one (a
                     // half-open connection, a dead pool entry) can fail it again.
-                    if let Ok(fresh) = http_client(self.timeout) {
+                    if let Ok(fresh) = http_client(self.timeout, &self.trust) {
                         http = fresh;
                     }
                 }
@@ -322,8 +359,9 @@ impl Client {
 
 /// The blocking client: a time limit on each request, 10 s at most to connect, no idle
 /// connections kept (a few calls a minute do not need them).
-fn http_client(timeout: Duration) -> reqwest::Result<Http> {
-    Http::builder()
+fn http_client(timeout: Duration, trust: &Trust) -> reqwest::Result<Http> {
+    trust
+        .builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("rdeploy-agent/", env!("CARGO_PKG_VERSION")))
@@ -378,11 +416,14 @@ fn classify(result: Result<Response, reqwest::Error>) -> Attempt {
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
+            if let Some(why) = certificate_refusal(&e) {
+                return Attempt::Untrusted(why);
+            }
             return Attempt::Again {
                 why: describe(&e),
                 retry_after: None,
                 unreachable: e.is_connect() || e.is_timeout(),
-            }
+            };
         }
     };
     let status = resp.status();
@@ -512,6 +553,7 @@ mod tests {
             &format!("http://127.0.0.1:{port}"),
             Duration::from_secs(5),
             backoff,
+            &Trust::system(),
         )?;
         let console = Console::silent();
         let err = client.localboot(&console, "52:54:00:00:00:01");
@@ -561,6 +603,7 @@ mod tests {
             &format!("http://127.0.0.1:{dead}/, http://127.0.0.1:{port}"),
             Duration::from_secs(5),
             backoff,
+            &Trust::system(),
         )?;
         client.set_token(Some("node-token".into()));
         let clone = client.with_total(Duration::from_secs(30));

@@ -37,6 +37,7 @@ use self::console::Console;
 use self::install::{BootLoader, Firmware, Steps};
 use self::logged::LoggedHost;
 use self::report::{unix_now, EventSink, Reporter};
+use crate::tls::Trust;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -49,6 +50,8 @@ Examples:
       --onsuccess console
 
 Kernel command line: rdeploy.server=URL[,URL...] (or eDeploy's SERV=HOST HTTP_PORT=PORT HTTP_PATH=PATH),
+rdeploy.ca=FILE (the only CA an https:// server's certificate may chain to; default
+/etc/rdeploy/ca.pem when the initramfs has it, put there by rdeploy-initrd build --ca),
 rdeploy.onsuccess= and rdeploy.onfailure= (reboot|kexec|halt|console; eDeploy's ONSUCCESS=,
 ONFAILURE=), rdeploy.command_timeout=, rdeploy.retry_for=, BOOTIF= (the boot MAC).
 Flags win over the kernel command line.
@@ -63,6 +66,10 @@ pub struct RunArgs {
     /// servers sharing one rollout separated by commas, tried in turn when one is unreachable.
     #[arg(long, value_name = "URL[,URL...]")]
     pub server: Option<String>,
+    /// Trust only this CA or pinned certificate (PEM) for the https:// server [default:
+    /// rdeploy.ca=, else /etc/rdeploy/ca.pem when it exists]; with one, http:// is refused.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Read the kernel command line from FILE instead of /proc/cmdline.
     #[arg(long, value_name = "FILE")]
     pub cmdline: Option<PathBuf>,
@@ -125,6 +132,8 @@ struct Settings {
     target_root: String,
     firmware: Firmware,
     boot_mac: Option<String>,
+    /// The server certificates trusted.
+    trust: Trust,
 }
 
 fn path_str(p: &Path) -> String {
@@ -142,8 +151,9 @@ impl Settings {
         if servers.is_empty() {
             anyhow::bail!("server {server:?}: no URL in it");
         }
-        if let Some(bad) = servers.iter().find(|s| !s.starts_with("http://")) {
-            anyhow::bail!("server {bad:?}: only plain http:// URLs are supported (the installer carries no TLS stack)");
+        let trust = Trust::resolve(args.ca.as_deref().or(params.ca.as_deref()))?;
+        for s in &servers {
+            trust.check_url(s)?;
         }
         Ok(Self {
             server: servers.join(","),
@@ -171,6 +181,7 @@ impl Settings {
             target_root: path_str(&args.target),
             firmware: args.firmware.resolve(),
             boot_mac: params.boot_mac.clone(),
+            trust,
         })
     }
 }
@@ -193,6 +204,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         &settings.server,
         settings.http_timeout,
         Backoff::new(settings.retry_for, seed_of(settings.server.as_bytes())),
+        &settings.trust,
     )?;
     let mut run = Run {
         s: settings,
@@ -429,6 +441,7 @@ impl Run {
             node: self.reporter.node().map(str::to_owned),
             token: reply.token.clone(),
             jobs: 0,
+            trust: self.s.trust.clone(),
         };
         let console = self.console.clone();
         let mut progress_lines = String::new();
@@ -852,16 +865,27 @@ mod tests {
     }
 
     #[test]
-    fn a_server_is_required_and_plain_http() {
+    fn a_server_is_required_and_https_once_a_ca_is_given() -> anyhow::Result<()> {
         let e = settings(&[], "quiet")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("no server: pass --server URL"), "{e}");
-        let e = settings(&["--server", "https://x"], "")
+        let e = settings(&["--server", "ftp://x"], "")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("only plain http:// URLs"), "{e}");
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+        // rdeploy.ca= names the CA; with one, plain http:// is refused.
+        let tmp = tempfile::tempdir()?;
+        let ca = tmp.path().join("ca.pem");
+        std::fs::write(&ca, "junk")?;
+        let cmdline = format!("rdeploy.server=https://x rdeploy.ca={}", ca.display());
+        let e = settings(&[], &cmdline)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("ca.pem: no certificate"), "{e}");
+        Ok(())
     }
 }

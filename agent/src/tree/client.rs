@@ -16,9 +16,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `base` (`http://10.0.0.1:8080`).
-    pub fn new(base: &str) -> Result<Client> {
-        let http = reqwest::blocking::Client::builder()
+    /// A client of the server at `base` (`http://10.0.0.1:8080`), trusting `trust`'s
+    /// certificates over HTTPS.
+    pub fn new(base: &str, trust: &crate::tls::Trust) -> Result<Client> {
+        let http = trust
+            .builder()
             // Streams of a large tree take as long as they take; a dead peer is noticed by
             // the connect timeout and TCP.
             .timeout(None::<Duration>)

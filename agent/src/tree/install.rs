@@ -34,7 +34,7 @@ pub fn install(
     if spec.server.starts_with("rsync://") {
         return install_rsync(spec, dry_run, progress);
     }
-    let client = Client::new(&spec.server)?.with_token(spec.token.clone());
+    let client = Client::new(&spec.server, &spec.trust)?.with_token(spec.token.clone());
     let manifest = client.manifest(&spec.role, &spec.version)?;
     let tree_bytes = manifest.bytes();
     let entries = manifest.entries.len() as u64;

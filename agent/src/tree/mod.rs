@@ -54,6 +54,10 @@ pub struct UpgradeArgs {
     /// Parallel transfers.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS, global = true)]
     pub jobs: usize,
+    /// Trust only this CA or pinned certificate (PEM) for an https:// server [default:
+    /// /etc/rdeploy/ca.pem under ROOT when it exists, else the system's roots].
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_CA", global = true)]
+    pub ca: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: UpgradeCommand,
@@ -167,6 +171,17 @@ fn shorthand_run(words: &[String]) -> Result<UpgradeRun> {
     Ok(parsed.run)
 }
 
+/// The certificates an upgrade trusts: `--ca`, else ROOT/etc/rdeploy/ca.pem when it
+/// exists, else the system's roots.
+fn trust(args: &UpgradeArgs) -> Result<crate::tls::Trust> {
+    let on_host = args.root.join(crate::tls::CA_FILE.trim_start_matches('/'));
+    match &args.ca {
+        Some(f) => crate::tls::Trust::from_file(f),
+        None if on_host.exists() => crate::tls::Trust::from_file(&on_host),
+        None => Ok(crate::tls::Trust::system()),
+    }
+}
+
 /// Runs `upgrade`.
 pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
     let root = &args.root;
@@ -204,6 +219,7 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
             // The node's token, to report the install on it (RDEPLOY_NODE_TOKEN).
             token: std::env::var("RDEPLOY_NODE_TOKEN").ok(),
             jobs: args.jobs,
+            trust: trust(args)?,
         };
         install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
         return Ok(ExitCode::SUCCESS);
@@ -248,17 +264,17 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         UpgradeCommand::Role => println!("{}", conf.role),
         UpgradeCommand::Profile => println!("{}", conf.profile),
         UpgradeCommand::List => {
-            let client = Client::new(&server)?;
+            let client = Client::new(&server, &trust(args)?)?;
             for v in client.upgrades(&conf.role, &conf.version)?.to {
                 println!("{v}");
             }
         }
-        UpgradeCommand::Verify => return verify(root, &conf, &server),
+        UpgradeCommand::Verify => return verify(root, &conf, &server, &trust(args)?),
         UpgradeCommand::TestUpgrade(v) => {
-            return run_upgrade(root, &conf, &server, &v.version, args.jobs, None)
+            return run_upgrade(root, &conf, &server, &v.version, args, None)
         }
         UpgradeCommand::Upgrade(u) => {
-            return run_upgrade(root, &conf, &server, &u.version, args.jobs, Some(u))
+            return run_upgrade(root, &conf, &server, &u.version, args, Some(u))
         }
         UpgradeCommand::Install(_)
         | UpgradeCommand::Shorthand(_)
@@ -278,8 +294,8 @@ fn saved_rules(root: &Path) -> Rules {
     )
 }
 
-fn verify(root: &Path, conf: &Conf, server: &str) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+fn verify(root: &Path, conf: &Conf, server: &str, trust: &crate::tls::Trust) -> Result<ExitCode> {
+    let client = Client::new(server, trust)?;
     let m = client.manifest(&conf.role, &conf.version)?;
     let rules = saved_rules(root);
     let as_root = rustix::process::geteuid().is_root();
@@ -328,12 +344,13 @@ fn run_upgrade(
     conf: &Conf,
     server: &str,
     to: &str,
-    jobs: usize,
+    args: &UpgradeArgs,
     run: Option<&UpgradeRun>,
 ) -> Result<ExitCode> {
+    let jobs = args.jobs;
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server)?.with_token(conf::load_token(root));
+    let client = Client::new(server, &trust(args)?)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
@@ -538,6 +555,8 @@ pub struct InstallSpec {
     pub token: Option<String>,
     /// Parallel streams (0: [`DEFAULT_JOBS`]).
     pub jobs: usize,
+    /// The server certificates trusted.
+    pub trust: crate::tls::Trust,
 }
 
 /// What an install moved.

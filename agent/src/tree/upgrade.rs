@@ -579,7 +579,7 @@ mod tests {
             .map(|c| (c.op, c.path.as_str()))
             .collect();
         assert_eq!(got, [(Op::Update, "lib"), (Op::Delete, "lib/x")]);
-        let client = Client::new("http://127.0.0.1:9")?;
+        let client = Client::new("http://127.0.0.1:9", &crate::tls::Trust::system())?;
         apply(&p, &m, &root, &client, 1, &|_| {})?;
         assert_eq!(std::fs::read_link(root.join("lib"))?, Path::new("usr/lib"));
         assert_eq!(std::fs::read_to_string(root.join("usr/lib/x"))?, "keep");

@@ -45,6 +45,7 @@ pub mod slots;
 pub mod store;
 pub mod systems;
 pub mod testing;
+pub mod tls;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -239,11 +240,33 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr: SocketAddr = listener.local_addr().context("no local address")?;
+    let tls = tls_identity(args, addr)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let boot_listener = match args.boot_listen {
+        Some(a) => {
+            anyhow::ensure!(
+                tls.is_some(),
+                "--boot-listen is for a TLS server (--tls-cert or --tls-self-signed): without TLS, --listen serves the boot files already"
+            );
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (--boot-listen)"))?;
+            let boot_addr = l.local_addr().context("no local address")?;
+            Some((l, boot_addr))
+        }
+        None => None,
+    };
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let mut boot = boot::BootConfig::new(&public_url);
+    if let Some((_, boot_addr)) = &boot_listener {
+        // Firmware and iPXE fetch their scripts, the kernel and initramfs over plain HTTP.
+        boot.boot_url = format!("http://{boot_addr}");
+        boot.kernel_url = format!("http://{boot_addr}/images/vmlinuz");
+        boot.initrd_url = format!("http://{boot_addr}/images/initrd.img");
+    }
     if let Some(k) = &args.kernel_url {
         boot.kernel_url.clone_from(k);
     }
@@ -294,10 +317,13 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
         );
     }
     // Scripts and tests read this line to find the port when --listen ends in :0.
-    println!("rdeploy: listening on http://{addr}");
+    println!("rdeploy: listening on {scheme}://{addr}");
+    if let Some((_, boot_addr)) = &boot_listener {
+        eprintln!("rdeploy: boot files (iPXE scripts, images) on http://{boot_addr}");
+    }
     if args.config_dir.is_none() {
         eprintln!(
-            "rdeploy: no --config-dir given: serving the demo config in {} (try: curl -F file=@examples/hw/kvm.json http://{addr}/upload)",
+            "rdeploy: no --config-dir given: serving the demo config in {} (try: curl -F file=@examples/hw/kvm.json {scheme}://{addr}/upload)",
             args.data_dir.join("demo-config").display()
         );
     }
@@ -313,15 +339,108 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
             }
         });
     }
-    tracing::info!(%addr, "serving");
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("server error")?;
+    tracing::info!(%addr, scheme, "serving");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let boot_server = boot_listener.map(|(l, _)| {
+        let router = boot_app(state.clone());
+        let stop = stopped();
+        tokio::spawn(async move {
+            axum::serve(
+                l,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+        })
+    });
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    });
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(id) => {
+            use axum::serve::ListenerExt as _;
+            // tap_io: axum gives the peer's address (ConnectInfo) through it.
+            let listener = tls::TlsListener::new(listener, id.config)
+                .context("cannot start the TLS listener")?
+                .tap_io(|_| ());
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped())
+                .await
+                .context("server error")?;
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped())
+                .await
+                .context("server error")?;
+        }
+    }
+    if let Some(b) = boot_server {
+        b.await
+            .context("the boot listener failed")?
+            .context("boot listener error")?;
+    }
     Ok(Outcome::Ok)
+}
+
+/// What `--boot-listen` serves over plain HTTP: the iPXE scripts and the images.
+fn boot_app(state: AppState) -> Router {
+    Router::new()
+        .route("/boot.ipxe", get(boot_api::generic_ipxe))
+        .route("/boot/{file}", get(boot_api::mac_ipxe))
+        .route("/images/{file}", get(images::image))
+        .fallback(|| async {
+            ApiError::not_found(
+                "no_such_endpoint",
+                "this plain HTTP listener serves boot files only; the API is on the TLS listener",
+            )
+        })
+        .with_state(state)
+}
+
+/// The TLS certificate the server runs with, if any; prints its fingerprint, and for a
+/// self-signed one how to pin it.
+fn tls_identity(args: &ServeArgs, addr: SocketAddr) -> Result<Option<tls::Identity>> {
+    let (cert, key, made) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), None),
+        _ if args.tls_self_signed => {
+            let names = tls::self_signed_names(addr, args.public_url.as_deref());
+            let (c, k, made) = tls::self_signed(&args.data_dir, &names)?;
+            (c, k, Some((made, names)))
+        }
+        _ => return Ok(None),
+    };
+    let id = tls::load(&cert, &key)?;
+    let path = id.cert_file.display();
+    match made {
+        None => {
+            tracing::info!(cert = %path, fingerprint = %id.fingerprint, "TLS");
+        }
+        Some((made, names)) => {
+            let how = if made {
+                format!("made now for {}", names.join(", "))
+            } else {
+                "kept from an earlier start; delete it and its key to make another".to_owned()
+            };
+            tracing::info!(cert = %path, fingerprint = %id.fingerprint, "TLS with a self-signed certificate ({how})");
+            eprintln!(
+                "rdeploy: TLS with the self-signed certificate {path} ({how})\n\
+                 rdeploy: SHA-256 fingerprint {}\n\
+                 rdeploy: pin it in the installer: rdeploy-initrd build --ca {path} ...\n\
+                 rdeploy: and for the operator commands: rdeploy --ca {path} ... (or RDEPLOY_CA={path})",
+                id.fingerprint
+            );
+        }
+    }
+    Ok(Some(id))
 }
 
 /// The `serve` options about access.
@@ -388,7 +507,7 @@ fn access_config(
 }
 
 /// Writes a secret file readable by its owner only (mode 0600 from the start).
-fn write_secret(path: &std::path::Path, text: &str) -> Result<()> {
+pub(crate) fn write_secret(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -11,6 +11,9 @@ use super::BootTarget;
 pub struct BootConfig {
     /// The server's URL as machines see it (`rdeploy.server=` on the kernel command line).
     pub public_url: String,
+    /// Where iPXE asks for a machine's script (`/boot/<mac>.ipxe`): the public URL, or the
+    /// plain HTTP `--boot-listen` of a TLS server.
+    pub boot_url: String,
     /// Kernel and initramfs URLs for iPXE.
     pub kernel_url: String,
     pub initrd_url: String,
@@ -34,6 +37,7 @@ impl BootConfig {
             kernel_url: format!("{public_url}/images/vmlinuz"),
             initrd_url: format!("{public_url}/images/initrd.img"),
             kernel_args: String::new(),
+            boot_url: public_url.clone(),
             public_url,
             pxe_kernel: "rdeploy/vmlinuz".into(),
             pxe_initrd: "rdeploy/initrd.img".into(),
@@ -89,7 +93,7 @@ impl BootConfig {
     pub fn chain_ipxe(&self) -> String {
         format!(
             "#!ipxe\n# rdeploy: ask for this machine's next boot\nchain {}/boot/${{net0/mac}}.ipxe\n",
-            self.public_url
+            self.boot_url
         )
     }
 }
