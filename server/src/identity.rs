@@ -147,6 +147,25 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     Some(parts.join(":"))
 }
 
+/// PXELINUX's name for an IPv4 address or the first octets of one (`10.34` → `0A22`, a
+/// prefix PXELINUX tries for every address of that subnet; PXE Manager's `simplify_ip`).
+/// `None` for anything else.
+pub fn hex_prefix(addr: &str) -> Option<String> {
+    let octets: Vec<&str> = addr.split('.').collect();
+    if octets.is_empty() || octets.len() > 4 {
+        return None;
+    }
+    octets
+        .iter()
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| o.parse::<u8>().ok())
+                .flatten()
+                .map(|v| format!("{v:02X}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
