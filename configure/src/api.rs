@@ -85,6 +85,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct Writer {
     file: FileWrite,
     closed: bool,
+    /// The longest content it may hold (the engine's string size limit).
+    max_len: usize,
 }
 
 /// The script's handle on a [`Writer`].
@@ -99,6 +101,22 @@ pub struct Session {
     outcome: Outcome,
     md_used: BTreeSet<String>,
     writers: Vec<ConfigFile>,
+    /// Bytes the outcome holds so far (log, commands, files, facts, boot options)...
+    recorded: usize,
+    /// ...and the most it may hold: [`output_budget`].
+    max_recorded: usize,
+    /// The largest string (and so file) a script may make.
+    max_string: usize,
+    /// The log went over the budget: later lines are dropped.
+    log_truncated: bool,
+}
+
+/// How many bytes the outcome of a run may hold (its log lines, commands, files, facts and
+/// boot options together): 64 strings of the largest size, 64 MiB by default. The engine's
+/// limits bound each value, not how many a loop hands to the host; a script that goes over
+/// stops with a limit error (its log is cut instead: `print` cannot fail).
+pub fn output_budget(limits: &crate::Limits) -> usize {
+    limits.max_string_size.saturating_mul(64)
 }
 
 impl Session {
@@ -110,7 +128,41 @@ impl Session {
             outcome: Outcome::default(),
             md_used: BTreeSet::new(),
             writers: Vec::new(),
+            recorded: 0,
+            max_recorded: output_budget(&options.limits),
+            max_string: options.limits.max_string_size,
+            log_truncated: false,
         }
+    }
+
+    /// Counts `bytes` more in the outcome; over the budget, a limit error naming `what`.
+    fn charge(&mut self, bytes: usize, what: &str) -> Res<()> {
+        self.recorded = self.recorded.saturating_add(bytes);
+        if self.recorded > self.max_recorded {
+            return Err(throw(
+                ErrorKind::Limit,
+                format!(
+                    "the run's output (commands, files, log, facts) is over {} bytes: {what}",
+                    self.max_recorded
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a line to the log, unless the log went over the budget.
+    fn log(&mut self, line: String) {
+        if self.log_truncated {
+            return;
+        }
+        if self.charge(line.len(), "print").is_err() {
+            self.log_truncated = true;
+            self.outcome
+                .log
+                .push("[the log is cut here: the run's output is over its limit]".to_owned());
+            return;
+        }
+        self.outcome.log.push(line);
     }
 
     pub fn take_outcome(&mut self) -> Outcome {
@@ -140,9 +192,15 @@ fn exec(
         argv,
         timeout: timeout.unwrap_or(default_timeout),
     };
+    let line = command.line();
+    s.borrow_mut().charge(
+        line.len()
+            .saturating_add(command.argv.iter().map(String::len).sum()),
+        "run",
+    )?;
     let result = host.run(&command);
     s.borrow_mut().outcome.commands.push(CommandRecord {
-        line: command.line(),
+        line,
         argv: command.argv.clone(),
         status: result.as_ref().ok().map(|o| o.status),
     });
@@ -197,6 +255,10 @@ fn exec_all(s: &Rc<RefCell<Session>>, cmds: Vec<Vec<String>>) -> Res<()> {
 }
 
 fn write(s: &Rc<RefCell<Session>>, file: FileWrite) -> Res<()> {
+    s.borrow_mut().charge(
+        file.path.len().saturating_add(file.contents.len()),
+        "config",
+    )?;
     let host = Rc::clone(&s.borrow().host);
     host.write_file(&file)
         .map_err(|e| throw(ErrorKind::Host, error_chain(&e)))?;
@@ -490,14 +552,14 @@ fn network_of(net: &Map) -> Res<Network> {
 /// Registers the configure API on `engine` for one run sharing `session`.
 pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
     let s = Rc::clone(session);
-    engine.on_print(move |text| s.borrow_mut().outcome.log.push(text.to_owned()));
+    engine.on_print(move |text| s.borrow_mut().log(text.to_owned()));
     let s = Rc::clone(session);
     engine.on_debug(move |text, _, pos| {
         let line = match pos.line() {
             Some(l) => format!("[line {l}] {text}"),
             None => text.to_owned(),
         };
-        s.borrow_mut().outcome.log.push(line);
+        s.borrow_mut().log(line);
     });
 
     engine.register_type_with_name::<ApiError>("ApiError");
@@ -569,8 +631,9 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
             ));
         }
         let mut s = s.borrow_mut();
-        let g = &mut s.outcome.grub_options;
         let opts = opts.trim();
+        s.charge(opts.len(), "grub_options")?;
+        let g = &mut s.outcome.grub_options;
         if !opts.is_empty() {
             if !g.is_empty() {
                 g.push(' ');
@@ -583,7 +646,9 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
     engine.register_fn("inject_facts", move |facts: Map| -> Res<()> {
         let mut s = s.borrow_mut();
         for (k, v) in &facts {
-            s.outcome.facts.insert(k.to_string(), to_json(v));
+            let v = to_json(v);
+            s.charge(k.len().saturating_add(v.to_string().len()), "inject_facts")?;
+            s.outcome.facts.insert(k.to_string(), v);
         }
         Ok(())
     });
@@ -651,6 +716,7 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
     // config: writers
     engine.register_type_with_name::<ConfigFile>("ConfigFile");
     fn open(s: &Rc<RefCell<Session>>, path: &str, mode: u32) -> Res<ConfigFile> {
+        let max_len = s.borrow().max_string;
         let f = ConfigFile(Rc::new(RefCell::new(Writer {
             file: FileWrite {
                 path: config_path(path)?,
@@ -659,6 +725,7 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
                 owner: None,
             },
             closed: false,
+            max_len,
         })));
         s.borrow_mut().writers.push(f.clone());
         Ok(f)
@@ -676,6 +743,15 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
             return Err(throw(
                 ErrorKind::Runtime,
                 format!("{} is already closed", w.file.path),
+            ));
+        }
+        if w.file.contents.len().saturating_add(text.len()) > w.max_len {
+            return Err(throw(
+                ErrorKind::Limit,
+                format!(
+                    "{} would be over {} bytes (the string size limit)",
+                    w.file.path, w.max_len
+                ),
             ));
         }
         w.file.contents.push_str(text);
@@ -826,4 +902,78 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
         )?;
         Ok(text.into())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile_with, dry_run, ErrorKind, Limits, Options};
+
+    /// Runs `source` with strings of at most 1000 bytes (an output budget of 64 000).
+    fn run_small(source: &str) -> Result<crate::Outcome, crate::RunError> {
+        let options = Options {
+            limits: Limits {
+                max_string_size: 1000,
+                ..Limits::default()
+            },
+            ..Options::default()
+        };
+        let script = compile_with("t.configure", source, &options.limits).expect("compiles");
+        dry_run(&script, &serde_json::Map::new(), &options)
+    }
+
+    fn limit_error(source: &str) -> crate::RunError {
+        let err = run_small(source).expect_err("over the limit");
+        assert_eq!(err.error.kind, ErrorKind::Limit, "{}", err.error.message);
+        err
+    }
+
+    const BIG: &str = r#"let big = "x"; big.pad(1000, "y");"#;
+
+    // Found probing the sandbox's limits for its fuzz target: each value was within the
+    // engine's limits, but a loop handed the host as many as its operations allowed, all
+    // kept in the outcome (100 000 commands of 1 MiB: over 11 GB).
+    #[test]
+    fn loops_cannot_fill_the_outcome() {
+        let err = limit_error(&format!("{BIG} for i in 0..100000 {{ run(big); }}"));
+        assert!(
+            err.partial.commands.len() < 100,
+            "{}",
+            err.partial.commands.len()
+        );
+        let err = limit_error(&format!(
+            "{BIG} for i in 0..100000 {{ config(`/etc/x${{i}}`, big); }}"
+        ));
+        assert!(err.partial.files.len() < 100);
+        limit_error(&format!(
+            "{BIG} for i in 0..100000 {{ grub_options(big); }}"
+        ));
+        limit_error(&format!(
+            "{BIG} for i in 0..100000 {{ let m = #{{}}; m[`k${{i}}`] = big; inject_facts(m); }}"
+        ));
+    }
+
+    #[test]
+    fn a_writer_holds_one_string() {
+        let err = limit_error(&format!(
+            r#"{BIG} let w = config("/etc/x"); for i in 0..100 {{ w.write(big); }}"#
+        ));
+        assert!(
+            err.error.message.contains("/etc/x"),
+            "{}",
+            err.error.message
+        );
+        let ok = run_small(&format!(r#"{BIG} let w = config("/etc/x"); w.write(big);"#));
+        assert_eq!(ok.expect("fits").files[0].contents.len(), 1000);
+    }
+
+    #[test]
+    fn the_log_is_cut_not_the_run() {
+        let outcome = run_small(&format!(
+            "{BIG} for i in 0..1000 {{ print(big); }} set_role(\"base\", \"1\", \"sda\");"
+        ))
+        .expect("print never fails");
+        assert!(outcome.log.len() < 100, "{}", outcome.log.len());
+        assert!(outcome.log.last().is_some_and(|l| l.contains("cut")));
+        assert!(outcome.role.is_some());
+    }
 }

@@ -32,7 +32,7 @@ pub mod disk;
 pub mod error;
 pub mod events;
 pub mod http;
-pub mod identity;
+pub use rdeploy_server::identity;
 pub mod images;
 pub mod lifecycle;
 pub mod markup;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use super::BootTarget;
 
+/// PXELINUX's names for addresses and prefixes are read with the machines' identities.
+pub use rdeploy_server::identity::hex_prefix;
+
 /// Where the install kernel lives and how machines reach the server.
 #[derive(Debug, Clone)]
 pub struct BootConfig {
@@ -116,25 +119,6 @@ fn args(extra: &str) -> String {
 /// PXELINUX's file name for an IPv4 address: 8 upper-case hex digits (`0A120112`).
 pub fn hex_ip(ip: std::net::Ipv4Addr) -> String {
     ip.octets().iter().map(|o| format!("{o:02X}")).collect()
-}
-
-/// PXELINUX's name for an IPv4 address or the first octets of one (`10.34` → `0A22`, a
-/// prefix PXELINUX tries for every address of that subnet; PXE Manager's `simplify_ip`).
-/// `None` for anything else.
-pub fn hex_prefix(addr: &str) -> Option<String> {
-    let octets: Vec<&str> = addr.split('.').collect();
-    if octets.is_empty() || octets.len() > 4 {
-        return None;
-    }
-    octets
-        .iter()
-        .map(|o| {
-            (!o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| o.parse::<u8>().ok())
-                .flatten()
-                .map(|v| format!("{v:02X}"))
-        })
-        .collect()
 }
 
 /// PXELINUX's file name for a MAC (`01-52-54-00-12-34-56`), from a normalized MAC.

@@ -3,11 +3,12 @@
 //! `GET /healthz`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rdeploy_configure::wire::UploadReply;
+use rdeploy_server::form::{read_upload_form, FormError, UploadForm};
 use rdeploy_specs::Inventory;
 use serde::Deserialize;
 
@@ -18,17 +19,6 @@ use super::super::error::ApiError;
 use super::super::{AppState, UPLOAD_LIMIT};
 use super::extract::Cred;
 use super::{accepts_json, text};
-
-/// What an upload carried.
-#[derive(Debug, Default)]
-struct UploadForm {
-    /// The inventory text (Python literal or JSON).
-    file: Option<String>,
-    /// `failure=<profile>`: the install of that profile failed.
-    failure: Option<String>,
-    /// eDeploy's agents sent their log the same way, as a `file` named `*.log.gz`.
-    log: Option<(String, Bytes)>,
-}
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -134,46 +124,17 @@ struct FailureReply {
 }
 
 async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, ApiError> {
-    let multipart = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (parts, body) = request.into_parts();
-    let body = read_limited(body).await?;
-    if !multipart {
-        if body.is_empty() {
-            return Ok(UploadForm::default());
-        }
-        return Ok(UploadForm {
-            file: Some(utf8(body, "the request body")?),
-            ..UploadForm::default()
-        });
-    }
-    let request = Request::from_parts(parts, axum::body::Body::from(body));
-    let mut mp = Multipart::from_request(request, &()).await.map_err(|e| {
-        ApiError::bad_request("bad_multipart", format!("malformed multipart form: {e}"))
-    })?;
-    let mut form = UploadForm::default();
-    loop {
-        let field = match mp.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(&e)),
-        };
-        let name = field.name().unwrap_or_default().to_owned();
-        let file_name = field.file_name().map(str::to_owned);
-        let data = field.bytes().await.map_err(|e| multipart_error(&e))?;
-        match name.as_str() {
-            "file" if file_name.as_deref().is_some_and(|f| f.ends_with(".log.gz")) => {
-                form.log = file_name.map(|f| (f, data));
-            }
-            "file" => form.file = Some(utf8(data, "the field `file`")?),
-            "failure" => form.failure = Some(utf8(data, "the field `failure`")?.trim().to_owned()),
-            // eDeploy agents also sent `session` and `name`: accepted and ignored.
-            _ => {}
-        }
-    }
-    Ok(form)
+        .and_then(|v| v.to_str().ok());
+    let body = read_limited(request.into_body()).await?;
+    read_upload_form(content_type, body)
+        .await
+        .map_err(|e| match e {
+            FormError::Rejected(_) => ApiError::bad_request("bad_multipart", e.to_string()),
+            FormError::Field(e) => multipart_error(&e),
+            FormError::NotUtf8(_) => ApiError::bad_request("bad_inventory", e.to_string()),
+        })
 }
 
 /// Reads at most [`UPLOAD_LIMIT`] bytes. A larger body is read on (and dropped) up to
@@ -222,11 +183,6 @@ fn too_large() -> ApiError {
         "too_large",
         format!("the upload is larger than {} bytes", UPLOAD_LIMIT),
     )
-}
-
-fn utf8(bytes: Bytes, what: &str) -> Result<String, ApiError> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::bad_request("bad_inventory", format!("{what} is not UTF-8 text")))
 }
 
 fn parse_inventory(text: &str) -> Result<Inventory, ApiError> {
