@@ -226,10 +226,11 @@ pub struct NodeShowArgs {
 pub enum SystemCommand {
     /// Register a machine by name, MACs and IPv4 addresses (or their first octets, `10.34`,
     /// for a subnet); it boots `install` until told otherwise. A MAC or address another
-    /// system held moves to this one.
+    /// system held moves to this one. With --ip or --auto, a lab host: its address must be
+    /// free (or is the range's first free one), its name and MAC are made when not given.
     #[command(
         visible_alias = "addsystem",
-        after_help = "Example:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12"
+        after_help = "Examples:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12\n  rdeploy system add --auto                     # lab-001, a free address of labs.toml's range, a derived MAC\n  rdeploy system add web1 52:54:00:12:34:56 --ip 10.0.0.21\n  rdeploy system add --auto --range 10.0.0.100-199 --name-pattern 'lab-{n:03}'"
     )]
     Add(SystemAddArgs),
     /// Forget a registered system and remove its PXELINUX files.
@@ -251,10 +252,31 @@ pub enum SystemCommand {
 
 #[derive(Debug, Args)]
 pub struct SystemAddArgs {
-    pub name: String,
-    /// MAC addresses and IPv4 addresses, in any order.
-    #[arg(value_name = "MAC|IP", required = true)]
+    /// The system's name. With --ip or --auto it may be left out: the server makes one
+    /// (the resolver's name for the address, else the name pattern); a first word that is a
+    /// MAC is then a MAC.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// MAC addresses and IPv4 addresses, in any order (with --ip or --auto: MACs only; one
+    /// is derived from the name when none is given).
+    #[arg(value_name = "MAC|IP")]
     pub addrs: Vec<String>,
+    /// A lab host at this address, which must be free (no system, node or CMDB entry has it).
+    #[arg(long, value_name = "IP", conflicts_with = "auto")]
+    pub ip: Option<String>,
+    /// A lab host at the first free address of the range (`range` in CONFIG_DIR/labs.toml,
+    /// or --range).
+    #[arg(long)]
+    pub auto: bool,
+    /// The range --auto takes from, instead of labs.toml's: 10.0.0.100-10.0.0.199,
+    /// 10.0.0.100-199 or 10.0.0.0/24.
+    #[arg(long, value_name = "RANGE", requires = "auto")]
+    pub range: Option<String>,
+    /// How to name a lab host when NAME is left out: {n} counts from 1 to the first free
+    /// name, {n:03} pads it, {ip} is the address with dashes; default: the resolver's name
+    /// for the address, else labs.toml's name_pattern, else lab-{n:03}.
+    #[arg(long, value_name = "PATTERN")]
+    pub name_pattern: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

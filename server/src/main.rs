@@ -76,7 +76,13 @@ fn main() -> ExitCode {
 fn system(cmd: cli::SystemCommand) -> anyhow::Result<commands::Outcome> {
     use cli::SystemCommand as S;
     match cmd {
-        S::Add(a) => ops::system_add(&a.server, &a.name, &a.addrs),
+        S::Add(a) if a.ip.is_some() || a.auto => ops::system_add_lab(&a),
+        S::Add(a) => match (&a.name, a.addrs.is_empty()) {
+            (Some(name), false) => ops::system_add(&a.server, name, &a.addrs),
+            _ => anyhow::bail!(
+                "system add: give a NAME and at least one MAC or IPv4 address (or --ip / --auto for a lab host)"
+            ),
+        },
         S::Del(a) => ops::system_del(&a.server, &a.name),
         S::Show(a) => ops::system_show(&a.server, a.key.as_deref().filter(|_| !a.list)),
         S::List(server) => ops::system_list(&server),

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs};
+use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
 use crate::commands::Outcome;
 use crate::wire::{
     BootChange, BootProfiles, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo, SystemList,
@@ -238,6 +238,40 @@ pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<O
         "/systems",
         serde_json::json!({"name": name, "macs": macs, "addresses": addresses}),
     )?;
+    print_system(&answer);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system add [NAME] [MAC...] --ip IP | --auto`: a lab host; the server checks or
+/// picks the address, and makes the name and the MAC when they are not given.
+pub fn system_add_lab(a: &SystemAddArgs) -> Result<Outcome> {
+    let mut words: Vec<String> = a.addrs.clone();
+    let mut name = a.name.clone();
+    if let Some(first) = name.as_deref() {
+        if crate::serve::identity::normalize_mac(first).is_some() {
+            words.insert(0, first.to_owned());
+            name = None;
+        }
+    }
+    for w in &words {
+        anyhow::ensure!(
+            crate::serve::identity::normalize_mac(w).is_some(),
+            "{w:?} is not a MAC address (a lab host's address is --ip or --auto)"
+        );
+    }
+    let c = Client::new(&a.server)?;
+    let answer: SystemInfo = c.post(
+        "/systems",
+        serde_json::json!({
+            "name": name, "macs": words, "ip": a.ip, "auto": a.auto,
+            "range": a.range, "name_pattern": a.name_pattern,
+        }),
+    )?;
+    print_system(&answer);
+    Ok(Outcome::Ok)
+}
+
+fn print_system(answer: &SystemInfo) {
     let all: Vec<String> = answer
         .macs
         .iter()
@@ -250,7 +284,6 @@ pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<O
         all.join(", "),
         answer.boot
     );
-    Ok(Outcome::Ok)
 }
 
 /// `rdeploy system del NAME` (`pxemngr delsystem`).

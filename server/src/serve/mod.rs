@@ -34,6 +34,7 @@ pub mod events;
 pub mod http;
 pub mod identity;
 pub mod images;
+pub mod lab;
 pub mod lifecycle;
 pub mod markup;
 pub mod metrics;

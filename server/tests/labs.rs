@@ -1,0 +1,252 @@
+//! Labs (`docs/labs.md`): hosts added with an address, DHCP configs, VMs, through the real
+//! binary and a real server on loopback, as an operator types the commands.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// A running `rdeploy serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(config: &Path, data: &Path) -> Res<Server> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rdeploy"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .trim()
+            .strip_prefix("rdeploy: listening on ")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?
+            .to_owned();
+        Ok(Server { child, base })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rdeploy ARGS... --server URL`: (exit code, stdout, stderr).
+fn rdeploy(args: &[&str]) -> Res<(i32, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_rdeploy"))
+        .args(args)
+        .env_remove("RDEPLOY_TOKEN")
+        .env_remove("RDEPLOY_TOKEN_FILE")
+        .env_remove("RDEPLOY_SERVER")
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A config dir: a `vm` profile whose CMDB holds 10.0.0.1-3, and `labs.toml`.
+fn lab_config(labs_toml: &str) -> Res<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path();
+    fs::write(p.join("state"), "[('vm', '*')]\n")?;
+    fs::write(
+        p.join("vm.specs"),
+        "[('system', 'product', 'name', 'KVM'), ('network', '$eth', 'serial', '$mac')]\n",
+    )?;
+    fs::write(
+        p.join("vm.cmdb"),
+        "generate({'ip': '10.0.0.1-3', 'hostname': 'vm1-3'})\n",
+    )?;
+    fs::write(p.join("vm.configure"), "// vm\n")?;
+    fs::write(p.join("labs.toml"), labs_toml)?;
+    Ok(dir)
+}
+
+/// The MAC and address of a `system add` line `NAME: MAC, IP (next boot install)`.
+fn added(out: &str) -> Option<(String, String, String)> {
+    let (name, rest) = out.trim().split_once(": ")?;
+    let (mac, rest) = rest.split_once(", ")?;
+    let (ip, _) = rest.split_once(' ')?;
+    Some((name.to_owned(), mac.to_owned(), ip.to_owned()))
+}
+
+#[test]
+fn system_add_auto_takes_free_addresses_names_and_macs() -> Res {
+    let config = lab_config("range = \"10.0.0.1-10.0.0.6\"\nname_pattern = \"lab-{n:02}\"\n")?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+
+    // A system PXE Manager's way holds 10.0.0.4; the CMDB holds 10.0.0.1-3.
+    let (code, _, err) = rdeploy(&[
+        "system",
+        "add",
+        "other",
+        "52:54:00:00:00:01",
+        "10.0.0.4",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+
+    // --auto: the first free address, a name from the pattern, a derived MAC.
+    let (code, out, err) = rdeploy(&[
+        "system",
+        "add",
+        "--auto",
+        "--name-pattern",
+        "lab-{n:02}",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    let (name, mac, ip) = added(&out).ok_or(out.clone())?;
+    assert_eq!(
+        (name.as_str(), ip.as_str()),
+        ("lab-01", "10.0.0.5"),
+        "{out}"
+    );
+    let first = u8::from_str_radix(&mac[..2], 16)?;
+    assert_eq!(first & 3, 2, "{mac}: locally administered unicast");
+
+    // Again: the same host, the same address and MAC (stable).
+    let (code, again, err) = rdeploy(&["system", "add", "lab-01", "--auto", "--server", url])?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again, out);
+
+    // Given a MAC (as the first word, no name): that MAC, the next name.
+    let (code, out, err) = rdeploy(&[
+        "system",
+        "add",
+        "52:54:00:00:00:02",
+        "--auto",
+        "--name-pattern",
+        "lab-{n:02}",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "lab-02: 52:54:00:00:00:02, 10.0.0.6 (next boot install)"
+    );
+
+    // The range is used up: what and where.
+    let (code, _, err) = rdeploy(&["system", "add", "--auto", "--server", url])?;
+    assert_eq!(code, 2);
+    let labs = config.path().join("labs.toml");
+    assert!(
+        err.contains(&format!(
+            "no free address in 10.0.0.1-10.0.0.6 ({}): all 6 taken (system: 3, vm.cmdb: 3)",
+            labs.display()
+        )),
+        "{err}"
+    );
+    // A CMDB entry's address, a system's address: taken, and by whom.
+    let (code, _, err) = rdeploy(&["system", "add", "x", "--ip", "10.0.0.2", "--server", url])?;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("10.0.0.2 is taken by vm.cmdb (hostname vm2)"),
+        "{err}"
+    );
+    let (_, _, err) = rdeploy(&["system", "add", "x", "--ip", "10.0.0.5", "--server", url])?;
+    assert!(err.contains("10.0.0.5 is taken by system lab-01"), "{err}");
+    // Bad MACs, bad ranges, bad patterns.
+    let (code, _, err) = rdeploy(&[
+        "system", "add", "x", "nope", "--ip", "10.0.0.9", "--server", url,
+    ])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("\"nope\" is not a MAC address"), "{err}");
+    let (_, _, err) = rdeploy(&[
+        "system",
+        "add",
+        "x",
+        "01:00:5e:00:00:01",
+        "--ip",
+        "10.0.0.9",
+        "--server",
+        url,
+    ])?;
+    assert!(err.contains("not a unicast MAC address"), "{err}");
+    let (_, _, err) = rdeploy(&[
+        "system",
+        "add",
+        "--auto",
+        "--range",
+        "10.0.1.9-3",
+        "--server",
+        url,
+    ])?;
+    assert!(err.contains("the range ends before it starts"), "{err}");
+    let (_, _, err) = rdeploy(&[
+        "system",
+        "add",
+        "--ip",
+        "10.0.0.9",
+        "--name-pattern",
+        "lab",
+        "--server",
+        url,
+    ])?;
+    assert!(err.contains("needs {n} or {ip}"), "{err}");
+
+    // --ip: that address; the MAC derived from the name is the same as it was for lab-01
+    // on any server (stable), and different for another name.
+    let (code, out, err) = rdeploy(&[
+        "system",
+        "add",
+        "web1",
+        "--ip",
+        "10.0.0.21",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    let (_, web_mac, _) = added(&out).ok_or(out.clone())?;
+    assert_ne!(web_mac, mac);
+    let (_, list, _) = rdeploy(&["system", "list", "--server", url])?;
+    assert!(
+        list.contains(&format!("web1    {web_mac}  10.0.0.21")),
+        "{list}"
+    );
+    Ok(())
+}
+
+/// Without a name pattern asked for, the resolver's name for the address wins:
+/// 127.0.0.1 is `localhost` in every /etc/hosts.
+#[test]
+fn system_add_auto_names_a_host_the_resolver_knows() -> Res {
+    let config = lab_config("")?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+    let (code, _, err) = rdeploy(&["system", "add", "--auto", "--server", url])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("no address range: set `range"), "{err}");
+    let (code, out, err) = rdeploy(&[
+        "system",
+        "add",
+        "--auto",
+        "--range",
+        "127.0.0.1-127.0.0.2",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("localhost: "), "{out}");
+    Ok(())
+}
