@@ -158,6 +158,19 @@ pub enum Command {
         after_help = "Example:\n  rdeploy dnsmasq-config --subnet 192.168.122.0 --public-url http://192.168.122.1:8080 > /etc/dnsmasq.d/rdeploy.conf"
     )]
     DnsmasqConfig(DnsmasqArgs),
+
+    /// Print (or write) a whole DHCP server config, dnsmasq's or ISC dhcpd's: a fixed address
+    /// for every registered system with a MAC and an address and every node with a CMDB ip,
+    /// and the network-boot lines (iPXE over TFTP, then <public-url>/boot.ipxe).
+    ///
+    /// With --write FILE, the file is replaced atomically, and only when its text changes:
+    /// exit 0 and "FILE: changed" when it did, exit 1 and "FILE: unchanged" when not, so
+    /// a reload can follow (`rdeploy dhcp-config ... --write F && systemctl restart dnsmasq`).
+    #[command(
+        name = "dhcp-config",
+        after_help = "Examples:\n  rdeploy dhcp-config --dnsmasq --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --write /etc/dnsmasq.d/rdeploy.conf\n  rdeploy dhcp-config --isc --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --router 10.0.0.254 > /etc/dhcp/dhcpd.conf"
+    )]
+    DhcpConfig(DhcpArgs),
 }
 
 /// How to reach a running `rdeploy serve`.
@@ -330,6 +343,37 @@ pub struct DnsmasqArgs {
     /// The TFTP root (holds undionly.kpxe, ipxe.efi and the PXELINUX files).
     #[arg(long, value_name = "DIR", default_value = "/srv/tftp")]
     pub tftp_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("daemon").required(true).args(["isc", "dnsmasq"]))]
+pub struct DhcpArgs {
+    /// ISC dhcpd's dhcpd.conf.
+    #[arg(long)]
+    pub isc: bool,
+    /// dnsmasq as the DHCP server (only the hosts listed get an address).
+    #[arg(long)]
+    pub dnsmasq: bool,
+    /// The network served, with its prefix length.
+    #[arg(long, value_name = "NETWORK/LEN")]
+    pub subnet: String,
+    /// The rdeploy server's URL as machines reach it.
+    #[arg(long, value_name = "URL")]
+    pub public_url: String,
+    /// The TFTP root (dnsmasq's TFTP server; holds undionly.kpxe and ipxe.efi).
+    #[arg(long, value_name = "DIR", default_value = "/srv/tftp")]
+    pub tftp_root: PathBuf,
+    /// The TFTP server's address (ISC's next-server); default: --public-url's host.
+    #[arg(long, value_name = "IP")]
+    pub tftp_server: Option<std::net::Ipv4Addr>,
+    /// The default gateway handed out.
+    #[arg(long, value_name = "IP")]
+    pub router: Option<std::net::Ipv4Addr>,
+    /// Replace FILE (atomically) when the text changes, instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]

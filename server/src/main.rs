@@ -7,6 +7,7 @@
 mod check;
 mod cli;
 mod commands;
+mod dhcp;
 mod ops;
 mod pxemngr;
 mod role;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             testops::list(&a.server, a.system.as_deref())
         }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
+        cli::Command::DhcpConfig(args) => dhcp::run(&args),
         cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
         cli::Command::Role(cmd) => role::main(&cmd),

@@ -414,16 +414,10 @@ pub fn dnsmasq_config(args: &DnsmasqArgs) -> Result<Outcome> {
 port=0
 log-dhcp
 dhcp-range={subnet},proxy
-enable-tftp
-tftp-root={tftp}
-dhcp-userclass=set:ipxe,iPXE
-pxe-prompt=\"rdeploy\",0
-pxe-service=tag:!ipxe,x86PC,\"rdeploy (BIOS)\",undionly.kpxe
-pxe-service=tag:!ipxe,X86-64_EFI,\"rdeploy (UEFI)\",ipxe.efi
-dhcp-boot=tag:ipxe,{url}/boot.ipxe
-# Copy undionly.kpxe and ipxe.efi (Debian: package ipxe, /usr/lib/ipxe/) to {tftp}.
+{boot}# Copy undionly.kpxe and ipxe.efi (Debian: package ipxe, /usr/lib/ipxe/) to {tftp}.
 ",
         subnet = args.subnet,
+        boot = crate::dhcp::dnsmasq_boot_lines(url, &args.tftp_root),
         tftp = args.tftp_root.display(),
     );
     Ok(Outcome::Ok)

@@ -250,3 +250,152 @@ fn system_add_auto_names_a_host_the_resolver_knows() -> Res {
     assert!(out.starts_with("localhost: "), "{out}");
     Ok(())
 }
+
+/// A program of the Debian packages the tests need (scripts/apt-packages), or why not.
+fn tool(path: &str) -> Option<&str> {
+    if Path::new(path).exists() {
+        Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("{path} is missing: run scripts/deps (scripts/apt-packages lists its package)");
+    } else {
+        eprintln!("skipped: {path} is not installed (scripts/deps installs it)");
+        None
+    }
+}
+
+/// `rdeploy dhcp-config`: a host for every registered system and every node with a CMDB
+/// `ip`, the boot lines, `--write` only on change; the daemons' own checkers accept both.
+#[test]
+fn dhcp_config_for_dnsmasq_and_isc_passes_the_daemons_checks() -> Res {
+    let config = lab_config("range = \"10.0.0.100-10.0.0.199\"\n")?;
+    // A CMDB entry with a MAC: known before the machine ever booted.
+    fs::write(
+        config.path().join("vm.cmdb"),
+        "[{'ip': '10.0.0.1', 'hostname': 'vm1'}, {'ip': '10.0.0.2', 'hostname': 'vm2', 'mac': '52:54:00:00:00:22'}]\n",
+    )?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+    // A node with a CMDB ip: an upload allocates vm1's entry.
+    let hw = "[('system', 'product', 'name', 'KVM'), ('network', 'eth0', 'serial', '52:54:00:00:00:11')]";
+    let (code, _, err) = curl_upload(url, hw)?;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = rdeploy(&["system", "add", "web1", "--auto", "--server", url])?;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = rdeploy(&[
+        "system",
+        "add",
+        "old",
+        "52:54:00:00:00:33",
+        "10.0.0.33",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+
+    let out = tempfile::tempdir()?;
+    let common = [
+        "--subnet",
+        "10.0.0.0/24",
+        "--public-url",
+        "http://10.0.0.1:8080",
+        "--router",
+        "10.0.0.254",
+        "--server",
+        url,
+    ];
+    let dnsmasq_conf = out.path().join("dnsmasq.conf");
+    let mut args = vec!["dhcp-config", "--dnsmasq", "--write"];
+    let file = dnsmasq_conf.to_str().ok_or("path")?;
+    args.push(file);
+    args.extend(common);
+    let (code, _, err) = rdeploy(&args)?;
+    assert_eq!(
+        (code, err.trim()),
+        (0, format!("{file}: changed (4 hosts)").as_str())
+    );
+    let text = fs::read_to_string(&dnsmasq_conf)?;
+    for line in [
+        "dhcp-host=52:54:00:00:00:11,10.0.0.1,vm1\n",
+        "dhcp-host=52:54:00:00:00:22,10.0.0.2,vm2\n",
+        "dhcp-host=52:54:00:00:00:33,10.0.0.33,old\n",
+        "dhcp-boot=tag:ipxe,http://10.0.0.1:8080/boot.ipxe\n",
+        "pxe-service=tag:!ipxe,x86PC,\"rdeploy (BIOS)\",undionly.kpxe\n",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    assert!(text.contains(",10.0.0.100,web1\n"), "{text}");
+    let (code, _, err) = rdeploy(&args)?;
+    assert_eq!(
+        (code, err.trim()),
+        (1, format!("{file}: unchanged").as_str())
+    );
+    // What `rdeploy dnsmasq-config` prints is the same boot part.
+    let (_, proxy, _) = rdeploy(&[
+        "dnsmasq-config",
+        "--subnet",
+        "10.0.0.0",
+        "--public-url",
+        "http://10.0.0.1:8080",
+    ])?;
+    assert!(proxy.contains("dhcp-boot=tag:ipxe,http://10.0.0.1:8080/boot.ipxe\n"));
+    if let Some(dnsmasq) = tool("/usr/sbin/dnsmasq") {
+        for conf in [text.clone(), proxy] {
+            let f = out.path().join("check.conf");
+            fs::write(&f, &conf)?;
+            let o = Command::new(dnsmasq)
+                .arg("--test")
+                .arg("-C")
+                .arg(&f)
+                .output()?;
+            assert!(
+                o.status.success(),
+                "dnsmasq --test: {}\n{conf}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
+    let mut args = vec!["dhcp-config", "--isc"];
+    args.extend(common);
+    let (code, isc, err) = rdeploy(&args)?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        isc.contains(
+            "host old {\n    hardware ethernet 52:54:00:00:00:33;\n    fixed-address 10.0.0.33;\n"
+        ),
+        "{isc}"
+    );
+    assert!(
+        isc.contains("filename \"http://10.0.0.1:8080/boot.ipxe\";"),
+        "{isc}"
+    );
+    if let Some(dhcpd) = tool("/usr/sbin/dhcpd") {
+        let f = out.path().join("dhcpd.conf");
+        fs::write(&f, &isc)?;
+        let o = Command::new(dhcpd).args(["-t", "-cf"]).arg(&f).output()?;
+        assert!(
+            o.status.success(),
+            "dhcpd -t: {}\n{isc}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `curl -F file=@hw.json URL/upload`, the way agents send an inventory.
+fn curl_upload(url: &str, hw: &str) -> Res<(i32, String, String)> {
+    let dir = tempfile::tempdir()?;
+    let f = dir.path().join("hw.json");
+    fs::write(&f, hw)?;
+    let o = Command::new("curl")
+        .args(["-sf", "-F"])
+        .arg(format!("file=@{}", f.display()))
+        .arg(format!("{url}/upload"))
+        .output()?;
+    Ok((
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    ))
+}

@@ -47,7 +47,9 @@ use super::slots::Slots;
 use super::store::{Change, Sqlite, Store};
 use super::systems::{System, Systems, SITE_DEFAULT};
 use super::writer::{UploadJob, Writer};
-use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
+use crate::wire::{
+    BootChange, DhcpHost, DhcpHosts, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList,
+};
 
 /// What an upload got: the allocation and the node record it now has.
 #[derive(Debug)]
@@ -915,6 +917,71 @@ impl Core {
         drop(systems);
         self.follow_system(&system).await;
         Ok(system_info(name, &system))
+    }
+
+    /// `GET /dhcp-hosts`: every machine with a MAC and an address, each MAC once. Nodes
+    /// first (their CMDB `ip`; their CMDB `mac` when the entry has one, else every MAC of
+    /// their inventory), then registered systems (their first full IPv4 address), then
+    /// CMDB entries with a `mac` that no node holds yet.
+    pub async fn dhcp_hosts(&self) -> Result<DhcpHosts, ApiError> {
+        let cmdb = self.writer.cmdb_hosts().await.map_err(ApiError::internal)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut hosts = Vec::new();
+        let mut push = |name: String, macs: Vec<String>, ip: String, source: String| {
+            let macs: Vec<String> = macs
+                .iter()
+                .filter_map(|m| normalize_mac(m))
+                .filter(|m| seen.insert(m.clone()))
+                .collect();
+            if !macs.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_ok() {
+                hosts.push(DhcpHost {
+                    name,
+                    macs,
+                    ip,
+                    source,
+                });
+            }
+        };
+        let mut node_ips = std::collections::HashSet::new();
+        for id in self.nodes.ids() {
+            let Some(node) = self.nodes.get(&id) else {
+                continue;
+            };
+            let Some(ip) = node_ip(&node) else { continue };
+            let var = |k: &str| {
+                node.var
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            let macs = var("mac").map_or_else(|| node.identity.macs.clone(), |m| vec![m]);
+            let name = var("hostname").unwrap_or_else(|| id.clone());
+            node_ips.insert(ip.clone());
+            push(name, macs, ip, "node".to_owned());
+        }
+        for (name, s) in self.systems.all().await {
+            if let Some(ip) = s
+                .addresses
+                .iter()
+                .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+            {
+                push(name, s.macs.clone(), ip.clone(), "system".to_owned());
+            }
+        }
+        for h in cmdb {
+            let (Some(mac), false) = (&h.mac, node_ips.contains(&h.ip)) else {
+                continue;
+            };
+            let name = h.hostname.clone().unwrap_or_else(|| h.ip.replace('.', "-"));
+            push(
+                name,
+                vec![mac.clone()],
+                h.ip.clone(),
+                format!("{}.cmdb", h.profile),
+            );
+        }
+        Ok(DhcpHosts { hosts })
     }
 
     /// A registered system's boot files follow its next boot, as a node's do: `01-<mac>`

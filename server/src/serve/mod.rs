@@ -153,6 +153,7 @@ pub fn app(state: AppState) -> Router {
             get(admin::system).delete(admin::delete_system),
         )
         .route("/boot-profiles", get(admin::boot_profiles))
+        .route("/dhcp-hosts", get(admin::dhcp_hosts))
         .route("/pxe/setBootImage", get(omf_api::set))
         .route("/pxe/setBootImageNS", get(omf_api::set))
         .route("/pxe/clearBootImage", get(omf_api::clear))

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::super::core::LabRequest;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{Admin, Body, Shape};
+use super::extract::{Admin, Body, Cred, Shape};
 
 /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
 pub async fn quota(State(app): State<AppState>) -> Response {
@@ -129,6 +129,16 @@ pub async fn delete_system(
 /// `syncbootnames`).
 pub async fn boot_profiles(State(app): State<AppState>) -> Response {
     Json(app.core.boot_profiles()).into_response()
+}
+
+/// `GET /dhcp-hosts`: the machines a DHCP server should give a fixed address
+/// (`rdeploy dhcp-config`); a read, as `GET /nodes`.
+pub async fn dhcp_hosts(
+    State(app): State<AppState>,
+    Cred(cred): Cred,
+) -> Result<Response, ApiError> {
+    app.core.authorize_read(&cred)?;
+    Ok(Json(app.core.dhcp_hosts().await?).into_response())
 }
 
 /// `GET /systems`.
