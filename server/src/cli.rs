@@ -171,6 +171,12 @@ pub enum Command {
         after_help = "Examples:\n  rdeploy dhcp-config --dnsmasq --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --write /etc/dnsmasq.d/rdeploy.conf\n  rdeploy dhcp-config --isc --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --router 10.0.0.254 > /etc/dhcp/dhcpd.conf"
     )]
     DhcpConfig(DhcpArgs),
+
+    /// Virtual machines that network-boot first, with the MAC of the registered system of
+    /// their name (registered on the spot, as `system add NAME --auto`, when new), sized by
+    /// hand or like a real machine (--like NODE).
+    #[command(subcommand)]
+    Vm(Box<VmCommand>),
 }
 
 /// How to reach a running `rdeploy serve`.
@@ -374,6 +380,106 @@ pub struct DhcpArgs {
     pub write: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Print (or write) the VM as libvirt domain XML, a QEMU script or a VirtualBox script.
+    #[command(
+        after_help = "Examples:\n  rdeploy vm create lab-001 --like PowerEdge-R630-4FK10Z1 --format libvirt --out lab-001.xml && virsh define lab-001.xml\n  rdeploy vm create lab-002 --cpus 2 --memory 2048 --disk 20G --disk 20G --format qemu --out lab-002.sh\n  rdeploy vm create lab-003 --mac 08:00:27:12:34:56 --format virtualbox | sh"
+    )]
+    Create(VmCreateArgs),
+    /// Run the QEMU form now (KVM when /dev/kvm is usable, TCG otherwise), making missing
+    /// disks first; exits when QEMU does.
+    #[command(
+        after_help = "Examples:\n  rdeploy vm start lab-001 --like PowerEdge-R630-4FK10Z1 --cpus 4 --memory 4096 --bridge br0\n  rdeploy vm start lab-002 --user-net 127.0.0.1:8080    # no bridge: QEMU's own DHCP, boot.ipxe relayed to the server"
+    )]
+    Start(VmArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmFormat {
+    /// libvirt domain XML (virsh define).
+    Libvirt,
+    /// A shell script running qemu-system-x86_64.
+    Qemu,
+    /// A shell script of VBoxManage commands.
+    Virtualbox,
+}
+
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    #[arg(long, value_enum)]
+    pub format: VmFormat,
+    /// Write the VM there (replaced only when it changes; scripts made executable) instead
+    /// of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// The VM's name: a registered system (its MAC is used), or registered now.
+    pub name: String,
+    /// Size it like this node (its stored inventory): CPU count, --memory-ratio of its
+    /// memory, its disks (count and sizes) and its number of NICs. Flags given win.
+    #[arg(long, value_name = "NODE")]
+    pub like: Option<String>,
+    /// The boot NIC's MAC (a new system is registered with it; an existing one must hold it).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// A new system's address (else the first free one of the lab range, labs.toml).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// A new system's address range, instead of labs.toml's.
+    #[arg(long, value_name = "RANGE")]
+    pub range: Option<String>,
+    /// Virtual CPUs (default: --like's CPU count, else 2).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Memory in MiB (default: --memory-ratio of --like's memory, else 2048).
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u64>,
+    /// The share of --like's memory the VM gets.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.8)]
+    pub memory_ratio: f64,
+    /// A disk (20G, 512M, 1T; repeat for more; default: --like's disks, else one of 20G).
+    #[arg(long = "disk", value_name = "SIZE")]
+    pub disks: Vec<String>,
+    /// NICs in all, the first one booting (default: --like's count, else 1).
+    #[arg(long, value_name = "N")]
+    pub nics: Option<u32>,
+    /// The host bridge the NICs are plugged into (the lab network).
+    #[arg(long, value_name = "BRIDGE", default_value = "br0")]
+    pub bridge: String,
+    /// QEMU: the boot NIC on this existing tap device instead of a bridge.
+    #[arg(long, value_name = "TAP", conflicts_with = "user_net")]
+    pub tap: Option<String>,
+    /// QEMU: user-mode networking instead of a bridge; iPXE boots
+    /// http://10.0.2.100/boot.ipxe, relayed to the rdeploy server at HOST:PORT (socat).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub user_net: Option<String>,
+    /// Where disk images are made.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub disk_dir: PathBuf,
+    /// The QEMU program `vm start` runs.
+    #[arg(long, value_name = "PROGRAM", default_value = "qemu-system-x86_64")]
+    pub qemu: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl VmArgs {
+    /// `bridge`, `tap` or `user`.
+    pub fn net_kind(&self) -> &'static str {
+        match (&self.tap, &self.user_net) {
+            (Some(_), _) => "tap",
+            (None, Some(_)) => "user",
+            (None, None) => "bridge",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod pxemngr;
 mod role;
 mod serve;
 mod testops;
+mod vm;
 mod wire;
 
 use clap::Parser;
@@ -61,6 +62,10 @@ fn main() -> ExitCode {
         }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
         cli::Command::DhcpConfig(args) => dhcp::run(&args),
+        cli::Command::Vm(cmd) => match *cmd {
+            cli::VmCommand::Create(a) => vm::create(&a.vm, a.format, a.out.as_deref()),
+            cli::VmCommand::Start(a) => vm::start(&a),
+        },
         cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
         cli::Command::Role(cmd) => role::main(&cmd),

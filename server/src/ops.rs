@@ -94,6 +94,67 @@ impl Client {
         self.call(reqwest::Method::GET, path, None)
     }
 
+    /// `GET` of JSON that may not exist: `None` on `404`.
+    pub(crate) fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let (status, text) = self.get_raw(path)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.decode(path, status, &text).map(Some)
+    }
+
+    /// `GET` of a text answer (an inventory).
+    pub(crate) fn get_text(&self, path: &str) -> Result<String> {
+        let (status, text) = self.get_raw(path)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        self.decode::<serde_json::Value>(path, status, &text)
+            .map(|_| String::new())
+    }
+
+    fn get_raw(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.runtime.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .with_context(|| format!("{url}: cannot read the answer"))?;
+            Ok((status, text))
+        })
+    }
+
+    /// An answer's JSON, or the error it carries.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        status: reqwest::StatusCode,
+        text: &str,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        if status.is_success() {
+            return serde_json::from_str(text).with_context(|| {
+                format!("{url}: the answer is not what this rdeploy expects (a server of another version?)")
+            });
+        }
+        match serde_json::from_str::<ErrorBody>(text) {
+            Ok(e) => anyhow::bail!("{url}: {status}: {}: {}", e.error, e.message),
+            Err(_) => anyhow::bail!("{url}: {status}: {}", text.trim()),
+        }
+    }
+
     pub(crate) fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,

@@ -399,3 +399,293 @@ fn curl_upload(url: &str, hw: &str) -> Res<(i32, String, String)> {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     ))
 }
+
+/// A config dir whose one profile matches any machine with a NIC.
+fn any_config() -> Res<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path();
+    fs::write(p.join("state"), "[('any', '*')]\n")?;
+    fs::write(
+        p.join("any.specs"),
+        "[('network', '$eth', 'serial', '$mac')]\n",
+    )?;
+    fs::write(p.join("any.configure"), "// any\n")?;
+    fs::write(p.join("labs.toml"), "range = \"10.0.0.100-10.0.0.199\"\n")?;
+    Ok(dir)
+}
+
+/// Uploads a fixture inventory; the node id the server gave it.
+fn upload_fixture(url: &str, fixture: &str) -> Res<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hw")
+        .join(fixture);
+    let o = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-", "-F"])
+        .arg(format!("file=@{}", path.display()))
+        .arg(format!("{url}/upload"))
+        .output()?;
+    let headers = String::from_utf8_lossy(&o.stdout).into_owned();
+    headers
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-rdeploy-node")
+                .then(|| v.trim().to_owned())
+        })
+        .ok_or_else(|| format!("no node in {headers}").into())
+}
+
+/// `vm create --like NODE`: the stored inventory's CPU count, 80% of its memory, its disks
+/// and NICs, the MAC of the system registered on the spot; libvirt's schema accepts the XML.
+#[test]
+fn vm_create_like_a_stored_inventory() -> Res {
+    let config = any_config()?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+    let node = upload_fixture(url, "dell-r630.json")?;
+    let out = tempfile::tempdir()?;
+
+    // QEMU: 40 CPUs, 80% of 128 GiB, 8 disks, 4 NICs, network first.
+    let script = out.path().join("r630.sh");
+    let (code, _, err) = rdeploy(&[
+        "vm",
+        "create",
+        "r630-vm",
+        "--like",
+        &node,
+        "--format",
+        "qemu",
+        "--disk-dir",
+        "/vms",
+        "--out",
+        script.to_str().ok_or("path")?,
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("registered r630-vm: "), "{err}");
+    let (_, shown, _) = rdeploy(&["system", "show", "r630-vm", "--server", url])?;
+    let mac = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Mac: "))
+        .ok_or(shown.clone())?
+        .to_owned();
+    assert!(shown.contains("IP: 10.0.0.100 "), "{shown}");
+    let text = fs::read_to_string(&script)?;
+    let words: Vec<&str> = text
+        .split(" \\\n    ")
+        .flat_map(|w| w.lines().next())
+        .collect();
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1).copied())
+    };
+    assert_eq!(after("-smp"), Some("40"), "{text}");
+    assert_eq!(after("-m"), Some("104857"), "{text}");
+    assert!(
+        text.contains(&format!("netdev=n0,mac={mac},bootindex=1")),
+        "{text}"
+    );
+    assert_eq!(text.matches("virtio-blk-pci").count(), 8, "{text}");
+    assert_eq!(text.matches("virtio-net-pci").count(), 4, "{text}");
+    assert!(text.contains("/vms/r630-vm-disk7.qcow2 571250M"), "{text}");
+    // --cpus/--memory win over the inventory; --memory-ratio changes the share.
+    let (_, small, _) = rdeploy(&[
+        "vm",
+        "create",
+        "r630-vm",
+        "--like",
+        &node,
+        "--cpus",
+        "2",
+        "--memory-ratio",
+        "0.5",
+        "--format",
+        "qemu",
+        "--server",
+        url,
+    ])?;
+    assert!(
+        small.contains("-smp \\\n    2 \\\n    -m \\\n    65536 \\\n"),
+        "{small}"
+    );
+
+    // libvirt: the same machine, checked against libvirt's schema.
+    let xml = out.path().join("r630.xml");
+    let (code, _, err) = rdeploy(&[
+        "vm",
+        "create",
+        "r630-vm",
+        "--like",
+        &node,
+        "--format",
+        "libvirt",
+        "--out",
+        xml.to_str().ok_or("path")?,
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    let text = fs::read_to_string(&xml)?;
+    assert!(text.contains("<vcpu>40</vcpu>"), "{text}");
+    assert!(
+        text.contains("<memory unit='MiB'>104857</memory>"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("<mac address='{mac}'/>")), "{text}");
+    assert_eq!(text.matches("<boot order='1'/>").count(), 1, "{text}");
+    if let Some(validate) = tool("/usr/bin/virt-xml-validate") {
+        let o = Command::new(validate).arg(&xml).arg("domain").output()?;
+        assert!(
+            o.status.success(),
+            "virt-xml-validate: {}{}\n{text}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A MAC the registered system does not hold is refused.
+    let (code, _, err) = rdeploy(&[
+        "vm",
+        "create",
+        "r630-vm",
+        "--mac",
+        "52:54:00:99:99:99",
+        "--format",
+        "qemu",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("r630-vm is registered with the MACs"), "{err}");
+    Ok(())
+}
+
+/// The VirtualBox form, command by command.
+#[test]
+fn vm_create_virtualbox_script_is_these_commands() -> Res {
+    let config = any_config()?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+    let (code, script, err) = rdeploy(&[
+        "vm",
+        "create",
+        "vbox1",
+        "--mac",
+        "08:00:27:12:34:56",
+        "--ip",
+        "10.0.0.150",
+        "--cpus",
+        "2",
+        "--memory",
+        "1024",
+        "--disk",
+        "8G",
+        "--disk",
+        "512M",
+        "--nics",
+        "2",
+        "--bridge",
+        "eth1",
+        "--disk-dir",
+        "/vms",
+        "--format",
+        "virtualbox",
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = rdeploy(&["system", "show", "vbox1", "--server", url])?;
+    assert!(
+        shown.contains("Mac: 08:00:27:12:34:56\nIP: 10.0.0.150 "),
+        "{shown}"
+    );
+    let nic2 = script
+        .lines()
+        .find_map(|l| l.split("--macaddress2 ").nth(1))
+        .ok_or(script.clone())?;
+    assert_eq!(nic2.len(), 12);
+    let expected = format!(
+        "#!/bin/sh
+# rdeploy vm create vbox1 --format virtualbox: 2 CPUs, 1024 MiB, network boot first (MAC 08:00:27:12:34:56).
+set -e
+VBoxManage createvm --name vbox1 --ostype Linux_64 --register
+VBoxManage modifyvm vbox1 --cpus 2 --memory 1024 --ioapic on --rtcuseutc on --boot1 net --boot2 disk --boot3 none --boot4 none
+VBoxManage modifyvm vbox1 --nic1 bridged --bridgeadapter1 eth1 --nictype1 82540EM --macaddress1 080027123456
+VBoxManage modifyvm vbox1 --nic2 bridged --bridgeadapter2 eth1 --nictype2 82540EM --macaddress2 {nic2}
+VBoxManage storagectl vbox1 --name SATA --add sata --portcount 2
+VBoxManage createmedium disk --filename /vms/vbox1-disk0.vdi --size 8192
+VBoxManage storageattach vbox1 --storagectl SATA --port 0 --device 0 --type hdd --medium /vms/vbox1-disk0.vdi
+VBoxManage createmedium disk --filename /vms/vbox1-disk1.vdi --size 512
+VBoxManage storageattach vbox1 --storagectl SATA --port 1 --device 0 --type hdd --medium /vms/vbox1-disk1.vdi
+"
+    );
+    assert_eq!(script, expected);
+    Ok(())
+}
+
+/// `vm start` runs the QEMU form (here a stand-in that records its arguments), making the
+/// missing disks first.
+#[test]
+fn vm_start_runs_qemu_with_the_registered_mac() -> Res {
+    let Some(qemu_img) = tool("/usr/bin/qemu-img") else {
+        return Ok(());
+    };
+    let _ = qemu_img;
+    let config = any_config()?;
+    let data = tempfile::tempdir()?;
+    let server = Server::start(config.path(), data.path())?;
+    let url = server.base.as_str();
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("qemu");
+    let args_file = dir.path().join("args");
+    fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" > {}\n", args_file.display()),
+    )?;
+    Command::new("chmod").arg("755").arg(&fake).status()?;
+    let (code, _, err) = rdeploy(&[
+        "vm",
+        "start",
+        "lab-9",
+        "--mac",
+        "52:54:00:00:00:99",
+        "--cpus",
+        "3",
+        "--memory",
+        "700",
+        "--disk",
+        "16M",
+        "--user-net",
+        "127.0.0.1:8080",
+        "--disk-dir",
+        dir.path().to_str().ok_or("path")?,
+        "--qemu",
+        fake.to_str().ok_or("path")?,
+        "--server",
+        url,
+    ])?;
+    assert_eq!(code, 0, "{err}");
+    let args = fs::read_to_string(&args_file)?;
+    let accel = if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    assert!(
+        args.starts_with(&format!("-name lab-9 -accel {accel} -smp 3 -m 700 ")),
+        "{args}"
+    );
+    assert!(args.contains("guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:8080,bootfile=http://10.0.2.100/boot.ipxe"), "{args}");
+    assert!(args.contains("mac=52:54:00:00:00:99,bootindex=1"), "{args}");
+    assert!(dir.path().join("lab-9-disk0.qcow2").exists());
+    Ok(())
+}
