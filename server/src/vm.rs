@@ -207,6 +207,10 @@ impl Vm {
             mem = self.memory_mib,
             mac = self.mac,
         );
+        s.push_str(&format!(
+            "mkdir -p {}\n",
+            sh(&self.disk_dir.display().to_string())
+        ));
         for (i, cmd) in self.qemu_img_commands().iter().enumerate() {
             s.push_str(&format!(
                 "[ -e {} ] || {}\n",
@@ -214,7 +218,8 @@ impl Vm {
                 cmd.iter().map(|w| sh(w)).collect::<Vec<_>>().join(" ")
             ));
         }
-        s.push_str("accel=tcg\nif [ -r /dev/kvm ] && [ -w /dev/kvm ]; then accel=kvm; fi\n");
+        s.push_str("# KVM when usable, else TCG (RDEPLOY_VM_ACCEL=kvm|tcg decides instead); arguments\n# given to the script are QEMU's too (e.g. -snapshot, -no-reboot).\n");
+        s.push_str("accel=${RDEPLOY_VM_ACCEL:-tcg}\nif [ -z \"${RDEPLOY_VM_ACCEL:-}\" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then accel=kvm; fi\n");
         s.push_str("exec qemu-system-x86_64");
         for w in self.qemu_args("ACCEL") {
             let w = if w == "ACCEL" {
@@ -225,7 +230,7 @@ impl Vm {
             s.push_str(" \\\n    ");
             s.push_str(&w);
         }
-        s.push('\n');
+        s.push_str(" \\\n    \"$@\"\n");
         s
     }
 
