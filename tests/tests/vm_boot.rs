@@ -11,7 +11,9 @@
 //! through `isa-debug-exit`. The disks are then read from the host (`sfdisk`, `mdadm
 //! --examine`, `debugfs`, never mounted). A second VM with one disk matches no profile: it
 //! says so, the server records it, and its disk stays blank. A third VM does the install and
-//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition.
+//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition. A fourth
+//! VM is the QEMU script `rdeploy vm create --like NODE` writes (`docs/labs.md`): it installs,
+//! and its agent's inventory has the CPU count and memory asked for.
 //!
 //! Every QEMU run has a hard time limit (it is killed); the serial console goes to a file
 //! whose tail is printed on failure. The accelerator is chosen by booting a probe (KVM when
@@ -440,6 +442,7 @@ struct Setup {
 }
 
 fn setup(p: &Prerequisites) -> Result<Setup> {
+    let public = format!("http://{GUEST_SERVER}");
     let mut dir = tempfile::Builder::new().prefix("rdeploy-vm-").tempdir()?;
     if std::env::var_os("RDEPLOY_VM_KEEP").is_some() {
         dir.disable_cleanup(true);
@@ -456,7 +459,6 @@ fn setup(p: &Prerequisites) -> Result<Setup> {
     std::fs::create_dir_all(&tftp)?;
     let images = p.images.display().to_string();
     let tftp_s = tftp.display().to_string();
-    let public = format!("http://{GUEST_SERVER}");
     let server = Server::start(
         &config,
         &data,
@@ -1018,5 +1020,148 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
     for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
         assert!(files.contains(f), "{f} not on the ESP: {files}");
     }
+    Ok(())
+}
+
+/// `docs/labs.md`: `rdeploy vm create --like NODE --format qemu` writes the VM, shaped like
+/// a stored inventory (the KVM guest fixture's 2 CPUs; a quarter of its 4 GiB), with the MAC
+/// of the system it registers on the spot. That VM network-boots through the chain and
+/// installs, and the inventory its agent sends reads back the CPU count and the memory asked
+/// for.
+#[test]
+fn a_vm_made_by_vm_create_like_a_stored_inventory_installs() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    let s = setup(&p)?;
+    let accel = accelerator(&p, s.dir.path());
+    std::fs::write(
+        s.server.config_dir.join("labs.toml"),
+        "range = \"10.0.2.50-10.0.2.59\"\n",
+    )?;
+    let fixture = workspace_path("tests/fixtures/hw/kvm-guest.json");
+    let upload = rdeploy_tests::curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-F",
+        &format!("file=@{}", fixture.display()),
+        &s.server.url("/upload"),
+    ])?;
+    let like = upload
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-rdeploy-node")
+                .then(|| v.trim().to_owned())
+        })
+        .with_context(|| format!("no node in the upload's answer: {}", upload.stdout))?;
+    let script = s.dir.path().join("lab-vm.sh");
+    let disks = s.dir.path().join("disks");
+    let relay = format!("127.0.0.1:{}", s.port);
+    let out = rdeploy_tests::run_binary(
+        "rdeploy",
+        &[
+            "vm",
+            "create",
+            "lab-vm",
+            "--like",
+            &like,
+            "--memory-ratio",
+            "0.25",
+            "--disk",
+            "2G",
+            "--disk",
+            "2G",
+            "--disk",
+            "2G",
+            "--user-net",
+            &relay,
+            "--disk-dir",
+            &disks.display().to_string(),
+            "--format",
+            "qemu",
+            "--out",
+            &script.display().to_string(),
+            "--server",
+            &s.server.base,
+        ],
+    )?;
+    ensure!(out.code == Some(0), "vm create: {}", out.stderr);
+    std::fs::create_dir_all(&disks)?;
+    let shown = rdeploy_tests::run_binary(
+        "rdeploy",
+        &["system", "show", "lab-vm", "--server", &s.server.base],
+    )?;
+    let mac = shown
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Mac: "))
+        .with_context(|| format!("no MAC: {}", shown.stdout))?
+        .to_owned();
+    say(&format!("lab-vm: MAC {mac}, like {like}"));
+
+    // The script as an operator runs it, with the accelerator the probe chose and QEMU's
+    // -no-reboot (the agent halts after the install) and the console in a file.
+    let console = s.dir.path().join("lab-vm-install.console");
+    let run = on_failure(
+        run_qemu(
+            Path::new("/usr/bin/env"),
+            &[
+                format!("RDEPLOY_VM_ACCEL={accel}"),
+                "sh".into(),
+                script.display().to_string(),
+                "-no-reboot".into(),
+                "-monitor".into(),
+                "none".into(),
+            ],
+            &console,
+            INSTALL_LIMIT,
+        ),
+        &[&console],
+    )?;
+    on_failure(
+        powered_off_after(
+            &run,
+            &[
+                "rdeploy-init: starting rdeploy-agent run",
+                "matched profile kvm",
+                "onsuccess: halt",
+            ],
+        ),
+        &[&console],
+    )?;
+    let node = node_by_mac(&s.server, &mac)?;
+    assert_eq!(node["state"], "installed", "{node:#}");
+    let id = node["id"].as_str().context("no id")?;
+    let inventory = s.server.get_text(&format!("/nodes/{id}/inventory"))?;
+    let value = |a: &str, b: &str, c: &str| {
+        let key = format!("('{a}', '{b}', '{c}', ");
+        inventory.lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            Some(
+                rest.trim_end_matches([')', ',', ']'])
+                    .trim_matches('\'')
+                    .to_owned(),
+            )
+        })
+    };
+    assert_eq!(
+        value("cpu", "logical", "number").as_deref(),
+        Some("2"),
+        "{inventory}"
+    );
+    let memory: u64 = value("memory", "total", "size")
+        .and_then(|m| m.parse().ok())
+        .with_context(|| format!("no memory total: {inventory}"))?;
+    let asked = 1024u64 << 20;
+    assert!(
+        memory <= asked && memory >= asked - (128 << 20),
+        "memory {memory}, asked {asked}: {inventory}"
+    );
     Ok(())
 }
