@@ -171,6 +171,19 @@ pub struct CmdbUsage {
     pub total: usize,
 }
 
+/// A CMDB entry that holds an `ip`: what DHCP configs and free-address searches read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CmdbHost {
+    /// `<profile>.cmdb`, where the entry is.
+    pub profile: String,
+    pub ip: String,
+    /// The entry's `mac`, when it has one (lowercase as written).
+    pub mac: Option<String>,
+    pub hostname: Option<String>,
+    /// Handed out already (`used` set).
+    pub used: bool,
+}
+
 /// What the server shows of the config (`/healthz`, `/quota`).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ConfigHealth {
@@ -750,6 +763,37 @@ impl Snapshot {
                     None,
                     format!("profile '{p}' is not listed in state, so it is never tried"),
                 ));
+            }
+        }
+        out
+    }
+
+    /// Every entry with an `ip` in the CMDBs in use (profile order, then file order); the
+    /// addresses a lab must not hand out again.
+    pub fn cmdb_hosts(&self) -> Vec<CmdbHost> {
+        let mut names: Vec<&String> = self.profiles.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(CachedCmdb {
+                file: CmdbFile::Present(c),
+                ..
+            }) = self.profiles.get(name).and_then(|p| p.cmdb.value.as_ref())
+            else {
+                continue;
+            };
+            let text = |e: &rdeploy_specs::value::Value, k: &str| {
+                e.dict_get(k).and_then(|v| v.as_str()).map(str::to_owned)
+            };
+            for e in &c.entries {
+                let Some(ip) = text(e, "ip") else { continue };
+                out.push(CmdbHost {
+                    profile: name.clone(),
+                    ip,
+                    mac: text(e, "mac"),
+                    hostname: text(e, "hostname"),
+                    used: e.dict_get("used").is_some(),
+                });
             }
         }
         out

@@ -158,6 +158,25 @@ pub enum Command {
         after_help = "Example:\n  rdeploy dnsmasq-config --subnet 192.168.122.0 --public-url http://192.168.122.1:8080 > /etc/dnsmasq.d/rdeploy.conf"
     )]
     DnsmasqConfig(DnsmasqArgs),
+
+    /// Print (or write) a whole DHCP server config, dnsmasq's or ISC dhcpd's: a fixed address
+    /// for every registered system with a MAC and an address and every node with a CMDB ip,
+    /// and the network-boot lines (iPXE over TFTP, then <public-url>/boot.ipxe).
+    ///
+    /// With --write FILE, the file is replaced atomically, and only when its text changes:
+    /// exit 0 and "FILE: changed" when it did, exit 1 and "FILE: unchanged" when not, so
+    /// a reload can follow (`rdeploy dhcp-config ... --write F && systemctl restart dnsmasq`).
+    #[command(
+        name = "dhcp-config",
+        after_help = "Examples:\n  rdeploy dhcp-config --dnsmasq --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --write /etc/dnsmasq.d/rdeploy.conf\n  rdeploy dhcp-config --isc --subnet 10.0.0.0/24 --public-url http://10.0.0.1:8080 --router 10.0.0.254 > /etc/dhcp/dhcpd.conf"
+    )]
+    DhcpConfig(DhcpArgs),
+
+    /// Virtual machines that network-boot first, with the MAC of the registered system of
+    /// their name (registered on the spot, as `system add NAME --auto`, when new), sized by
+    /// hand or like a real machine (--like NODE).
+    #[command(subcommand)]
+    Vm(Box<VmCommand>),
 }
 
 /// How to reach a running `rdeploy serve`.
@@ -230,10 +249,11 @@ pub struct NodeShowArgs {
 pub enum SystemCommand {
     /// Register a machine by name, MACs and IPv4 addresses (or their first octets, `10.34`,
     /// for a subnet); it boots `install` until told otherwise. A MAC or address another
-    /// system held moves to this one.
+    /// system held moves to this one. With --ip or --auto, a lab host: its address must be
+    /// free (or is the range's first free one), its name and MAC are made when not given.
     #[command(
         visible_alias = "addsystem",
-        after_help = "Example:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12"
+        after_help = "Examples:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12\n  rdeploy system add --auto                     # lab-001, a free address of labs.toml's range, a derived MAC\n  rdeploy system add web1 52:54:00:12:34:56 --ip 10.0.0.21\n  rdeploy system add --auto --range 10.0.0.100-199 --name-pattern 'lab-{n:03}'"
     )]
     Add(SystemAddArgs),
     /// Forget a registered system and remove its PXELINUX files.
@@ -255,10 +275,31 @@ pub enum SystemCommand {
 
 #[derive(Debug, Args)]
 pub struct SystemAddArgs {
-    pub name: String,
-    /// MAC addresses and IPv4 addresses, in any order.
-    #[arg(value_name = "MAC|IP", required = true)]
+    /// The system's name. With --ip or --auto it may be left out: the server makes one
+    /// (the resolver's name for the address, else the name pattern); a first word that is a
+    /// MAC is then a MAC.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// MAC addresses and IPv4 addresses, in any order (with --ip or --auto: MACs only; one
+    /// is derived from the name when none is given).
+    #[arg(value_name = "MAC|IP")]
     pub addrs: Vec<String>,
+    /// A lab host at this address, which must be free (no system, node or CMDB entry has it).
+    #[arg(long, value_name = "IP", conflicts_with = "auto")]
+    pub ip: Option<String>,
+    /// A lab host at the first free address of the range (`range` in CONFIG_DIR/labs.toml,
+    /// or --range).
+    #[arg(long)]
+    pub auto: bool,
+    /// The range --auto takes from, instead of labs.toml's: 10.0.0.100-10.0.0.199,
+    /// 10.0.0.100-199 or 10.0.0.0/24.
+    #[arg(long, value_name = "RANGE", requires = "auto")]
+    pub range: Option<String>,
+    /// How to name a lab host when NAME is left out: {n} counts from 1 to the first free
+    /// name, {n:03} pads it, {ip} is the address with dashes; default: the resolver's name
+    /// for the address, else labs.toml's name_pattern, else lab-{n:03}.
+    #[arg(long, value_name = "PATTERN")]
+    pub name_pattern: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -312,6 +353,137 @@ pub struct DnsmasqArgs {
     /// The TFTP root (holds undionly.kpxe, ipxe.efi and the PXELINUX files).
     #[arg(long, value_name = "DIR", default_value = "/srv/tftp")]
     pub tftp_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("daemon").required(true).args(["isc", "dnsmasq"]))]
+pub struct DhcpArgs {
+    /// ISC dhcpd's dhcpd.conf.
+    #[arg(long)]
+    pub isc: bool,
+    /// dnsmasq as the DHCP server (only the hosts listed get an address).
+    #[arg(long)]
+    pub dnsmasq: bool,
+    /// The network served, with its prefix length.
+    #[arg(long, value_name = "NETWORK/LEN")]
+    pub subnet: String,
+    /// The rdeploy server's URL as machines reach it.
+    #[arg(long, value_name = "URL")]
+    pub public_url: String,
+    /// The TFTP root (dnsmasq's TFTP server; holds undionly.kpxe and ipxe.efi).
+    #[arg(long, value_name = "DIR", default_value = "/srv/tftp")]
+    pub tftp_root: PathBuf,
+    /// The TFTP server's address (ISC's next-server); default: --public-url's host.
+    #[arg(long, value_name = "IP")]
+    pub tftp_server: Option<std::net::Ipv4Addr>,
+    /// The default gateway handed out.
+    #[arg(long, value_name = "IP")]
+    pub router: Option<std::net::Ipv4Addr>,
+    /// Replace FILE (atomically) when the text changes, instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Print (or write) the VM as libvirt domain XML, a QEMU script or a VirtualBox script.
+    #[command(
+        after_help = "Examples:\n  rdeploy vm create lab-001 --like PowerEdge-R630-4FK10Z1 --format libvirt --out lab-001.xml && virsh define lab-001.xml\n  rdeploy vm create lab-002 --cpus 2 --memory 2048 --disk 20G --disk 20G --format qemu --out lab-002.sh\n  rdeploy vm create lab-003 --mac 08:00:27:12:34:56 --format virtualbox | sh"
+    )]
+    Create(VmCreateArgs),
+    /// Run the QEMU form now (KVM when /dev/kvm is usable, TCG otherwise), making missing
+    /// disks first; exits when QEMU does.
+    #[command(
+        after_help = "Examples:\n  rdeploy vm start lab-001 --like PowerEdge-R630-4FK10Z1 --cpus 4 --memory 4096 --bridge br0\n  rdeploy vm start lab-002 --user-net 127.0.0.1:8080    # no bridge: QEMU's own DHCP, boot.ipxe relayed to the server"
+    )]
+    Start(VmArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmFormat {
+    /// libvirt domain XML (virsh define).
+    Libvirt,
+    /// A shell script running qemu-system-x86_64.
+    Qemu,
+    /// A shell script of VBoxManage commands.
+    Virtualbox,
+}
+
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    #[arg(long, value_enum)]
+    pub format: VmFormat,
+    /// Write the VM there (replaced only when it changes; scripts made executable) instead
+    /// of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// The VM's name: a registered system (its MAC is used), or registered now.
+    pub name: String,
+    /// Size it like this node (its stored inventory): CPU count, --memory-ratio of its
+    /// memory, its disks (count and sizes) and its number of NICs. Flags given win.
+    #[arg(long, value_name = "NODE")]
+    pub like: Option<String>,
+    /// The boot NIC's MAC (a new system is registered with it; an existing one must hold it).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// A new system's address (else the first free one of the lab range, labs.toml).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// A new system's address range, instead of labs.toml's.
+    #[arg(long, value_name = "RANGE")]
+    pub range: Option<String>,
+    /// Virtual CPUs (default: --like's CPU count, else 2).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Memory in MiB (default: --memory-ratio of --like's memory, else 2048).
+    #[arg(long, value_name = "MiB")]
+    pub memory: Option<u64>,
+    /// The share of --like's memory the VM gets.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.8)]
+    pub memory_ratio: f64,
+    /// A disk (20G, 512M, 1T; repeat for more; default: --like's disks, else one of 20G).
+    #[arg(long = "disk", value_name = "SIZE")]
+    pub disks: Vec<String>,
+    /// NICs in all, the first one booting (default: --like's count, else 1).
+    #[arg(long, value_name = "N")]
+    pub nics: Option<u32>,
+    /// The host bridge the NICs are plugged into (the lab network).
+    #[arg(long, value_name = "BRIDGE", default_value = "br0")]
+    pub bridge: String,
+    /// QEMU: the boot NIC on this existing tap device instead of a bridge.
+    #[arg(long, value_name = "TAP", conflicts_with = "user_net")]
+    pub tap: Option<String>,
+    /// QEMU: user-mode networking instead of a bridge; iPXE boots
+    /// http://10.0.2.100/boot.ipxe, relayed to the rdeploy server at HOST:PORT (socat).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub user_net: Option<String>,
+    /// Where disk images are made.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub disk_dir: PathBuf,
+    /// The QEMU program `vm start` runs.
+    #[arg(long, value_name = "PROGRAM", default_value = "qemu-system-x86_64")]
+    pub qemu: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl VmArgs {
+    /// `bridge`, `tap` or `user`.
+    pub fn net_kind(&self) -> &'static str {
+        match (&self.tap, &self.user_net) {
+            (Some(_), _) => "tap",
+            (None, Some(_)) => "user",
+            (None, None) => "bridge",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

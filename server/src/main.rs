@@ -7,11 +7,13 @@
 mod check;
 mod cli;
 mod commands;
+mod dhcp;
 mod ops;
 mod pxemngr;
 mod role;
 mod serve;
 mod testops;
+mod vm;
 mod wire;
 
 use clap::Parser;
@@ -59,6 +61,11 @@ fn main() -> ExitCode {
             testops::list(&a.server, a.system.as_deref())
         }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
+        cli::Command::DhcpConfig(args) => dhcp::run(&args),
+        cli::Command::Vm(cmd) => match *cmd {
+            cli::VmCommand::Create(a) => vm::create(&a.vm, a.format, a.out.as_deref()),
+            cli::VmCommand::Start(a) => vm::start(&a),
+        },
         cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
         cli::Command::Role(cmd) => role::main(&cmd),
@@ -76,7 +83,13 @@ fn main() -> ExitCode {
 fn system(cmd: cli::SystemCommand) -> anyhow::Result<commands::Outcome> {
     use cli::SystemCommand as S;
     match cmd {
-        S::Add(a) => ops::system_add(&a.server, &a.name, &a.addrs),
+        S::Add(a) if a.ip.is_some() || a.auto => ops::system_add_lab(&a),
+        S::Add(a) => match (&a.name, a.addrs.is_empty()) {
+            (Some(name), false) => ops::system_add(&a.server, name, &a.addrs),
+            _ => anyhow::bail!(
+                "system add: give a NAME and at least one MAC or IPv4 address (or --ip / --auto for a lab host)"
+            ),
+        },
         S::Del(a) => ops::system_del(&a.server, &a.name),
         S::Show(a) => ops::system_show(&a.server, a.key.as_deref().filter(|_| !a.list)),
         S::List(server) => ops::system_list(&server),

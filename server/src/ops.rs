@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs};
+use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
 use crate::commands::Outcome;
 use crate::wire::{
     BootChange, BootProfiles, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo, SystemList,
@@ -97,6 +97,67 @@ impl Client {
 
     pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None)
+    }
+
+    /// `GET` of JSON that may not exist: `None` on `404`.
+    pub(crate) fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let (status, text) = self.get_raw(path)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.decode(path, status, &text).map(Some)
+    }
+
+    /// `GET` of a text answer (an inventory).
+    pub(crate) fn get_text(&self, path: &str) -> Result<String> {
+        let (status, text) = self.get_raw(path)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        self.decode::<serde_json::Value>(path, status, &text)
+            .map(|_| String::new())
+    }
+
+    fn get_raw(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.runtime.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .with_context(|| format!("{url}: cannot read the answer"))?;
+            Ok((status, text))
+        })
+    }
+
+    /// An answer's JSON, or the error it carries.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        status: reqwest::StatusCode,
+        text: &str,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        if status.is_success() {
+            return serde_json::from_str(text).with_context(|| {
+                format!("{url}: the answer is not what this rdeploy expects (a server of another version?)")
+            });
+        }
+        match serde_json::from_str::<ErrorBody>(text) {
+            Ok(e) => anyhow::bail!("{url}: {status}: {}: {}", e.error, e.message),
+            Err(_) => anyhow::bail!("{url}: {status}: {}", text.trim()),
+        }
     }
 
     pub(crate) fn post<T: serde::de::DeserializeOwned>(
@@ -257,6 +318,40 @@ pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<O
         "/systems",
         serde_json::json!({"name": name, "macs": macs, "addresses": addresses}),
     )?;
+    print_system(&answer);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system add [NAME] [MAC...] --ip IP | --auto`: a lab host; the server checks or
+/// picks the address, and makes the name and the MAC when they are not given.
+pub fn system_add_lab(a: &SystemAddArgs) -> Result<Outcome> {
+    let mut words: Vec<String> = a.addrs.clone();
+    let mut name = a.name.clone();
+    if let Some(first) = name.as_deref() {
+        if crate::serve::identity::normalize_mac(first).is_some() {
+            words.insert(0, first.to_owned());
+            name = None;
+        }
+    }
+    for w in &words {
+        anyhow::ensure!(
+            crate::serve::identity::normalize_mac(w).is_some(),
+            "{w:?} is not a MAC address (a lab host's address is --ip or --auto)"
+        );
+    }
+    let c = Client::new(&a.server)?;
+    let answer: SystemInfo = c.post(
+        "/systems",
+        serde_json::json!({
+            "name": name, "macs": words, "ip": a.ip, "auto": a.auto,
+            "range": a.range, "name_pattern": a.name_pattern,
+        }),
+    )?;
+    print_system(&answer);
+    Ok(Outcome::Ok)
+}
+
+fn print_system(answer: &SystemInfo) {
     let all: Vec<String> = answer
         .macs
         .iter()
@@ -269,7 +364,6 @@ pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<O
         all.join(", "),
         answer.boot
     );
-    Ok(Outcome::Ok)
 }
 
 /// `rdeploy system del NAME` (`pxemngr delsystem`).
@@ -400,16 +494,10 @@ pub fn dnsmasq_config(args: &DnsmasqArgs) -> Result<Outcome> {
 port=0
 log-dhcp
 dhcp-range={subnet},proxy
-enable-tftp
-tftp-root={tftp}
-dhcp-userclass=set:ipxe,iPXE
-pxe-prompt=\"rdeploy\",0
-pxe-service=tag:!ipxe,x86PC,\"rdeploy (BIOS)\",undionly.kpxe
-pxe-service=tag:!ipxe,X86-64_EFI,\"rdeploy (UEFI)\",ipxe.efi
-dhcp-boot=tag:ipxe,{url}/boot.ipxe
-# Copy undionly.kpxe and ipxe.efi (Debian: package ipxe, /usr/lib/ipxe/) to {tftp}.
+{boot}# Copy undionly.kpxe and ipxe.efi (Debian: package ipxe, /usr/lib/ipxe/) to {tftp}.
 ",
         subnet = args.subnet,
+        boot = crate::dhcp::dnsmasq_boot_lines(url, &args.tftp_root),
         tftp = args.tftp_root.display(),
     );
     Ok(Outcome::Ok)

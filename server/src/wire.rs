@@ -85,6 +85,23 @@ pub struct SystemInfo {
     pub node: Option<String>,
 }
 
+/// One machine a DHCP server should know (`GET /dhcp-hosts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhcpHost {
+    pub name: String,
+    pub macs: Vec<String>,
+    pub ip: String,
+    /// Where it comes from: `system`, `node` or `<profile>.cmdb`.
+    pub source: String,
+}
+
+/// `GET /dhcp-hosts`: registered systems with a MAC and an address, nodes with a CMDB
+/// `ip`, CMDB entries with a `mac` and an `ip` no node holds yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhcpHosts {
+    pub hosts: Vec<DhcpHost>,
+}
+
 /// `GET /systems`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SystemList {

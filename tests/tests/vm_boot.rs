@@ -11,7 +11,11 @@
 //! through `isa-debug-exit`. The disks are then read from the host (`sfdisk`, `mdadm
 //! --examine`, `debugfs`, never mounted). A second VM with one disk matches no profile: it
 //! says so, the server records it, and its disk stays blank. A third VM does the install and
-//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition.
+//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition. A fourth
+//! VM is the QEMU script `rdeploy vm create --like NODE` writes (`docs/labs.md`): it installs,
+//! and its agent's inventory has the CPU count and memory asked for. A fifth boots through
+//! real DHCP: dnsmasq with the config of `rdeploy dhcp-config --dnsmasq`, in a network
+//! namespace with a bridge, the VM on a tap device (needs root, `ip netns`).
 //!
 //! Every QEMU run has a hard time limit (it is killed); the serial console goes to a file
 //! whose tail is printed on failure. The accelerator is chosen by booting a probe (KVM when
@@ -440,6 +444,11 @@ struct Setup {
 }
 
 fn setup(p: &Prerequisites) -> Result<Setup> {
+    setup_with(p, &format!("http://{GUEST_SERVER}"))
+}
+
+/// [`setup`] with another URL for the machines (`--public-url`).
+fn setup_with(p: &Prerequisites, public: &str) -> Result<Setup> {
     let mut dir = tempfile::Builder::new().prefix("rdeploy-vm-").tempdir()?;
     if std::env::var_os("RDEPLOY_VM_KEEP").is_some() {
         dir.disable_cleanup(true);
@@ -456,13 +465,12 @@ fn setup(p: &Prerequisites) -> Result<Setup> {
     std::fs::create_dir_all(&tftp)?;
     let images = p.images.display().to_string();
     let tftp_s = tftp.display().to_string();
-    let public = format!("http://{GUEST_SERVER}");
     let server = Server::start(
         &config,
         &data,
         &[
             "--public-url",
-            &public,
+            public,
             "--images-dir",
             &images,
             "--tftp-root",
@@ -1018,5 +1026,364 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
     for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
         assert!(files.contains(f), "{f} not on the ESP: {files}");
     }
+    Ok(())
+}
+
+/// `docs/labs.md`: `rdeploy vm create --like NODE --format qemu` writes the VM, shaped like
+/// a stored inventory (the KVM guest fixture's 2 CPUs; a quarter of its 4 GiB), with the MAC
+/// of the system it registers on the spot. That VM network-boots through the chain and
+/// installs, and the inventory its agent sends reads back the CPU count and the memory asked
+/// for.
+#[test]
+fn a_vm_made_by_vm_create_like_a_stored_inventory_installs() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    let s = setup(&p)?;
+    let accel = accelerator(&p, s.dir.path());
+    std::fs::write(
+        s.server.config_dir.join("labs.toml"),
+        "range = \"10.0.2.50-10.0.2.59\"\n",
+    )?;
+    let fixture = workspace_path("tests/fixtures/hw/kvm-guest.json");
+    let upload = rdeploy_tests::curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-F",
+        &format!("file=@{}", fixture.display()),
+        &s.server.url("/upload"),
+    ])?;
+    let like = upload
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-rdeploy-node")
+                .then(|| v.trim().to_owned())
+        })
+        .with_context(|| format!("no node in the upload's answer: {}", upload.stdout))?;
+    let script = s.dir.path().join("lab-vm.sh");
+    let disks = s.dir.path().join("disks");
+    let relay = format!("127.0.0.1:{}", s.port);
+    let out = rdeploy_tests::run_binary(
+        "rdeploy",
+        &[
+            "vm",
+            "create",
+            "lab-vm",
+            "--like",
+            &like,
+            "--memory-ratio",
+            "0.25",
+            "--disk",
+            "2G",
+            "--disk",
+            "2G",
+            "--disk",
+            "2G",
+            "--user-net",
+            &relay,
+            "--disk-dir",
+            &disks.display().to_string(),
+            "--format",
+            "qemu",
+            "--out",
+            &script.display().to_string(),
+            "--server",
+            &s.server.base,
+        ],
+    )?;
+    ensure!(out.code == Some(0), "vm create: {}", out.stderr);
+    std::fs::create_dir_all(&disks)?;
+    let shown = rdeploy_tests::run_binary(
+        "rdeploy",
+        &["system", "show", "lab-vm", "--server", &s.server.base],
+    )?;
+    let mac = shown
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Mac: "))
+        .with_context(|| format!("no MAC: {}", shown.stdout))?
+        .to_owned();
+    say(&format!("lab-vm: MAC {mac}, like {like}"));
+
+    // The script as an operator runs it, with the accelerator the probe chose and QEMU's
+    // -no-reboot (the agent halts after the install) and the console in a file.
+    let console = s.dir.path().join("lab-vm-install.console");
+    let run = on_failure(
+        run_qemu(
+            Path::new("/usr/bin/env"),
+            &[
+                format!("RDEPLOY_VM_ACCEL={accel}"),
+                "sh".into(),
+                script.display().to_string(),
+                "-no-reboot".into(),
+                "-monitor".into(),
+                "none".into(),
+            ],
+            &console,
+            INSTALL_LIMIT,
+        ),
+        &[&console],
+    )?;
+    on_failure(
+        powered_off_after(
+            &run,
+            &[
+                "rdeploy-init: starting rdeploy-agent run",
+                "matched profile kvm",
+                "onsuccess: halt",
+            ],
+        ),
+        &[&console],
+    )?;
+    let node = node_by_mac(&s.server, &mac)?;
+    assert_eq!(node["state"], "installed", "{node:#}");
+    let id = node["id"].as_str().context("no id")?;
+    let inventory = s.server.get_text(&format!("/nodes/{id}/inventory"))?;
+    let value = |a: &str, b: &str, c: &str| {
+        let key = format!("('{a}', '{b}', '{c}', ");
+        inventory.lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            Some(
+                rest.trim_end_matches([')', ',', ']'])
+                    .trim_matches('\'')
+                    .to_owned(),
+            )
+        })
+    };
+    assert_eq!(
+        value("cpu", "logical", "number").as_deref(),
+        Some("2"),
+        "{inventory}"
+    );
+    let memory: u64 = value("memory", "total", "size")
+        .and_then(|m| m.parse().ok())
+        .with_context(|| format!("no memory total: {inventory}"))?;
+    let asked = 1024u64 << 20;
+    assert!(
+        memory <= asked && memory >= asked - (128 << 20),
+        "memory {memory}, asked {asked}: {inventory}"
+    );
+    Ok(())
+}
+
+/// Processes and a network namespace, ended and removed when dropped.
+struct Netns {
+    name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    /// `ip netns exec NAME PROGRAM ARGS...`, in the background.
+    fn spawn(&mut self, program: &str, args: &[&str], log: &Path) -> Result<()> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).with_context(|| format!("{}", log.display()))?)
+            .spawn()
+            .with_context(|| format!("cannot start {program} in {}", self.name))?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn run(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend(args);
+        command("ip", &all).map(|_| ())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// `docs/boot-setup.md` and `docs/labs.md` as an operator follows them, with real DHCP: in a
+/// network namespace, a bridge with a tap device, real dnsmasq running the config `rdeploy
+/// dhcp-config --dnsmasq` printed, and the QEMU script of `rdeploy vm create --tap` on the
+/// tap. The VM gets its fixed address and its boot file from dnsmasq (not from QEMU's own
+/// DHCP), network-boots through iPXE and installs. The server stays on loopback: socat
+/// relays the namespace's 10.77.0.1:8080 to it through a Unix socket.
+#[test]
+fn a_vm_boots_through_real_dnsmasq_in_a_network_namespace() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = prerequisites()?;
+    for tool in ["dnsmasq", "ip"] {
+        ensure!(which(tool).is_some(), "no {tool}: run `bash scripts/deps`");
+    }
+    let s = setup_with(&p, "http://10.77.0.1:8080")?;
+    let accel = accelerator(&p, s.dir.path());
+    let dir = s.dir.path();
+    let mut ns = Netns {
+        name: format!("rdeploy-lab-{}", std::process::id()),
+        children: Vec::new(),
+    };
+    command("ip", &["netns", "add", &ns.name])?;
+    for cmd in [
+        "ip link set lo up",
+        "ip link add br0 type bridge",
+        "ip addr add 10.77.0.1/24 dev br0",
+        "ip link set br0 up",
+        "ip tuntap add dev tap0 mode tap",
+        "ip link set tap0 master br0",
+        "ip link set tap0 up",
+    ] {
+        ns.run(&cmd.split(' ').collect::<Vec<_>>())?;
+    }
+    // The server, reached at 10.77.0.1:8080 inside the namespace.
+    let sock = dir.join("server.sock");
+    let relay = Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork", sock.display()))
+        .arg(format!("TCP:127.0.0.1:{}", s.port))
+        .stdin(Stdio::null())
+        .spawn()
+        .context("socat")?;
+    ns.children.push(relay);
+    ns.spawn(
+        "socat",
+        &[
+            "TCP-LISTEN:8080,bind=10.77.0.1,fork,reuseaddr",
+            &format!("UNIX-CONNECT:{}", sock.display()),
+        ],
+        &dir.join("relay.log"),
+    )?;
+
+    let rdeploy = |args: &[&str]| -> Result<String> {
+        let mut all = args.to_vec();
+        all.extend(["--server", &s.server.base]);
+        let out = rdeploy_tests::run_binary("rdeploy", &all)?;
+        ensure!(
+            out.code == Some(0),
+            "rdeploy {}: {}",
+            args.join(" "),
+            out.stderr
+        );
+        Ok(out.stdout)
+    };
+    let script = dir.join("lab-tap.sh");
+    let disks = dir.join("disks");
+    rdeploy(&[
+        "vm",
+        "create",
+        "lab-tap",
+        "--ip",
+        "10.77.0.50",
+        "--cpus",
+        "2",
+        "--memory",
+        "1024",
+        "--disk",
+        "2G",
+        "--disk",
+        "2G",
+        "--disk",
+        "2G",
+        "--tap",
+        "tap0",
+        "--disk-dir",
+        &disks.display().to_string(),
+        "--format",
+        "qemu",
+        "--out",
+        &script.display().to_string(),
+    ])?;
+    let shown = rdeploy(&["system", "show", "lab-tap"])?;
+    let mac = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Mac: "))
+        .with_context(|| format!("no MAC: {shown}"))?
+        .to_owned();
+    let tftp = dir.join("tftp-dnsmasq");
+    std::fs::create_dir_all(&tftp)?;
+    let conf = dir.join("dnsmasq.conf");
+    rdeploy(&[
+        "dhcp-config",
+        "--dnsmasq",
+        "--subnet",
+        "10.77.0.0/24",
+        "--public-url",
+        "http://10.77.0.1:8080",
+        "--tftp-root",
+        &tftp.display().to_string(),
+        "--write",
+        &conf.display().to_string(),
+    ])?;
+    let text = std::fs::read_to_string(&conf)?;
+    ensure!(
+        text.contains(&format!("dhcp-host={mac},10.77.0.50,lab-tap")),
+        "{text}"
+    );
+    let log = dir.join("dnsmasq.log");
+    ns.spawn(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            &format!("--conf-file={}", conf.display()),
+            "--interface=br0",
+            "--bind-interfaces",
+            "--user=root",
+            &format!("--dhcp-leasefile={}", dir.join("leases").display()),
+            &format!("--pid-file={}", dir.join("dnsmasq.pid").display()),
+            &format!("--log-facility={}", log.display()),
+        ],
+        &dir.join("dnsmasq.stderr"),
+    )?;
+
+    let console = dir.join("lab-tap-install.console");
+    let accel_env = format!("RDEPLOY_VM_ACCEL={accel}");
+    let script_s = script.display().to_string();
+    let mut args: Vec<String> = vec!["netns".into(), "exec".into(), ns.name.clone()];
+    args.extend(
+        [
+            "env",
+            &accel_env,
+            "sh",
+            &script_s,
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    let run = on_failure(
+        run_qemu(Path::new("/usr/sbin/ip"), &args, &console, INSTALL_LIMIT),
+        &[&console, &log],
+    )?;
+    on_failure(
+        powered_off_after(
+            &run,
+            &[
+                "rdeploy-init: starting rdeploy-agent run",
+                "matched profile kvm",
+                "onsuccess: halt",
+            ],
+        ),
+        &[&console, &log],
+    )?;
+    let leases = read_lossy(&log);
+    ensure!(
+        leases.contains(&format!("DHCPACK(br0) 10.77.0.50 {mac}")),
+        "dnsmasq gave no 10.77.0.50 to {mac}:\n{}",
+        tail(&leases, 30)
+    );
+    let node = node_by_mac(&s.server, &mac)?;
+    assert_eq!(node["state"], "installed", "{node:#}");
     Ok(())
 }

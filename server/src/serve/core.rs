@@ -47,7 +47,9 @@ use super::slots::Slots;
 use super::store::{Change, Sqlite, Store};
 use super::systems::{System, Systems, SITE_DEFAULT};
 use super::writer::{UploadJob, Writer};
-use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
+use crate::wire::{
+    BootChange, DhcpHost, DhcpHosts, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList,
+};
 
 /// What an upload got: the allocation and the node record it now has.
 #[derive(Debug)]
@@ -796,6 +798,192 @@ impl Core {
         Ok(system_info(name.to_owned(), &system))
     }
 
+    /// A lab host (`rdeploy system add [NAME] [MAC...] --ip IP | --auto`, `rdeploy vm
+    /// create`): the rules of [`lab`](super::lab), decided and applied with the registered
+    /// systems held still, so two requests never get the same address, name or MAC.
+    pub async fn add_lab_system(&self, req: &LabRequest) -> Result<SystemInfo, ApiError> {
+        use super::lab::{self, AddressRange, LabConfig, NamePattern, Taken};
+        let config_dir = PathBuf::from(self.writer.health().config_dir);
+        let config = LabConfig::load(&config_dir)?;
+        let lab_file = config_dir.join(lab::LAB_FILE).display().to_string();
+        let explicit_pattern = req.name_pattern.is_some();
+        let pattern = NamePattern::parse(
+            req.name_pattern
+                .as_deref()
+                .or(config.name_pattern.as_deref())
+                .unwrap_or(lab::DEFAULT_PATTERN),
+        )?;
+        let mut macs = Vec::new();
+        for m in &req.macs {
+            let mac = normalize_mac(m).ok_or_else(|| {
+                ApiError::bad_request("bad_mac", format!("{m:?} is not a MAC address"))
+            })?;
+            lab::check_unicast(&mac)?;
+            macs.push(mac);
+        }
+        if let Some(name) = &req.name {
+            if sanitize(name).as_deref() != Some(name.as_str()) {
+                return Err(ApiError::bad_request(
+                    "bad_system",
+                    format!("{name:?} is not a system name (letters, digits, '.', '_', '-')"),
+                ));
+            }
+        }
+        let cmdb = self.writer.cmdb_hosts().await.map_err(ApiError::internal)?;
+        let mut systems = self.systems.lock().await;
+        let existing = req
+            .name
+            .as_deref()
+            .and_then(|n| systems.all().find(|(s, _)| s.as_str() == n))
+            .map(|(_, s)| s.clone());
+        // What holds each address: other systems, nodes, every CMDB entry.
+        let mut taken = Taken::default();
+        for (name, s) in systems.all() {
+            if Some(name) != req.name.as_ref() {
+                for a in &s.addresses {
+                    taken.add(a, format!("system {name}"));
+                }
+            }
+        }
+        for id in self.nodes.ids() {
+            if let Some(ip) = self.nodes.get(&id).as_ref().and_then(node_ip) {
+                taken.add(&ip, format!("node {id}"));
+            }
+        }
+        for h in &cmdb {
+            let what = h
+                .hostname
+                .as_deref()
+                .map_or(String::new(), |n| format!(" (hostname {n})"));
+            taken.add(&h.ip, format!("{}.cmdb{what}", h.profile));
+        }
+        let ip = match (&req.ip, req.auto) {
+            (Some(ip), _) => taken.check_free(ip)?,
+            (None, true) => {
+                // Re-adding a lab host keeps its address.
+                let kept = existing
+                    .as_ref()
+                    .and_then(|s| s.addresses.iter().find_map(|a| a.parse().ok()));
+                match kept {
+                    Some(ip) => ip,
+                    None => {
+                        let (text, origin) = match (&req.range, &config.range) {
+                            (Some(r), _) => (r.clone(), "--range".to_owned()),
+                            (None, Some(r)) => (r.clone(), lab_file.clone()),
+                            (None, None) => {
+                                return Err(lab::LabError::NoRange { path: lab_file }.into())
+                            }
+                        };
+                        taken.first_free(AddressRange::parse(&text)?, &origin)?
+                    }
+                }
+            }
+            (None, false) => {
+                return Err(ApiError::bad_request(
+                    "bad_system",
+                    "a lab host needs an address: give one (ip) or ask for a free one (auto)",
+                ))
+            }
+        };
+        let name = match &req.name {
+            Some(n) => n.clone(),
+            None => {
+                let used =
+                    |n: &str| systems.all().any(|(s, _)| s == n) || self.nodes.get(n).is_some();
+                let from_dns = if explicit_pattern {
+                    None
+                } else {
+                    reverse_name(ip).await.filter(|n| !used(n))
+                };
+                match from_dns {
+                    Some(n) => n,
+                    None => pattern.first_free(ip, used)?,
+                }
+            }
+        };
+        if macs.is_empty() {
+            macs = existing.map(|s| s.macs).unwrap_or_default();
+        }
+        if macs.is_empty() {
+            let held = |m: &str| {
+                systems
+                    .all()
+                    .any(|(n, s)| n != &name && s.macs.iter().any(|x| x == m))
+                    || self.nodes.by_mac(m).is_some()
+            };
+            macs.push(lab::derived_mac(&name, held));
+        }
+        let (system, _moved) = systems.add(&name, &macs, &[ip.to_string()]).await?;
+        drop(systems);
+        self.follow_system(&system).await;
+        Ok(system_info(name, &system))
+    }
+
+    /// `GET /dhcp-hosts`: every machine with a MAC and an address, each MAC once. Nodes
+    /// first (their CMDB `ip`; their CMDB `mac` when the entry has one, else every MAC of
+    /// their inventory), then registered systems (their first full IPv4 address), then
+    /// CMDB entries with a `mac` that no node holds yet.
+    pub async fn dhcp_hosts(&self) -> Result<DhcpHosts, ApiError> {
+        let cmdb = self.writer.cmdb_hosts().await.map_err(ApiError::internal)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut hosts = Vec::new();
+        let mut push = |name: String, macs: Vec<String>, ip: String, source: String| {
+            let macs: Vec<String> = macs
+                .iter()
+                .filter_map(|m| normalize_mac(m))
+                .filter(|m| seen.insert(m.clone()))
+                .collect();
+            if !macs.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_ok() {
+                hosts.push(DhcpHost {
+                    name,
+                    macs,
+                    ip,
+                    source,
+                });
+            }
+        };
+        let mut node_ips = std::collections::HashSet::new();
+        for id in self.nodes.ids() {
+            let Some(node) = self.nodes.get(&id) else {
+                continue;
+            };
+            let Some(ip) = node_ip(&node) else { continue };
+            let var = |k: &str| {
+                node.var
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            let macs = var("mac").map_or_else(|| node.identity.macs.clone(), |m| vec![m]);
+            let name = var("hostname").unwrap_or_else(|| id.clone());
+            node_ips.insert(ip.clone());
+            push(name, macs, ip, "node".to_owned());
+        }
+        for (name, s) in self.systems.all().await {
+            if let Some(ip) = s
+                .addresses
+                .iter()
+                .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+            {
+                push(name, s.macs.clone(), ip.clone(), "system".to_owned());
+            }
+        }
+        for h in cmdb {
+            let (Some(mac), false) = (&h.mac, node_ips.contains(&h.ip)) else {
+                continue;
+            };
+            let name = h.hostname.clone().unwrap_or_else(|| h.ip.replace('.', "-"));
+            push(
+                name,
+                vec![mac.clone()],
+                h.ip.clone(),
+                format!("{}.cmdb", h.profile),
+            );
+        }
+        Ok(DhcpHosts { hosts })
+    }
+
     /// A registered system's boot files follow its next boot, as a node's do: `01-<mac>`
     /// and the hex-IP name of each address (a MAC that a node owns is the node's: its files
     /// are left to it).
@@ -814,6 +1002,44 @@ impl Core {
             .collect();
         BootFiles::file_names(&macs, &system.addresses)
     }
+}
+
+/// A lab host asked for (`POST /systems` with `ip` or `auto`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct LabRequest {
+    /// Made from the name pattern (or the resolver's name) when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A MAC is derived from the name when none is given.
+    #[serde(default)]
+    pub macs: Vec<String>,
+    /// This address, which must be free.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The first free address of the range.
+    #[serde(default)]
+    pub auto: bool,
+    /// Instead of `labs.toml`'s.
+    #[serde(default)]
+    pub range: Option<String>,
+    /// Instead of `labs.toml`'s (or `lab-{n:03}`); given, it wins over the resolver.
+    #[serde(default)]
+    pub name_pattern: Option<String>,
+}
+
+/// What the resolver calls an address (its first label), if it knows it; at most 3 s.
+async fn reverse_name(ip: std::net::Ipv4Addr) -> Option<String> {
+    let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip.into()));
+    let fqdn = tokio::time::timeout(std::time::Duration::from_secs(3), lookup)
+        .await
+        .ok()?
+        .ok()?
+        .ok()?;
+    // getnameinfo answers with the address itself when it knows no name.
+    if fqdn.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    super::lab::name_from_dns(&fqdn)
 }
 
 fn system_info(name: String, s: &System) -> SystemInfo {

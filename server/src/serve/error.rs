@@ -15,6 +15,7 @@ use rdeploy_cmdb::MatchError;
 use rdeploy_cmdb::Refusal;
 
 use super::disk::DiskError;
+use super::lab::LabError;
 use super::lifecycle::{state_name, Illegal};
 use super::nodes::NodesError;
 use super::slots::SlotsError;
@@ -150,6 +151,24 @@ impl From<SystemsError> for ApiError {
             }
             SystemsError::Encode(_) | SystemsError::Save { .. } => ApiError::internal(chain(&e)),
         }
+    }
+}
+
+impl From<LabError> for ApiError {
+    fn from(e: LabError) -> ApiError {
+        let (status, code) = match &e {
+            LabError::Config { .. } => (StatusCode::CONFLICT, "bad_lab_config"),
+            LabError::BadRange { .. } | LabError::NoRange { .. } => {
+                (StatusCode::BAD_REQUEST, "bad_range")
+            }
+            LabError::Exhausted { .. } => (StatusCode::CONFLICT, "range_exhausted"),
+            LabError::Taken { .. } => (StatusCode::CONFLICT, "address_taken"),
+            LabError::BadIp { .. } => (StatusCode::BAD_REQUEST, "bad_address"),
+            LabError::BadPattern { .. } => (StatusCode::BAD_REQUEST, "bad_name_pattern"),
+            LabError::NoName { .. } => (StatusCode::CONFLICT, "no_free_name"),
+            LabError::Multicast { .. } => (StatusCode::BAD_REQUEST, "bad_mac"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

@@ -34,6 +34,7 @@ pub mod events;
 pub mod http;
 pub use rdeploy_server::identity;
 pub mod images;
+pub mod lab;
 pub mod lifecycle;
 pub mod markup;
 pub mod metrics;
@@ -153,6 +154,7 @@ pub fn app(state: AppState) -> Router {
             get(admin::system).delete(admin::delete_system),
         )
         .route("/boot-profiles", get(admin::boot_profiles))
+        .route("/dhcp-hosts", get(admin::dhcp_hosts))
         .route("/pxe/setBootImage", get(omf_api::set))
         .route("/pxe/setBootImageNS", get(omf_api::set))
         .route("/pxe/clearBootImage", get(omf_api::clear))

@@ -171,74 +171,16 @@ impl Systems {
         macs: &[String],
         addresses: &[String],
     ) -> Result<(System, Vec<(String, System)>), SystemsError> {
-        if name == SITE_DEFAULT {
-            return Err(SystemsError::Reserved);
+        self.lock().await.add(name, macs, addresses).await
+    }
+
+    /// The systems held still: decide from what is registered, then add, with no other
+    /// change in between (lab hosts: a free address stays free until it is taken).
+    pub async fn lock(&self) -> Locked<'_> {
+        Locked {
+            owner: self,
+            systems: self.systems.lock().await,
         }
-        let mut norm = Vec::new();
-        for m in macs {
-            let mac = normalize_mac(m).ok_or_else(|| SystemsError::BadMac { mac: m.clone() })?;
-            if !norm.contains(&mac) {
-                norm.push(mac);
-            }
-        }
-        let mut addrs: Vec<String> = Vec::new();
-        for a in addresses {
-            if hex_prefix(a).is_none() {
-                return Err(SystemsError::BadAddress { address: a.clone() });
-            }
-            if !addrs.contains(a) {
-                addrs.push(a.clone());
-            }
-        }
-        let mut systems = self.systems.lock().await;
-        let boot = systems
-            .get(name)
-            .map_or(BootTarget::Install, |s| s.boot.clone());
-        let system = System {
-            macs: norm,
-            addresses: addrs,
-            boot,
-        };
-        // The new system first: a crash between the saves leaves a MAC in two systems (the
-        // first found wins), never in none.
-        self.save(name, Some(&system)).await?;
-        systems.insert(name.to_owned(), system.clone());
-        let others: Vec<(String, System)> = systems
-            .iter()
-            .filter(|(other, _)| *other != name && *other != SITE_DEFAULT)
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect();
-        let mut losers = Vec::new();
-        for (other, before) in others {
-            let mut kept = before.clone();
-            kept.macs.retain(|m| !system.macs.contains(m));
-            kept.addresses.retain(|a| !system.addresses.contains(a));
-            if kept == before {
-                continue;
-            }
-            let empty = kept.macs.is_empty() && kept.addresses.is_empty();
-            self.save(&other, (!empty).then_some(&kept)).await?;
-            if empty {
-                systems.remove(&other);
-            } else {
-                systems.insert(other.clone(), kept);
-            }
-            let lost = System {
-                macs: before
-                    .macs
-                    .into_iter()
-                    .filter(|m| system.macs.contains(m))
-                    .collect(),
-                addresses: before
-                    .addresses
-                    .into_iter()
-                    .filter(|a| system.addresses.contains(a))
-                    .collect(),
-                boot: before.boot,
-            };
-            losers.push((other, lost));
-        }
-        Ok((system, losers))
     }
 
     /// Forgets a system (PXE Manager's `delsystem`); returns what it was.
@@ -329,6 +271,101 @@ impl Systems {
                 name: name.to_owned(),
                 err,
             })
+    }
+}
+
+/// The registered systems, locked (see [`Systems::lock`]).
+#[derive(Debug)]
+pub struct Locked<'a> {
+    owner: &'a Systems,
+    systems: tokio::sync::MutexGuard<'a, BTreeMap<String, System>>,
+}
+
+impl Locked<'_> {
+    /// The registered systems by name (the site default left out).
+    pub fn all(&self) -> impl Iterator<Item = (&String, &System)> {
+        self.systems.iter().filter(|(n, _)| *n != SITE_DEFAULT)
+    }
+
+    /// Registers (or re-registers) a system: a name for MACs and addresses, booting
+    /// `install` until told otherwise (an existing system keeps its next boot). A MAC or
+    /// address another system held moves to this one (PXE Manager's `addsystem`); a system
+    /// left with nothing is forgotten. Returns the system and the systems that lost some.
+    pub async fn add(
+        &mut self,
+        name: &str,
+        macs: &[String],
+        addresses: &[String],
+    ) -> Result<(System, Vec<(String, System)>), SystemsError> {
+        if name == SITE_DEFAULT {
+            return Err(SystemsError::Reserved);
+        }
+        let mut norm = Vec::new();
+        for m in macs {
+            let mac = normalize_mac(m).ok_or_else(|| SystemsError::BadMac { mac: m.clone() })?;
+            if !norm.contains(&mac) {
+                norm.push(mac);
+            }
+        }
+        let mut addrs: Vec<String> = Vec::new();
+        for a in addresses {
+            if hex_prefix(a).is_none() {
+                return Err(SystemsError::BadAddress { address: a.clone() });
+            }
+            if !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        let owner = self.owner;
+        let systems = &mut self.systems;
+        let boot = systems
+            .get(name)
+            .map_or(BootTarget::Install, |s| s.boot.clone());
+        let system = System {
+            macs: norm,
+            addresses: addrs,
+            boot,
+        };
+        // The new system first: a crash between the saves leaves a MAC in two systems (the
+        // first found wins), never in none.
+        owner.save(name, Some(&system)).await?;
+        systems.insert(name.to_owned(), system.clone());
+        let others: Vec<(String, System)> = systems
+            .iter()
+            .filter(|(other, _)| *other != name && *other != SITE_DEFAULT)
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut losers = Vec::new();
+        for (other, before) in others {
+            let mut kept = before.clone();
+            kept.macs.retain(|m| !system.macs.contains(m));
+            kept.addresses.retain(|a| !system.addresses.contains(a));
+            if kept == before {
+                continue;
+            }
+            let empty = kept.macs.is_empty() && kept.addresses.is_empty();
+            owner.save(&other, (!empty).then_some(&kept)).await?;
+            if empty {
+                systems.remove(&other);
+            } else {
+                systems.insert(other.clone(), kept);
+            }
+            let lost = System {
+                macs: before
+                    .macs
+                    .into_iter()
+                    .filter(|m| system.macs.contains(m))
+                    .collect(),
+                addresses: before
+                    .addresses
+                    .into_iter()
+                    .filter(|a| system.addresses.contains(a))
+                    .collect(),
+                boot: before.boot,
+            };
+            losers.push((other, lost));
+        }
+        Ok((system, losers))
     }
 }
 

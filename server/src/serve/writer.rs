@@ -8,7 +8,7 @@
 //! only owns the thread, the batching and the replies. When idle it refreshes every
 //! [`IDLE_REFRESH`] so `/healthz` sees an operator's edit.
 
-use rdeploy_cmdb::snapshot::{Allocation, ConfigHealth, FailureOutcome, Refusal};
+use rdeploy_cmdb::snapshot::{Allocation, CmdbHost, ConfigHealth, FailureOutcome, Refusal};
 use rdeploy_cmdb::Snapshot;
 use rdeploy_specs::Inventory;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -54,6 +54,7 @@ enum Request {
     ),
     Finish(String, Sender<Result<bool, WriteError>>),
     Refresh(Sender<ConfigHealth>),
+    Hosts(Sender<Vec<CmdbHost>>),
 }
 
 /// The handle the HTTP side uses: cheap to clone.
@@ -121,6 +122,13 @@ impl Writer {
             return self.health();
         }
         rx.await.unwrap_or_else(|_| self.health())
+    }
+
+    /// The CMDB entries with an `ip`, as the files are now (the writer looks first).
+    pub async fn cmdb_hosts(&self) -> Result<Vec<CmdbHost>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Hosts(tx))?;
+        rx.await.map_err(|_| WriteError::Stopped)
     }
 
     /// The health as of the last batch.
@@ -195,7 +203,7 @@ fn run_batch(snap: &mut Snapshot, requests: Vec<Request>) {
                     Outcome::Failure(b.failure(profile, node.as_deref()))
                 }
                 Request::Finish(node, _) => Outcome::Finish(b.finish(node)),
-                Request::Refresh(_) => Outcome::Refresh,
+                Request::Refresh(_) | Request::Hosts(_) => Outcome::Refresh,
             })
             .collect::<Vec<_>>()
     });
@@ -225,6 +233,9 @@ fn run_batch(snap: &mut Snapshot, requests: Vec<Request>) {
             (Request::Refresh(tx), _) => {
                 let _ = tx.send(snap.health());
             }
+            (Request::Hosts(tx), _) => {
+                let _ = tx.send(snap.cmdb_hosts());
+            }
             (r, _) => fail(r, "internal: a reply lost its outcome".into(), snap),
         }
     }
@@ -244,6 +255,9 @@ fn fail(r: Request, why: String, snap: &Snapshot) {
         }
         Request::Refresh(tx) => {
             let _ = tx.send(snap.health());
+        }
+        Request::Hosts(tx) => {
+            let _ = tx.send(snap.cmdb_hosts());
         }
     }
 }

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::super::core::LabRequest;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{Admin, Body, Shape};
+use super::extract::{Admin, Body, Cred, Shape};
 
 /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
 pub async fn quota(State(app): State<AppState>) -> Response {
@@ -42,14 +43,23 @@ pub async fn nextboot(
     Ok(Json(change).into_response())
 }
 
-/// The `addsystem` body.
+/// The `addsystem` body; with `ip` or `auto`, a lab host (see [`LabRequest`]).
 #[derive(Debug, Deserialize)]
 pub struct AddSystem {
-    name: String,
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     macs: Vec<String>,
     #[serde(default)]
     addresses: Vec<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    auto: bool,
+    #[serde(default)]
+    range: Option<String>,
+    #[serde(default)]
+    name_pattern: Option<String>,
 }
 
 impl Shape for AddSystem {
@@ -59,15 +69,40 @@ impl Shape for AddSystem {
 }
 
 /// `POST /systems` `{"name": "rack1-u12", "macs": ["52:54:00:..."], "addresses": [...]}`:
-/// PXE Manager's `addsystem NAME MAC|IP...`.
+/// PXE Manager's `addsystem NAME MAC|IP...`. With `"ip": "10.0.0.5"` or `"auto": true`
+/// (and optionally `"range"`, `"name_pattern"`, no `name`, no `macs`): a lab host, its
+/// address checked or chosen, its name and MAC made when absent (`docs/labs.md`).
 pub async fn add_system(
     State(app): State<AppState>,
     _admin: Admin,
     Body(req): Body<AddSystem>,
 ) -> Result<Response, ApiError> {
+    if req.ip.is_some() || req.auto {
+        if !req.addresses.is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_system",
+                "a lab host (ip or auto) takes no other addresses",
+            ));
+        }
+        let lab = LabRequest {
+            name: req.name,
+            macs: req.macs,
+            ip: req.ip,
+            auto: req.auto,
+            range: req.range,
+            name_pattern: req.name_pattern,
+        };
+        return Ok(Json(app.core.add_lab_system(&lab).await?).into_response());
+    }
+    let Some(name) = req.name else {
+        return Err(ApiError::bad_request(
+            "bad_system",
+            "a system needs a name (or ip / auto, to make one)",
+        ));
+    };
     let system = app
         .core
-        .add_system(&req.name, &req.macs, &req.addresses)
+        .add_system(&name, &req.macs, &req.addresses)
         .await?;
     Ok(Json(system).into_response())
 }
@@ -94,6 +129,16 @@ pub async fn delete_system(
 /// `syncbootnames`).
 pub async fn boot_profiles(State(app): State<AppState>) -> Response {
     Json(app.core.boot_profiles()).into_response()
+}
+
+/// `GET /dhcp-hosts`: the machines a DHCP server should give a fixed address
+/// (`rdeploy dhcp-config`); a read, as `GET /nodes`.
+pub async fn dhcp_hosts(
+    State(app): State<AppState>,
+    Cred(cred): Cred,
+) -> Result<Response, ApiError> {
+    app.core.authorize_read(&cred)?;
+    Ok(Json(app.core.dhcp_hosts().await?).into_response())
 }
 
 /// `GET /systems`.
