@@ -31,10 +31,10 @@
 //!   used meanwhile).
 
 use crate::cmdb::{Cmdb, CmdbError};
-use crate::pipeline::{find_match, MatchError, Plan, ProfileSource};
+use crate::pipeline::{find_match, spec_skip, too_costly, MatchError, Plan, ProfileSource};
 use crate::state::{check_profile_name, Quota, State};
 use crate::store::{ConfigDir, StoreError};
-use rdeploy_specs::matcher::Severity;
+use rdeploy_specs::matcher::{match_all_with_budget, MatchResult, NoMatch, Severity};
 use rdeploy_specs::{Inventory, Pos, Specs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -513,6 +513,28 @@ impl Snapshot {
         }
     }
 
+    /// The specs an upload would be matched against now, for matching it before its
+    /// batch ([`SpecsView::prematch`]).
+    pub fn specs_view(&self) -> SpecsView {
+        let mut profiles: Vec<(String, Arc<Specs>)> = Vec::new();
+        let Some(state) = &self.state.value else {
+            return SpecsView { profiles };
+        };
+        for entry in state.entries.iter().filter(|e| e.quota.available()) {
+            if profiles.iter().any(|(p, _)| *p == entry.profile) {
+                continue;
+            }
+            if let Some(specs) = self
+                .profiles
+                .get(&entry.profile)
+                .and_then(|p| p.specs.value.as_ref())
+            {
+                profiles.push((entry.profile.clone(), Arc::clone(specs)));
+            }
+        }
+        SpecsView { profiles }
+    }
+
     /// Plans an upload without changing anything (`rdeploy check`).
     pub fn plan(&mut self, inventory: &Inventory) -> Result<Plan, Refusal> {
         let Some(state) = self.state.value.as_ref() else {
@@ -520,6 +542,7 @@ impl Snapshot {
         };
         let mut source = SnapshotSource {
             profiles: &self.profiles,
+            prematch: None,
         };
         find_match(state, inventory, &mut source).map_err(|e| Refusal::Match(Box::new(e)))
     }
@@ -904,6 +927,17 @@ impl Batch<'_> {
         inventory: &Inventory,
         holds: Option<&str>,
     ) -> Result<Allocation, Refusal> {
+        self.upload_prematched(inventory, holds, None)
+    }
+
+    /// [`Batch::upload`] reusing the matches of `prematch` made with the specs the snapshot
+    /// still has (the rest is matched here, within what is left of the upload's budget).
+    pub fn upload_prematched(
+        &mut self,
+        inventory: &Inventory,
+        holds: Option<&str>,
+        prematch: Option<&Prematch>,
+    ) -> Result<Allocation, Refusal> {
         let snap = &mut *self.snap;
         snap.uploads += 1;
         let Some(state) = snap.state.value.as_ref() else {
@@ -911,6 +945,7 @@ impl Batch<'_> {
         };
         let mut source = SnapshotSource {
             profiles: &snap.profiles,
+            prematch,
         };
         let plan =
             find_match(state, inventory, &mut source).map_err(|e| Refusal::Match(Box::new(e)))?;
@@ -982,9 +1017,11 @@ impl Batch<'_> {
     }
 }
 
-/// A [`ProfileSource`] over the snapshot (the last good version of each file).
+/// A [`ProfileSource`] over the snapshot (the last good version of each file), and the
+/// matches made before the batch.
 struct SnapshotSource<'a> {
     profiles: &'a HashMap<String, Profile>,
+    prematch: Option<&'a Prematch>,
 }
 
 impl ProfileSource for SnapshotSource<'_> {
@@ -1012,6 +1049,98 @@ impl ProfileSource for SnapshotSource<'_> {
             Some(CmdbFile::Broken(e)) => Err(e.clone()),
             Some(CmdbFile::Absent { .. }) | None => Ok(None),
         }
+    }
+
+    fn match_specs(
+        &mut self,
+        profile: &str,
+        specs: &Arc<Specs>,
+        inventory: &Inventory,
+        budget: u64,
+    ) -> MatchResult {
+        match self.prematch.and_then(|p| p.get(profile, specs)) {
+            Some(done) => done.clone(),
+            None => match_all_with_budget(inventory, specs, budget),
+        }
+    }
+}
+
+/// The specs of the profiles `state` lets an upload try, in the order it tries them, as the
+/// snapshot last read them: what an upload is matched against before its batch (the server
+/// does it on other threads, so a costly upload never holds the writer; see
+/// [`Batch::upload_prematched`]).
+#[derive(Debug, Clone, Default)]
+pub struct SpecsView {
+    profiles: Vec<(String, Arc<Specs>)>,
+}
+
+impl SpecsView {
+    /// Matches `inventory` against each profile in turn, until one matches or the budget
+    /// is spent. Pure: the batch decides (quotas, CMDB) and redoes what changed since.
+    pub fn prematch(&self, inventory: &Inventory, budget: u64) -> Prematch {
+        let mut done = Prematch::default();
+        for (profile, specs) in &self.profiles {
+            let result = match_all_with_budget(inventory, specs, budget.saturating_sub(done.steps));
+            done.steps += result.steps;
+            let failed = matches!(result.outcome, Err(NoMatch::Spec { .. }));
+            done.results
+                .push((profile.clone(), Arc::clone(specs), result));
+            if !failed {
+                break;
+            }
+        }
+        done.budget = budget;
+        done
+    }
+}
+
+/// The matches of one upload made before its batch, each with the specs it used.
+#[derive(Debug, Clone, Default)]
+pub struct Prematch {
+    results: Vec<(String, Arc<Specs>, MatchResult)>,
+    /// Matching steps spent.
+    pub steps: u64,
+    budget: u64,
+}
+
+impl Prematch {
+    /// The result for `profile` if it was matched with these very specs.
+    fn get(&self, profile: &str, specs: &Arc<Specs>) -> Option<&MatchResult> {
+        self.results
+            .iter()
+            .find(|(p, s, _)| p == profile && Arc::ptr_eq(s, specs))
+            .map(|(_, _, r)| r)
+    }
+
+    /// Whether matching spent the whole budget.
+    pub fn gave_up(&self) -> bool {
+        self.results
+            .last()
+            .is_some_and(|(_, _, r)| matches!(r.outcome, Err(NoMatch::GaveUp { .. })))
+    }
+
+    /// The refusal of an upload whose matching spent the budget: the profile and spec it
+    /// was matching, and why the profiles before it did not match.
+    pub fn too_costly(&self, inventory: &Inventory) -> Option<Refusal> {
+        let (profile, specs, result) = self.results.last()?;
+        let Err(NoMatch::GaveUp { spec, .. }) = result.outcome else {
+            return None;
+        };
+        let tried = self
+            .results
+            .iter()
+            .filter_map(|(p, s, r)| match r.outcome {
+                Err(NoMatch::Spec { index }) => Some((p.clone(), spec_skip(inventory, s, index))),
+                _ => None,
+            })
+            .collect();
+        Some(Refusal::Match(Box::new(too_costly(
+            profile,
+            specs,
+            spec,
+            self.budget,
+            tried,
+        ))))
     }
 }
 
@@ -1179,6 +1308,43 @@ mod tests {
                 "{text}: {h:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_match_made_before_the_batch_is_used_only_with_the_same_specs(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let p = tmp.path();
+        fs::write(p.join("state"), "[('hp', 0), ('vm', 3)]\n")?;
+        fs::write(p.join("hp.specs"), "[('disk', '$disk', 'size', '$size')]\n")?;
+        fs::write(p.join("vm.specs"), "[('disk', '$disk', 'size', '$size')]\n")?;
+        let mut snap = Snapshot::new(ConfigDir::new(p));
+        snap.refresh();
+        let view = snap.specs_view();
+        assert_eq!(
+            view.profiles.len(),
+            1,
+            "hp has no installs left: not matched ahead"
+        );
+        let pre = view.prematch(&kvm(1)?, 1_000_000);
+        assert!(!pre.gave_up());
+        assert!(pre.steps > 0);
+        let inv = kvm(1)?;
+        let a = snap.batch(|b| b.upload_prematched(&inv, None, Some(&pre)))??;
+        assert_eq!(a.plan.profile, "vm");
+        // The specs change before the next batch: the earlier match is not reused.
+        std::thread::sleep(Duration::from_millis(10));
+        fs::write(
+            p.join("vm.specs"),
+            "[('disk', '$disk', 'size', 'gt(100)')]\n",
+        )?;
+        let pre = view.prematch(&inv, 1_000_000);
+        let r = snap.batch(|b| b.upload_prematched(&inv, None, Some(&pre)))?;
+        assert!(
+            matches!(&r, Err(Refusal::Match(m)) if matches!(**m, MatchError::UnableToMatch { .. })),
+            "{r:?}"
+        );
         Ok(())
     }
 

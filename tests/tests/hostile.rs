@@ -80,3 +80,80 @@ fn extreme_values_bound_into_a_cmdb_survive_a_restart() -> Result<()> {
     );
     Ok(())
 }
+
+/// A config dir with a profile whose spec needs backtracking (a backreference), before
+/// an ordinary one.
+fn costly_config(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("state"), "[('bench', 5), ('vm', 10)]\n")?;
+    std::fs::write(
+        dir.join("bench.specs"),
+        "[('system', 'product', 'serial', '$serial'),\n ('bench', '$b', 'score', 'regexp(^(\\\\w+\\\\s?)*\\\\1$)')]\n",
+    )?;
+    std::fs::write(dir.join("bench.configure"), "// bench\n")?;
+    std::fs::write(
+        dir.join("vm.specs"),
+        "[('system', 'product', 'serial', '$serial')]\n",
+    )?;
+    std::fs::write(dir.join("vm.cmdb"), "generate({'ip': '10.0.0.1-9'})\n")?;
+    std::fs::write(dir.join("vm.configure"), "// vm\n")?;
+    Ok(())
+}
+
+/// Issue 11, item 3: a pattern that backtracks, tried on every line of a large upload, once
+/// held the writer for minutes. The upload is refused (`422 too_costly`, naming the
+/// profile and spec line) before it reaches the writer; others go on being allocated;
+/// `rdeploy match` refuses it the same way (exit 3).
+#[test]
+fn a_costly_upload_is_refused_without_reaching_the_writer() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (config_dir, data) = (tmp.path().join("config"), tmp.path().join("data"));
+    costly_config(&config_dir)?;
+    let mut lines = vec![r#"["system", "product", "serial", "EVIL"]"#.to_owned()];
+    for i in 0..2_000 {
+        lines.push(format!(
+            r#"["bench", "b{i}", "score", "aaaa aaaa aaaa aaaa aaaa aaaa aaaa!"]"#
+        ));
+    }
+    let evil = format!("[{}]", lines.join(",\n"));
+    let hw = tmp.path().join("evil.json");
+    std::fs::write(&hw, &evil)?;
+
+    let server = Server::start(&config_dir, &data, &[])?;
+    let uploads_before = server.get_json("/healthz")?["config"]["uploads"].clone();
+    let (status, refused) = upload(&server, &evil)?;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"], "too_costly");
+    let message = refused["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("profile 'bench', spec #2") && message.contains("(line 2)"),
+        "{message}"
+    );
+    let health = server.get_json("/healthz")?;
+    assert_eq!(
+        health["config"]["uploads"], uploads_before,
+        "the writer never saw it: {health}"
+    );
+    let (status, ok) = upload(
+        &server,
+        r#"[["system", "product", "serial", "S1"], ["bench", "b", "score", "xyz"]]"#,
+    )?;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["profile"], "vm");
+    let node = server.get_json("/nodes/unknown-EVIL")?;
+    drop(server);
+
+    let out = rdeploy_tests::run_binary(
+        "rdeploy",
+        &[
+            "match",
+            "--config-dir",
+            &config_dir.display().to_string(),
+            &hw.display().to_string(),
+        ],
+    )?;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.stderr.contains("spec #2"), "{}", out.stderr);
+    assert!(node.is_object(), "{node}");
+    Ok(())
+}

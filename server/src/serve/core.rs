@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::matching::Matching;
 use rdeploy_cmdb::snapshot::{Allocation, ConfigHealth, FailureOutcome};
 use rdeploy_configure::tree_wire::TreeReport;
 use rdeploy_configure::wire::ProgressEvent;
@@ -31,7 +32,7 @@ use super::nodes::Nodes;
 use super::record::Node;
 use super::slots::Slots;
 use super::systems::{System, Systems};
-use super::writer::{UploadJob, Writer};
+use super::writer::{UploadJob, WriteError, Writer};
 use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
 
 /// What an upload got: the allocation and the node record it now has.
@@ -47,6 +48,7 @@ pub struct Upload {
 #[derive(Debug)]
 pub struct Core {
     writer: Writer,
+    matching: Matching,
     nodes: Nodes,
     systems: Systems,
     slots: Arc<Slots>,
@@ -91,6 +93,7 @@ impl Core {
         let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
         Ok(Core {
             writer,
+            matching: Matching::default(),
             nodes,
             systems,
             slots,
@@ -272,7 +275,7 @@ impl Core {
         let hw_text = inventory.to_python();
         let (saved, result) = tokio::join!(
             self.save_hw(&identity, hw_text),
-            self.writer.upload(UploadJob { inventory, holds })
+            self.allocate(Arc::new(inventory), holds)
         );
         self.metrics.allocation(started.elapsed());
         if saved.is_err() {
@@ -313,6 +316,30 @@ impl Core {
             var,
             node,
         })
+    }
+
+    /// Matches an upload before its batch (off the writer thread: [`Matching`]), then has
+    /// the writer allocate it. An upload whose matching spends its budget is refused
+    /// without reaching the writer.
+    async fn allocate(
+        &self,
+        inventory: Arc<Inventory>,
+        holds: Option<String>,
+    ) -> Result<Allocation, WriteError> {
+        let prematch = self
+            .matching
+            .prematch(self.writer.specs(), Arc::clone(&inventory))
+            .await;
+        if let Some(refusal) = prematch.too_costly(&inventory) {
+            return Err(WriteError::Refused(refusal));
+        }
+        self.writer
+            .upload(UploadJob {
+                inventory,
+                prematch: Some(prematch),
+                holds,
+            })
+            .await
     }
 
     /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).

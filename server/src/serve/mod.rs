@@ -7,7 +7,8 @@
 //! - the state modules the core owns: [`writer`] (the one thread that owns the config
 //!   dir's snapshot, group commit), [`nodes`] (the store of [`record`]s, moved by the
 //!   [`lifecycle`] table),
-//!   [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
+//!   [`matching`] (uploads matched before the writer's turn, in a cheap and a costly
+//!   lane), [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
 //!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
 //!   writer).
 //!
@@ -25,6 +26,7 @@ pub mod http;
 pub mod identity;
 pub mod images;
 pub mod lifecycle;
+pub mod matching;
 pub mod metrics;
 pub mod nodes;
 pub mod record;
