@@ -157,3 +157,64 @@ fn a_costly_upload_is_refused_without_reaching_the_writer() -> Result<()> {
     assert!(node.is_object(), "{node}");
     Ok(())
 }
+
+/// Uploads an inventory to the demo-like `vm` profile and returns the node id.
+fn a_node(server: &Server, serial: &str) -> Result<String> {
+    let (status, body) = upload(server, &inventory(serial, "'1'"))?;
+    anyhow::ensure!(status == 200, "upload: {body}");
+    body["node"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no node id")
+}
+
+/// Issue 11, item 4: 60 events of 1 MB each once made a 60 MB record (and 200 MB more of
+/// server memory). Each is accepted, and the record stays small: messages are cut, older
+/// events compacted, the oldest dropped. A log over the limit is `413 too_large`, sent raw
+/// or as a form.
+#[test]
+fn an_event_flood_leaves_a_small_record_and_big_logs_are_too_large() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (config_dir, data) = (tmp.path().join("config"), tmp.path().join("data"));
+    config(&config_dir)?;
+    let server = Server::start(&config_dir, &data, &[])?;
+    let id = a_node(&server, "FLOOD")?;
+    let http = reqwest::blocking::Client::new();
+    let big = "x".repeat(1_000_000);
+    for i in 0..60 {
+        let event = serde_json::json!({
+            "step": "detect", "status": "started", "time": 1_700_000_000 + i, "message": big,
+        });
+        let resp = http
+            .post(server.url(&format!("/nodes/{id}/events")))
+            .json(&event)
+            .send()?;
+        assert_eq!(resp.status().as_u16(), 200, "event {i}: {}", resp.text()?);
+    }
+    let record = std::fs::metadata(data.join("nodes").join(format!("{id}.json")))?.len();
+    assert!(record < 300 * 1024, "the record is {record} bytes");
+    let node = server.get_json(&format!("/nodes/{id}"))?;
+    let events = node["events"].as_array().map_or(0, Vec::len);
+    assert!(events > 60, "{events}");
+
+    let log = vec![b'l'; 2 * 1024 * 1024];
+    let raw = http
+        .post(server.url(&format!("/nodes/{id}/log")))
+        .body(log.clone())
+        .send()?;
+    assert_eq!(raw.status().as_u16(), 413);
+    let raw: Value = raw.json()?;
+    assert_eq!(raw["error"], "too_large", "{raw}");
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(log).file_name("agent.log"),
+    );
+    let form = http
+        .post(server.url(&format!("/nodes/{id}/log")))
+        .multipart(form)
+        .send()?;
+    assert_eq!(form.status().as_u16(), 413);
+    let form: Value = form.json()?;
+    assert_eq!(form["error"], "too_large", "{form}");
+    Ok(())
+}
