@@ -89,7 +89,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  rdeploy serve                                  # demo config, ./rdeploy-data, 127.0.0.1:8080\n  rdeploy serve --config-dir /etc/rdeploy --data-dir /var/lib/rdeploy --listen 0.0.0.0:80"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 
     /// List the server's nodes: node, state, profile, IP, next boot, last event, age.
     #[command(after_help = "Example:\n  rdeploy nodes --server http://10.0.0.1:8080")]
@@ -249,6 +249,16 @@ pub struct ServeArgs {
     /// (/nextboot, /systems, /nodes/ID/boot, PXE Pilot deploys). Agent endpoints stay open.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// At most N connections at once (default 8192); never more than the descriptor limit
+    /// allows (two per connection, 512 kept for the server's files). Beyond, new clients
+    /// wait in the listen backlog.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client may stall: sending a request head (or idle between requests on a
+    /// kept-alive connection), between two pieces of a request body, or reading an answer.
+    /// A whole request body must arrive within 6 times this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub client_timeout: std::time::Duration,
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,

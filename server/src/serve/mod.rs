@@ -12,12 +12,13 @@
 //!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
 //!   writer).
 //!
-//! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
-//! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
+//! Beside them: [`conn`] (the accept loop: connection cap, slow-client timeouts),
+//! [`error`] (`ApiError`, the one error answer: every module's error becomes HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
 //! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
 //! [`demo`] (the embedded demo config dir used when no `--config-dir` is given).
 
 pub mod boot;
+pub mod conn;
 pub mod core;
 pub mod demo;
 pub mod disk;
@@ -160,6 +161,7 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
 }
 
 async fn serve(args: &ServeArgs) -> Result<Outcome> {
+    let nofile = conn::raise_nofile();
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -217,14 +219,15 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, "serving");
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("server error")?;
+    let max_connections = conn::connection_cap(nofile, args.max_connections);
+    let timeouts = conn::Timeouts {
+        header: args.client_timeout,
+        body_stall: args.client_timeout,
+        body_total: args.client_timeout * 6,
+        write_stall: args.client_timeout * 6,
+    };
+    tracing::info!(%addr, nofile, max_connections, "serving");
+    conn::serve(listener, app(state), max_connections, timeouts, shutdown()).await;
     Ok(Outcome::Ok)
 }
 
