@@ -284,3 +284,69 @@ fn stalled_clients_are_cut_off_and_never_starve_commits() -> Result<()> {
     assert_eq!(health["status"], "ok", "{health}");
     Ok(())
 }
+
+/// Issue 11, item 7: `let a=[]; for i in 0..6000 { a=[a]; } print(a);` once overflowed the
+/// stack (abort, exit 134) in `rdeploy check` and in the agent, and the node stayed
+/// `configuring`. Both now stop with a limit error: `check` exits 2 naming the line, the
+/// agent reports the failure and the node is `failed`.
+#[test]
+fn a_script_nesting_values_too_deep_fails_cleanly_and_is_reported() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config_dir = tmp.path().join("config");
+    rdeploy_tests::copy_dir(
+        &rdeploy_tests::workspace_path("examples/config"),
+        &config_dir,
+    )?;
+    std::fs::write(
+        config_dir.join("kvm.configure"),
+        "let a = [];\nfor i in 0..6000 { a = [a]; }\nprint(a);\n",
+    )?;
+    let hw = rdeploy_tests::workspace_path("examples/hw/kvm.json");
+    let (config_s, hw_s) = (config_dir.display().to_string(), hw.display().to_string());
+    let check = rdeploy_tests::run_binary("rdeploy", &["check", "--config-dir", &config_s, &hw_s])?;
+    assert_eq!(check.code, Some(2), "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("kvm.configure:3:1: error: limit exceeded"),
+        "{}",
+        check.stdout
+    );
+
+    let server = Server::start(&config_dir, &tmp.path().join("data"), &[])?;
+    let cmdline = tmp.path().join("cmdline");
+    std::fs::write(&cmdline, "BOOT_IMAGE=/vmlinuz quiet\n")?;
+    let agent = rdeploy_tests::run_binary(
+        "rdeploy-agent",
+        &[
+            "run",
+            "--server",
+            &server.base,
+            "--hw",
+            &hw_s,
+            "--cmdline",
+            &cmdline.display().to_string(),
+            "--retry-for",
+            "20s",
+            "--dry-run",
+        ],
+    )?;
+    assert_eq!(agent.code, Some(1), "{agent:?}");
+    assert!(agent.stderr.contains("limit exceeded"), "{}", agent.stderr);
+    let node = server.get_json("/nodes/KVM-NotSpecified-52-54-00-12-34-56")?;
+    assert_eq!(node["state"], "failed", "{node:#}");
+    let failed = node["events"]
+        .as_array()
+        .and_then(|es| es.iter().find(|e| e["status"] == "failed"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed["step"], "configure", "{node:#}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("limit exceeded"),
+        "{failed}"
+    );
+    Ok(())
+}
