@@ -350,3 +350,105 @@ fn a_script_nesting_values_too_deep_fails_cleanly_and_is_reported() -> Result<()
     );
     Ok(())
 }
+
+/// A raw request; returns the status line's code and the body.
+fn raw_request(server: &Server, request: &[u8]) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let addr = server.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    s.write_all(request)?;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line in {answer:?}"))?;
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((code, body))
+}
+
+/// Issue 11, item 10: every error is JSON with a stable code (a wrong method, a URI or
+/// headers too large, a bad query, a path that is not UTF-8, an event time that is not a
+/// time), and temporary files a crash left in the data dir are removed at start.
+#[test]
+fn every_error_is_json_and_crash_leftovers_are_removed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (config_dir, data) = (tmp.path().join("config"), tmp.path().join("data"));
+    config(&config_dir)?;
+    for dir in ["nodes", "hw"] {
+        std::fs::create_dir_all(data.join(dir))?;
+        std::fs::write(data.join(dir).join(".x.json.4242.1.rdeploy-tmp"), "half")?;
+    }
+    let server = Server::start(&config_dir, &data, &[])?;
+    for dir in ["nodes", "hw"] {
+        let left: Vec<_> = std::fs::read_dir(data.join(dir))?
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".rdeploy-tmp"))
+            .collect();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+    let id = a_node(&server, "E1")?;
+    let long = "a".repeat(9_000);
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            b"DELETE /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            format!("GET /{long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n")
+                .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"GET /pxe/setBootImage?node=a&node=b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            400,
+            "bad_query",
+        ),
+        (
+            b"GET /boot/%ff.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "bad_path",
+        ),
+        (
+            b"GET /roles/%ff/1.0/manifest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            400,
+            "bad_path",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = raw_request(&server, &request)?;
+        assert_eq!(got, status, "{body}");
+        let json: Value =
+            serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))?;
+        assert_eq!(json["error"], code, "{json}");
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(server.url(&format!("/nodes/{id}/events")))
+        .body(r#"{"step": "detect", "status": "started", "time": "yesterday"}"#)
+        .send()?;
+    assert_eq!(resp.status().as_u16(), 400);
+    let json: Value = resp.json()?;
+    assert_eq!(json["error"], "bad_event", "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not an RFC 3339 time"),
+        "{json}"
+    );
+    Ok(())
+}

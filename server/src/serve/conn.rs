@@ -37,6 +37,10 @@ pub const RESERVED_FDS: u64 = 512;
 /// Most connections ever served at once, whatever the descriptor limit.
 pub const MAX_CONNECTIONS: usize = 8192;
 
+/// Most header lines the HTTP layer reads (above `http::guard`'s own limit, so a request
+/// with a few too many gets its JSON answer rather than a bare status line).
+pub const MAX_HEAD_LINES: usize = 400;
+
 /// How long a client may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -141,6 +145,7 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.header)
+                .max_headers(MAX_HEAD_LINES)
                 .serve_connection(io, service);
             tokio::pin!(conn);
             let stopping = async move {

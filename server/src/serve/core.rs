@@ -85,6 +85,15 @@ impl Core {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
+        let mut scratch = vec![data_dir.clone(), hw.clone(), data_dir.join("nodes")];
+        scratch.extend(boot.tftp_root.as_ref().map(|t| t.join("pxelinux.cfg")));
+        let removed = super::disk::remove_leftovers(&scratch);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temporary files left by an interrupted write"
+            );
+        }
         let disk = Disk::default();
         let slots = Arc::new(slots);
         let nodes_dir = data_dir.join("nodes");

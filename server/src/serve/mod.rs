@@ -138,6 +138,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })
         .layer(DefaultBodyLimit::max(UPLOAD_LIMIT))
+        .layer(axum::middleware::from_fn(http::guard::guard))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 tracing::info_span!(

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use super::super::boot::BootTarget;
 use super::super::error::ApiError;
 use super::super::record::Node;
 use super::super::AppState;
-use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape};
+use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape, UrlPath as Path};
 use super::{accepts_json, text};
 use crate::wire::NodeBoot;
 

@@ -5,11 +5,13 @@
 //! - [`nodes`]: `GET /nodes`, `GET /nodes/{id}`, the agent's events and log;
 //! - [`boot`]: iPXE scripts, PXE Manager (`/localboot`, `/profile`) and PXE Pilot
 //!   (`/configurations`);
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`).
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`);
+//! - [`guard`]: around every route: request size limits, and every error answered as JSON.
 
 pub mod admin;
 pub mod boot;
 pub mod extract;
+pub mod guard;
 pub mod nodes;
 pub mod upload;
 

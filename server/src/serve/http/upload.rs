@@ -2,7 +2,7 @@
 //! `GET /healthz`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use rdeploy_cmdb::snapshot::FailureOutcome;
 
 use super::super::error::ApiError;
 use super::super::{AppState, UPLOAD_LIMIT};
+use super::extract::Query;
 use super::{accepts_json, text};
 
 /// What an upload carried.
