@@ -27,4 +27,7 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Upgrade a deployed host's role tree (eDeploy's list, test-upgrade, upgrade, verify, ...).
     Upgrade(crate::tree::UpgradeArgs),
+    /// Run the tests an rdeploy server queues for this host, one after the other, and
+    /// upload their output (PXE Manager's test loop, as a service).
+    TestLoop(crate::testloop::TestLoopArgs),
 }

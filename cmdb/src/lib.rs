@@ -8,6 +8,7 @@
 
 pub mod cmdb;
 pub mod generate;
+pub mod ledger;
 pub mod pipeline;
 pub mod snapshot;
 pub mod state;

@@ -30,11 +30,14 @@
 //! - a `.specs` missing or broken: the profile never matches (its last good version is
 //!   used meanwhile).
 
-use crate::cmdb::{Cmdb, CmdbError};
+use crate::cmdb::{Allocated, Cmdb, CmdbError};
+use crate::ledger::{Change as LedgerChange, Hold, Ledger};
 use crate::pipeline::{find_match, spec_skip, too_costly, MatchError, Plan, ProfileSource};
 use crate::state::{check_profile_name, Quota, State};
-use crate::store::{ConfigDir, StoreError};
-use rdeploy_specs::matcher::{match_all_with_budget, MatchResult, NoMatch, Severity};
+use crate::store::{ConfigDir, StoreError, Write};
+use rdeploy_specs::matcher::{
+    match_all_with_budget, MatchResult, NoMatch, Severity, DEFAULT_STEP_BUDGET,
+};
 use rdeploy_specs::{Inventory, Pos, Specs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -374,6 +377,10 @@ pub struct Snapshot {
     state: Tracked<State>,
     profiles: HashMap<String, Profile>,
     script_check: Option<ScriptCheck>,
+    /// The installs under way and who holds them ([`crate::ledger`]), when the snapshot has
+    /// an owner (the server's data dir); `None` until read.
+    owner: Option<String>,
+    ledger: Option<Ledger>,
     last_error: Option<String>,
     commits: u64,
     uploads: u64,
@@ -383,6 +390,7 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 struct Touched {
     state: bool,
+    ledger: bool,
     /// Each CMDB changed, with the indices of the entries that changed.
     cmdbs: BTreeMap<String, BTreeSet<usize>>,
 }
@@ -402,6 +410,8 @@ impl Snapshot {
             state: Tracked::default(),
             profiles: HashMap::new(),
             script_check: None,
+            owner: None,
+            ledger: None,
             last_error: None,
             commits: 0,
             uploads: 0,
@@ -414,14 +424,33 @@ impl Snapshot {
         self
     }
 
+    /// Keeps a ledger of the installs under way for `owner` (the server's data dir id: see
+    /// [`crate::ledger`]): a machine's retry gets its own allocation back, uncounted, even
+    /// after a crash. `owner` must be `[A-Za-z0-9_-]{1,64}`.
+    pub fn with_owner(mut self, owner: &str) -> Result<Snapshot, String> {
+        if !crate::ledger::valid_owner(owner) {
+            return Err(format!(
+                "{owner:?} is not an owner id (letters, digits, '-', '_')"
+            ));
+        }
+        self.owner = Some(owner.to_owned());
+        Ok(self)
+    }
+
     pub fn dir(&self) -> &ConfigDir {
         &self.dir
+    }
+
+    /// The install a machine holds, if any.
+    pub fn hold(&self, node: &str) -> Option<&Hold> {
+        self.ledger.as_ref()?.holds.get(node)
     }
 
     /// Forgets everything read: the next batch reads every file again.
     pub fn forget(&mut self) {
         self.state = Tracked::default();
         self.profiles.clear();
+        self.ledger = None;
     }
 
     /// Locks the dir, refreshes, runs `f` over the batch, commits what it changed.
@@ -436,11 +465,11 @@ impl Snapshot {
             };
             let out = f(&mut batch);
             let touched = batch.touched;
-            let writes = self.writes(&touched);
+            let (writes, ledger_change) = self.writes(&touched);
             if !writes.is_empty() {
-                tx.commit(&writes)?;
+                tx.commit_all(&writes)?;
                 self.commits += 1;
-                self.committed(&touched);
+                self.committed(&touched, ledger_change);
             }
             Ok::<_, StoreError>(out)
         });
@@ -459,6 +488,20 @@ impl Snapshot {
     /// Reads every file that changed since last time (no lock: reads only).
     pub fn refresh(&mut self) {
         let dir = self.dir.clone();
+        if let (Some(owner), None) = (&self.owner, &self.ledger) {
+            let name = crate::ledger::file_name(owner);
+            self.ledger = Some(match dir.read(&name) {
+                Ok(None) => Ledger::default(),
+                Ok(Some(text)) => Ledger::parse(&text).unwrap_or_else(|e| {
+                    tracing::error!(file = %dir.file(&name).display(), error = %e, "the ledger of installs under way is unreadable: starting without (retries will count again)");
+                    Ledger::default()
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the ledger of installs under way");
+                    Ledger::default()
+                }
+            });
+        }
         let state_path = dir.file("state");
         refresh_file(&mut self.state, &state_path, |text| {
             State::parse(text)
@@ -516,23 +559,27 @@ impl Snapshot {
     /// The specs an upload would be matched against now, for matching it before its
     /// batch ([`SpecsView::prematch`]).
     pub fn specs_view(&self) -> SpecsView {
-        let mut profiles: Vec<(String, Arc<Specs>)> = Vec::new();
+        let mut view = SpecsView {
+            profiles: Vec::new(),
+            all: self
+                .profiles
+                .iter()
+                .filter_map(|(name, p)| Some((name.clone(), Arc::clone(p.specs.value.as_ref()?))))
+                .collect(),
+        };
         let Some(state) = &self.state.value else {
-            return SpecsView { profiles };
+            return view;
         };
         for entry in state.entries.iter().filter(|e| e.quota.available()) {
-            if profiles.iter().any(|(p, _)| *p == entry.profile) {
+            if view.profiles.iter().any(|(p, _)| *p == entry.profile) {
                 continue;
             }
-            if let Some(specs) = self
-                .profiles
-                .get(&entry.profile)
-                .and_then(|p| p.specs.value.as_ref())
-            {
-                profiles.push((entry.profile.clone(), Arc::clone(specs)));
+            if let Some(specs) = view.all.get(&entry.profile) {
+                view.profiles
+                    .push((entry.profile.clone(), Arc::clone(specs)));
             }
         }
-        SpecsView { profiles }
+        view
     }
 
     /// Plans an upload without changing anything (`rdeploy check`).
@@ -567,12 +614,33 @@ impl Snapshot {
             .and_then(|p| p.configure.value.as_deref())
     }
 
+    /// The profile's script, or a comment saying it is missing.
+    fn script_or_note(&self, profile: &str) -> String {
+        self.script(profile).map_or_else(
+            || format!("// {profile}.configure not found in the config dir\n"),
+            str::to_owned,
+        )
+    }
+
     /// The files to write for what the batch changed.
-    fn writes(&mut self, touched: &Touched) -> Vec<(String, String)> {
+    fn writes(&mut self, touched: &Touched) -> (Vec<Write>, Option<LedgerChange>) {
         let mut writes = Vec::new();
+        let mut ledger_change = None;
+        if touched.ledger {
+            if let (Some(owner), Some(change)) =
+                (&self.owner, self.ledger.as_ref().and_then(Ledger::change))
+            {
+                let name = crate::ledger::file_name(owner);
+                writes.push(match &change {
+                    LedgerChange::Rewrite(text) => Write::Replace(name, text.clone()),
+                    LedgerChange::Append(text) => Write::Append(name, text.clone()),
+                });
+                ledger_change = Some(change);
+            }
+        }
         if touched.state {
             if let Some(s) = &self.state.value {
-                writes.push(("state".to_owned(), s.to_python()));
+                writes.push(Write::Replace("state".to_owned(), s.to_python()));
             }
         }
         for (name, dirty) in &touched.cmdbs {
@@ -588,7 +656,7 @@ impl Snapshot {
             };
             if cmdb.generated {
                 // eDeploy keeps the generate() model as <profile>.cmdb.orig.
-                writes.push((format!("{name}.cmdb.orig"), c.text.clone()));
+                writes.push(Write::Replace(format!("{name}.cmdb.orig"), c.text.clone()));
             }
             if c.lines.len() == cmdb.entries.len() {
                 for &i in dirty {
@@ -610,13 +678,16 @@ impl Snapshot {
             text.push('[');
             text.push_str(&c.lines.join(",\n "));
             text.push_str("]\n");
-            writes.push((format!("{name}.cmdb"), text));
+            writes.push(Write::Replace(format!("{name}.cmdb"), text));
         }
-        writes
+        (writes, ledger_change)
     }
 
     /// After a commit: the cache now holds what is on disk.
-    fn committed(&mut self, touched: &Touched) {
+    fn committed(&mut self, touched: &Touched, ledger_change: Option<LedgerChange>) {
+        if let (Some(ledger), Some(change)) = (self.ledger.as_mut(), &ledger_change) {
+            ledger.written(change);
+        }
         if touched.state {
             self.state.seen = Some(fingerprint(&self.dir.file("state")));
             self.state.ours = true;
@@ -920,14 +991,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Batch<'_> {
-    /// Matches and allocates one upload. `holds` is the profile this machine already holds
-    /// an install of (an agent retrying): its quota is not counted again for that profile.
+    /// Matches and allocates one upload. `node` names the machine (the server's node id):
+    /// with a ledger, a machine that holds an install under way gets it back first,
+    /// uncounted, if its profile still matches; if it no longer does, the install is given
+    /// back (quota and CMDB entry) and the upload counts as a new install, once.
     pub fn upload(
         &mut self,
         inventory: &Inventory,
-        holds: Option<&str>,
+        node: Option<&str>,
     ) -> Result<Allocation, Refusal> {
-        self.upload_prematched(inventory, holds, None)
+        self.upload_prematched(inventory, node, None)
     }
 
     /// [`Batch::upload`] reusing the matches of `prematch` made with the specs the snapshot
@@ -935,11 +1008,20 @@ impl Batch<'_> {
     pub fn upload_prematched(
         &mut self,
         inventory: &Inventory,
-        holds: Option<&str>,
+        node: Option<&str>,
         prematch: Option<&Prematch>,
     ) -> Result<Allocation, Refusal> {
+        self.snap.uploads += 1;
+        if let Some(node) = node {
+            if let Some(hold) = self.snap.hold(node).cloned() {
+                if let Some(alloc) = self.held_again(inventory, &hold, prematch)? {
+                    return Ok(alloc);
+                }
+                tracing::info!(%node, profile = %hold.profile, "the machine no longer matches the profile it holds: its install is given back");
+                self.release(node, &hold, true)?;
+            }
+        }
         let snap = &mut *self.snap;
-        snap.uploads += 1;
         let Some(state) = snap.state.value.as_ref() else {
             return Err(snap.state_refusal());
         };
@@ -949,14 +1031,14 @@ impl Batch<'_> {
         };
         let plan =
             find_match(state, inventory, &mut source).map_err(|e| Refusal::Match(Box::new(e)))?;
-        let counted = holds != Some(plan.profile.as_str())
-            && matches!(
-                state.entries.get(plan.state_index).map(|e| e.quota),
-                Some(Quota::Left(_))
-            );
+        let counted = matches!(
+            state.entries.get(plan.state_index).map(|e| e.quota),
+            Some(Quota::Left(_))
+        );
         if counted && snap.state.error.is_some() {
             return Err(snap.state_refusal());
         }
+        let mut original = None;
         if let (Some(alloc), Some(p)) = (&plan.cmdb, snap.profiles.get_mut(&plan.profile)) {
             let path = snap.dir.file(&format!("{}.cmdb", plan.profile));
             if let Some(error) = p.cmdb.error_line(&path) {
@@ -966,6 +1048,7 @@ impl Batch<'_> {
                 });
             }
             if let Some(CmdbFile::Present(cmdb)) = p.cmdb.value.as_mut().map(|c| &mut c.file) {
+                original = cmdb.entries.get(alloc.index).cloned();
                 if !alloc.reused || cmdb.entries.get(alloc.index) != Some(&alloc.vars.to_value()) {
                     cmdb.apply(alloc);
                     self.touched
@@ -982,15 +1065,19 @@ impl Batch<'_> {
                 self.touched.state = true;
             }
         }
-        let script = snap.script(&plan.profile).map_or_else(
-            || {
-                format!(
-                    "// {}.configure not found in the config dir\n",
-                    plan.profile
-                )
-            },
-            str::to_owned,
-        );
+        if let (Some(node), Some(ledger)) = (node, snap.ledger.as_mut()) {
+            ledger.insert(
+                node,
+                Hold {
+                    profile: plan.profile.clone(),
+                    state_index: plan.state_index,
+                    counted,
+                    entry: plan.cmdb.as_ref().zip(original).map(|(a, o)| (a.index, o)),
+                },
+            );
+            self.touched.ledger = true;
+        }
+        let script = snap.script_or_note(&plan.profile);
         Ok(Allocation {
             plan,
             script,
@@ -998,8 +1085,170 @@ impl Batch<'_> {
         })
     }
 
-    /// A failure report (`failure=<profile>`): gives one install back.
-    pub fn failure(&mut self, profile: &str) -> Result<FailureOutcome, Refusal> {
+    /// The allocation a machine holds, answered again if its profile still matches
+    /// (`None` if it no longer does). The match made before the batch is used if it was
+    /// made with these specs; else it is made here, within what is left of the upload's
+    /// budget, and an upload that spends it is refused (its hold stays as it is).
+    fn held_again(
+        &mut self,
+        inventory: &Inventory,
+        hold: &Hold,
+        prematch: Option<&Prematch>,
+    ) -> Result<Option<Allocation>, Refusal> {
+        let snap = &*self.snap;
+        let Ok(specs) = (SnapshotSource {
+            profiles: &snap.profiles,
+            prematch: None,
+        })
+        .specs(&hold.profile) else {
+            return Ok(None);
+        };
+        let result = match prematch.and_then(|p| p.get(&hold.profile, &specs)) {
+            Some(done) => done.clone(),
+            None => {
+                let spent = prematch.map_or(0, |p| p.steps);
+                match_all_with_budget(
+                    inventory,
+                    &specs,
+                    DEFAULT_STEP_BUDGET.saturating_sub(spent),
+                )
+            }
+        };
+        if let Err(NoMatch::GaveUp { spec, .. }) = result.outcome {
+            return Err(Refusal::Match(Box::new(too_costly(
+                &hold.profile,
+                &specs,
+                spec,
+                DEFAULT_STEP_BUDGET,
+                Vec::new(),
+            ))));
+        }
+        Ok(self.held_allocation(hold, result))
+    }
+
+    /// The allocation of `hold` from a match of its profile's specs, if it matched.
+    fn held_allocation(&self, hold: &Hold, result: MatchResult) -> Option<Allocation> {
+        let snap = &*self.snap;
+        let matched = result.outcome.ok()?;
+        let (vars, cmdb) = match &hold.entry {
+            None => (matched, None),
+            Some((index, _)) => {
+                let entry = match snap
+                    .profiles
+                    .get(&hold.profile)
+                    .and_then(|p| p.cmdb.value.as_ref())
+                    .map(|c| &c.file)
+                {
+                    Some(CmdbFile::Present(c)) => c.entries.get(*index)?,
+                    _ => return None,
+                };
+                let vars = vars_of(entry)?;
+                let alloc = Allocated {
+                    index: *index,
+                    vars: vars.clone(),
+                    reused: true,
+                };
+                (vars, Some(alloc))
+            }
+        };
+        Some(Allocation {
+            plan: Plan {
+                profile: hold.profile.clone(),
+                state_index: hold.state_index,
+                vars,
+                forced: result.forced,
+                cmdb,
+            },
+            script: snap.script_or_note(&hold.profile),
+            counted: false,
+        })
+    }
+
+    /// Ends a machine's hold: with `give_back`, its install is returned (the quota it
+    /// counted, its CMDB entry as it was); without, the entry stays used (an install that
+    /// finished).
+    fn release(&mut self, node: &str, hold: &Hold, give_back: bool) -> Result<(), Refusal> {
+        let snap = &mut *self.snap;
+        if give_back {
+            if hold.counted {
+                if snap.state.error.is_some() {
+                    return Err(snap.state_refusal());
+                }
+                if let Some(state) = snap.state.value.as_mut() {
+                    if state.give_back(hold.state_index, &hold.profile) {
+                        self.touched.state = true;
+                    }
+                }
+            }
+            if let Some((index, original)) = &hold.entry {
+                if let Some(p) = snap.profiles.get_mut(&hold.profile) {
+                    let path = snap.dir.file(&format!("{}.cmdb", hold.profile));
+                    if let Some(error) = p.cmdb.error_line(&path) {
+                        return Err(Refusal::ConfigBroken {
+                            file: format!("{}.cmdb", hold.profile),
+                            error,
+                        });
+                    }
+                    if let Some(CmdbFile::Present(cmdb)) =
+                        p.cmdb.value.as_mut().map(|c| &mut c.file)
+                    {
+                        if let Some(slot) = cmdb.entries.get_mut(*index) {
+                            *slot = original.clone();
+                            self.touched
+                                .cmdbs
+                                .entry(hold.profile.clone())
+                                .or_default()
+                                .insert(*index);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ledger) = snap.ledger.as_mut() {
+            ledger.remove(node);
+            self.touched.ledger = true;
+        }
+        Ok(())
+    }
+
+    /// A machine's install finished: it no longer holds an install under way (its entry
+    /// stays used, as eDeploy's did). Returns whether it held one.
+    pub fn finish(&mut self, node: &str) -> bool {
+        match self.snap.hold(node).cloned() {
+            Some(hold) => self.release(node, &hold, false).is_ok(),
+            None => false,
+        }
+    }
+
+    /// A failure report (`failure=<profile>`): gives one install back. For a known
+    /// machine (`node`) with a ledger, the install it holds is given back, once: its quota
+    /// if it counted (its CMDB entry stays with it, as eDeploy kept it); a machine that
+    /// holds nothing changes nothing (its report was already counted, or it never
+    /// installed). An anonymous report gives one install back to `profile`, as eDeploy did.
+    pub fn failure(
+        &mut self,
+        profile: &str,
+        node: Option<&str>,
+    ) -> Result<FailureOutcome, Refusal> {
+        if let (Some(node), Some(_)) = (node, &self.snap.ledger) {
+            let Some(hold) = self.snap.hold(node).cloned() else {
+                return Ok(FailureOutcome::Unchanged);
+            };
+            if hold.profile != profile {
+                tracing::warn!(%node, reported = %profile, holds = %hold.profile, "failure report names another profile than the one the machine holds: giving back the one it holds");
+            }
+            let counted = hold.counted;
+            let without_entry = Hold {
+                entry: None,
+                ..hold
+            };
+            self.release(node, &without_entry, true)?;
+            return Ok(if counted {
+                FailureOutcome::QuotaReturned
+            } else {
+                FailureOutcome::Unchanged
+            });
+        }
         let snap = &mut *self.snap;
         let Some(state) = snap.state.value.as_ref() else {
             return Err(snap.state_refusal());
@@ -1015,6 +1264,22 @@ impl Batch<'_> {
         self.touched.state = true;
         Ok(FailureOutcome::QuotaReturned)
     }
+}
+
+/// A CMDB entry as variables (its keys in order; a non-string key as its Python text).
+fn vars_of(entry: &rdeploy_specs::Value) -> Option<rdeploy_specs::Vars> {
+    let rdeploy_specs::Value::Dict(items) = entry else {
+        return None;
+    };
+    let mut vars = rdeploy_specs::Vars::default();
+    for (k, v) in items {
+        let key = match k {
+            rdeploy_specs::Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+        vars.set(&key, v.clone());
+    }
+    Some(vars)
 }
 
 /// A [`ProfileSource`] over the snapshot (the last good version of each file), and the
@@ -1072,16 +1337,44 @@ impl ProfileSource for SnapshotSource<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct SpecsView {
     profiles: Vec<(String, Arc<Specs>)>,
+    /// Every profile's specs, for the one a machine may hold an install of (its quota may
+    /// be spent since).
+    all: HashMap<String, Arc<Specs>>,
 }
 
 impl SpecsView {
     /// Matches `inventory` against each profile in turn, until one matches or the budget
-    /// is spent. Pure: the batch decides (quotas, CMDB) and redoes what changed since.
-    pub fn prematch(&self, inventory: &Inventory, budget: u64) -> Prematch {
-        let mut done = Prematch::default();
-        for (profile, specs) in &self.profiles {
-            let result = match_all_with_budget(inventory, specs, budget.saturating_sub(done.steps));
+    /// is spent. `held`, the profile the machine was last given (a hint: the batch's ledger
+    /// decides), is matched first, whatever its quota, as the batch will try it first.
+    /// Pure: the batch decides (quotas, CMDB) and redoes what changed since.
+    pub fn prematch(&self, inventory: &Inventory, budget: u64, held: Option<&str>) -> Prematch {
+        let mut done = Prematch {
+            budget,
+            ..Prematch::default()
+        };
+        if let Some((profile, specs)) = held.and_then(|h| self.all.get_key_value(h)) {
+            let result = match_all_with_budget(inventory, specs, budget);
             done.steps += result.steps;
+            let gave_up = matches!(result.outcome, Err(NoMatch::GaveUp { .. }));
+            done.results
+                .push((profile.clone(), Arc::clone(specs), result));
+            if gave_up {
+                return done;
+            }
+        }
+        for (profile, specs) in &self.profiles {
+            let result = match done.get(profile, specs) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = match_all_with_budget(
+                        inventory,
+                        specs,
+                        budget.saturating_sub(done.steps),
+                    );
+                    done.steps += r.steps;
+                    r
+                }
+            };
             let failed = matches!(result.outcome, Err(NoMatch::Spec { .. }));
             done.results
                 .push((profile.clone(), Arc::clone(specs), result));
@@ -1089,7 +1382,6 @@ impl SpecsView {
                 break;
             }
         }
-        done.budget = budget;
         done
     }
 }
@@ -1169,7 +1461,7 @@ pub fn match_and_save(
 /// [`Snapshot`]. Returns whether `state` changed.
 pub fn report_failure(dir: &ConfigDir, profile: &str) -> Result<bool, UploadError> {
     let mut snap = Snapshot::new(dir.clone());
-    let outcome = snap.batch(|b| b.failure(profile))??;
+    let outcome = snap.batch(|b| b.failure(profile, None))??;
     Ok(outcome == FailureOutcome::QuotaReturned)
 }
 
@@ -1327,7 +1619,7 @@ mod tests {
             1,
             "hp has no installs left: not matched ahead"
         );
-        let pre = view.prematch(&kvm(1)?, 1_000_000);
+        let pre = view.prematch(&kvm(1)?, 1_000_000, None);
         assert!(!pre.gave_up());
         assert!(pre.steps > 0);
         let inv = kvm(1)?;
@@ -1339,7 +1631,7 @@ mod tests {
             p.join("vm.specs"),
             "[('disk', '$disk', 'size', 'gt(100)')]\n",
         )?;
-        let pre = view.prematch(&inv, 1_000_000);
+        let pre = view.prematch(&inv, 1_000_000, None);
         let r = snap.batch(|b| b.upload_prematched(&inv, None, Some(&pre)))?;
         assert!(
             matches!(&r, Err(Refusal::Match(m)) if matches!(**m, MatchError::UnableToMatch { .. })),
@@ -1365,6 +1657,142 @@ mod tests {
             );
             assert!(snap.health().problems.iter().any(|f| f.file == "state"));
         }
+        Ok(())
+    }
+
+    fn vm_dir(quota: &str) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let p = tmp.path();
+        fs::write(
+            p.join("state"),
+            format!("[('vm', {quota}), ('other', 5)]\n"),
+        )?;
+        fs::write(
+            p.join("vm.specs"),
+            "[('system', 'product', 'name', 'KVM'), ('disk', '$disk', 'size', 'ge(10)'), ('network', '$eth', 'serial', '$mac')]\n",
+        )?;
+        fs::write(p.join("vm.cmdb"), "generate({'ip': '10.0.0.1-9'})\n")?;
+        fs::write(
+            p.join("other.specs"),
+            "[('disk', '$disk', 'size', '$size')]\n",
+        )?;
+        fs::write(p.join("other.cmdb"), "generate({'ip': '10.9.0.1-9'})\n")?;
+        Ok(tmp)
+    }
+
+    fn inv(disk: &str, size: u32, mac: u8) -> Result<Inventory, Box<dyn std::error::Error>> {
+        Ok(Inventory::parse(&format!(
+            "[('system', 'product', 'name', 'KVM'), ('disk', '{disk}', 'size', '{size}'), ('network', 'eth0', 'serial', '52:54:00:00:00:{mac:02x}')]"
+        ))
+        .map_err(|e| e.to_string())?)
+    }
+
+    fn up(
+        snap: &mut Snapshot,
+        inventory: &Inventory,
+        node: &str,
+    ) -> Result<Allocation, Box<dyn std::error::Error>> {
+        Ok(snap
+            .batch(|b| b.upload(inventory, Some(node)))?
+            .map_err(|e| e.to_string())?)
+    }
+
+    fn owned(dir: &Path) -> Result<Snapshot, Box<dyn std::error::Error>> {
+        Ok(Snapshot::new(ConfigDir::new(dir)).with_owner("data1")?)
+    }
+
+    fn ip(a: &Allocation) -> String {
+        a.plan
+            .vars
+            .get("ip")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_retry_after_a_crash_gets_its_entry_back_uncounted(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = vm_dir("3")?;
+        let p = tmp.path();
+        let first = up(&mut owned(p)?, &inv("vda", 20, 1)?, "n1")?;
+        assert!(first.counted);
+        // The server dies: a new snapshot knows only the files.
+        let again = up(&mut owned(p)?, &inv("vda", 20, 1)?, "n1")?;
+        assert!(!again.counted);
+        assert_eq!(ip(&again), ip(&first));
+        assert_eq!(again.plan.profile, "vm");
+        assert!(fs::read_to_string(p.join("state"))?.contains("('vm', 2)"));
+        // Another data dir (another server, a new rollout) sees a new machine, as eDeploy.
+        let other = Snapshot::new(ConfigDir::new(p)).with_owner("data2")?;
+        let fresh = up(&mut { other }, &inv("vda", 20, 1)?, "n1")?;
+        assert!(fresh.counted);
+        Ok(())
+    }
+
+    #[test]
+    fn a_machine_holds_one_allocation_whatever_it_binds() -> Result<(), Box<dyn std::error::Error>>
+    {
+        // Its own allocation used the profile's last install: the retry is not sent to the
+        // next profile; another disk name does not give a second entry.
+        let tmp = vm_dir("1")?;
+        let p = tmp.path();
+        let mut snap = owned(p)?;
+        let first = up(&mut snap, &inv("vda", 20, 1)?, "n1")?;
+        let retry = up(&mut snap, &inv("vda", 20, 1)?, "n1")?;
+        assert_eq!(
+            (retry.plan.profile.as_str(), ip(&retry)),
+            ("vm", ip(&first))
+        );
+        let renamed = up(&mut snap, &inv("sda", 20, 1)?, "n1")?;
+        assert_eq!(ip(&renamed), ip(&first));
+        assert!(!renamed.counted);
+        let cmdb = fs::read_to_string(p.join("vm.cmdb"))?;
+        assert_eq!(cmdb.matches("'used': 1").count(), 1, "{cmdb}");
+        assert!(fs::read_to_string(p.join("state"))?.contains("('vm', 0)"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_machine_that_no_longer_matches_gives_its_install_back_once(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = vm_dir("3")?;
+        let p = tmp.path();
+        let mut snap = owned(p)?;
+        up(&mut snap, &inv("vda", 20, 1)?, "n1")?;
+        // A 5 GB disk no longer matches vm (ge(10)): vm's entry and install come back, and
+        // the machine counts once against `other`.
+        let moved = up(&mut snap, &inv("vda", 5, 1)?, "n1")?;
+        assert_eq!(moved.plan.profile, "other");
+        assert!(moved.counted);
+        let state = fs::read_to_string(p.join("state"))?;
+        assert!(
+            state.contains("('vm', 3)") && state.contains("('other', 4)"),
+            "{state}"
+        );
+        let cmdb = fs::read_to_string(p.join("vm.cmdb"))?;
+        assert_eq!(cmdb.matches("'used'").count(), 0, "{cmdb}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_failure_report_gives_a_held_install_back_once() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = vm_dir("3")?;
+        let p = tmp.path();
+        let mut snap = owned(p)?;
+        let first = up(&mut snap, &inv("vda", 20, 1)?, "n1")?;
+        for expected in [FailureOutcome::QuotaReturned, FailureOutcome::Unchanged] {
+            let o = snap.batch(|b| b.failure("vm", Some("n1")))?;
+            assert_eq!(o.map_err(|e| e.to_string())?, expected);
+        }
+        assert!(fs::read_to_string(p.join("state"))?.contains("('vm', 3)"));
+        // Its entry stayed with it (eDeploy kept it): the next attempt gets it and counts.
+        let again = up(&mut snap, &inv("vda", 20, 1)?, "n1")?;
+        assert_eq!(ip(&again), ip(&first));
+        assert!(again.counted);
+        // A finished install is no longer held: a reinstall counts again.
+        assert!(snap.batch(|b| b.finish("n1"))?);
+        assert!(up(&mut snap, &inv("vda", 20, 1)?, "n1")?.counted);
         Ok(())
     }
 }

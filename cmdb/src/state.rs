@@ -176,6 +176,25 @@ impl State {
         }
     }
 
+    /// Gives back the install counted against entry `index` (the entry must still be
+    /// `profile`'s; else the first entry of `profile`). Returns whether anything changed.
+    pub fn give_back(&mut self, index: usize, profile: &str) -> bool {
+        let i = match self.entries.get(index) {
+            Some(e) if e.profile == profile => index,
+            _ => match self.entries.iter().position(|e| e.profile == profile) {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        match self.entries.get_mut(i).map(|e| (e.quota, e)) {
+            Some((Quota::Left(n), e)) => {
+                e.set_quota(Quota::Left(n + 1));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A failure report: gives one install back to the first entry of `profile`.
     /// Returns whether anything changed (`'*'` and unknown profiles change nothing).
     pub fn failed_profile(&mut self, profile: &str) -> bool {

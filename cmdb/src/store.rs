@@ -20,7 +20,7 @@
 use crate::state::State;
 use rdeploy_specs::Problems;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,8 +166,17 @@ impl Transaction<'_> {
         self.dir
     }
 
-    /// Writes files atomically as one change (see the module doc).
+    /// Replaces files atomically as one change (see the module doc).
     pub fn commit(&mut self, writes: &[(String, String)]) -> Result<(), StoreError> {
+        let writes: Vec<Write> = writes
+            .iter()
+            .map(|(n, c)| Write::Replace(n.clone(), c.clone()))
+            .collect();
+        commit(&self.dir.dir, &writes)
+    }
+
+    /// Replaces and appends to files atomically as one change.
+    pub fn commit_all(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         commit(&self.dir.dir, writes)
     }
 }
@@ -210,34 +219,123 @@ pub fn write_atomic(dir: &Path, name: &str, content: &str) -> Result<(), StoreEr
     sync_dir(dir)
 }
 
-fn commit(dir: &Path, writes: &[(String, String)]) -> Result<(), StoreError> {
+/// One file change of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// The file's whole new content.
+    Replace(String, String),
+    /// Text added at the end of the file (created if missing).
+    Append(String, String),
+}
+
+impl Write {
+    fn name(&self) -> &str {
+        match self {
+            Write::Replace(n, _) | Write::Append(n, _) => n,
+        }
+    }
+
+    fn content(&self) -> &str {
+        match self {
+            Write::Replace(_, c) | Write::Append(_, c) => c,
+        }
+    }
+}
+
+fn commit(dir: &Path, writes: &[Write]) -> Result<(), StoreError> {
     match writes {
         [] => Ok(()),
-        [(name, content)] => write_atomic(dir, name, content),
+        [Write::Replace(name, content)] => write_atomic(dir, name, content),
         _ => {
-            for (name, content) in writes {
-                write_synced(
-                    &dir.join(new_name(name)),
-                    content.as_bytes(),
-                    &dir.join(name),
-                )?;
+            // Every staged file is written and synced on its own thread: the file system
+            // folds concurrent syncs into few journal commits, so a batch that touches
+            // `state`, several CMDBs and the ledger waits about one sync, not one per file.
+            let staged: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = writes
+                    .iter()
+                    .map(|w| {
+                        scope.spawn(move || {
+                            let name = w.name();
+                            write_synced(
+                                &dir.join(new_name(name)),
+                                w.content().as_bytes(),
+                                &dir.join(name),
+                            )
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Journal {
+                                path: dir.to_owned(),
+                                reason: "a staging thread panicked".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            if let Some(Err(e)) = staged.into_iter().find(Result::is_err) {
+                for w in writes {
+                    let _ = fs::remove_file(dir.join(new_name(w.name())));
+                }
+                return Err(e);
             }
-            let journal: Vec<journal::Entry> = writes
-                .iter()
-                .map(|(n, _)| journal::Entry(n.clone()))
-                .collect();
+            let mut journal = Vec::with_capacity(writes.len());
+            for w in writes {
+                let name = w.name().to_owned();
+                let target = dir.join(&name);
+                journal.push(match w {
+                    Write::Replace(..) => journal::Entry::Replace(name),
+                    Write::Append(..) => {
+                        let offset = match fs::metadata(&target) {
+                            Ok(m) => m.len(),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                            Err(e) => return Err(io_err(&target)(e)),
+                        };
+                        journal::Entry::Append { name, offset }
+                    }
+                });
+            }
             write_atomic(dir, JOURNAL, &journal::to_text(&journal))?;
             finish(dir, &journal)
         }
     }
 }
 
-/// Renames every journaled file into place, then drops the journal.
+/// Puts every journaled change in place, then drops the journal. Idempotent: an append
+/// first cuts its file back to the length it had, so a second run adds nothing twice.
 fn finish(dir: &Path, journal: &[journal::Entry]) -> Result<(), StoreError> {
-    for journal::Entry(name) in journal {
-        let tmp = dir.join(new_name(name));
-        if tmp.exists() {
-            fs::rename(&tmp, dir.join(name)).map_err(io_err(&tmp))?;
+    for entry in journal {
+        match entry {
+            journal::Entry::Replace(name) => {
+                let tmp = dir.join(new_name(name));
+                if tmp.exists() {
+                    fs::rename(&tmp, dir.join(name)).map_err(io_err(&tmp))?;
+                }
+            }
+            journal::Entry::Append { name, offset } => {
+                let tmp = dir.join(new_name(name));
+                let chunk = match fs::read(&tmp) {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(&tmp)(e)),
+                };
+                let target = dir.join(name);
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&target)
+                    .map_err(io_err(&target))?;
+                f.set_len(*offset).map_err(io_err(&target))?;
+                use std::io::Seek;
+                f.seek(io::SeekFrom::End(0)).map_err(io_err(&target))?;
+                f.write_all(&chunk).map_err(io_err(&target))?;
+                f.sync_data().map_err(io_err(&target))?;
+                fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+            }
         }
     }
     sync_dir(dir)?;
@@ -279,17 +377,26 @@ fn recover(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The journal format: one file name per line (names never contain a newline: they are
-/// `state` or `<profile>.<ext>` with checked profile names).
+/// The journal format: one change per line, `replace NAME` or `append OFFSET NAME` (v2);
+/// v1 journals (a bare file name per line: a replacement) are still read. Names never
+/// contain a newline or a `/`: they are `state`, `<profile>.<ext>` with checked profile
+/// names, or the ledger's hidden file.
 mod journal {
-    #[derive(Debug)]
-    pub struct Entry(pub String);
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Entry {
+        Replace(String),
+        Append { name: String, offset: u64 },
+    }
 
     pub fn to_text(entries: &[Entry]) -> String {
-        let mut s = String::from("rdeploy-journal v1\n");
-        for Entry(name) in entries {
-            s.push_str(name);
-            s.push('\n');
+        let mut s = String::from("rdeploy-journal v2\n");
+        for e in entries {
+            match e {
+                Entry::Replace(name) => s.push_str(&format!("replace {name}\n")),
+                Entry::Append { name, offset } => {
+                    s.push_str(&format!("append {offset} {name}\n"));
+                }
+            }
         }
         s.push_str("end\n");
         s
@@ -297,18 +404,41 @@ mod journal {
 
     pub fn from_text(text: &str) -> Result<Vec<Entry>, String> {
         let mut lines = text.lines();
-        if lines.next() != Some("rdeploy-journal v1") {
-            return Err("unknown journal format".into());
-        }
+        let v2 = match lines.next() {
+            Some("rdeploy-journal v1") => false,
+            Some("rdeploy-journal v2") => true,
+            _ => return Err("unknown journal format".into()),
+        };
         let mut out = Vec::new();
         for line in lines {
             if line == "end" {
                 return Ok(out);
             }
-            if line.is_empty() || line.contains('/') {
+            let entry = if !v2 {
+                Entry::Replace(line.to_owned())
+            } else if let Some(name) = line.strip_prefix("replace ") {
+                Entry::Replace(name.to_owned())
+            } else if let Some(rest) = line.strip_prefix("append ") {
+                let (offset, name) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| format!("bad entry '{line}'"))?;
+                let offset = offset
+                    .parse()
+                    .map_err(|_| format!("bad offset in '{line}'"))?;
+                Entry::Append {
+                    name: name.to_owned(),
+                    offset,
+                }
+            } else {
+                return Err(format!("bad entry '{line}'"));
+            };
+            let name = match &entry {
+                Entry::Replace(n) | Entry::Append { name: n, .. } => n,
+            };
+            if name.is_empty() || name.contains('/') {
                 return Err(format!("bad entry '{line}'"));
             }
-            out.push(Entry(line.to_owned()));
+            out.push(entry);
         }
         Err("truncated journal".into())
     }
@@ -356,8 +486,8 @@ mod tests {
             fs::write(tmp.path().join(new_name(n)), c).unwrap();
         }
         let journal = vec![
-            journal::Entry("state".into()),
-            journal::Entry("a.cmdb".into()),
+            journal::Entry::Replace("state".into()),
+            journal::Entry::Replace("a.cmdb".into()),
         ];
         fs::write(tmp.path().join(JOURNAL), journal::to_text(&journal)).unwrap();
         assert!(dir.has_pending_commit());
@@ -385,6 +515,43 @@ mod tests {
             "[('a', 1)]"
         );
         assert!(!tmp.path().join(new_name("state")).exists());
+    }
+
+    #[test]
+    fn an_interrupted_append_is_finished_once() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let dir = ConfigDir::new(tmp.path());
+        fs::write(tmp.path().join("log"), "a\n")?;
+        fs::write(tmp.path().join("state"), "[('a', 1)]")?;
+        // A crash after the commit point: the staged chunk and the journal, nothing applied.
+        fs::write(tmp.path().join(new_name("log")), "b\n")?;
+        fs::write(tmp.path().join(new_name("state")), "[('a', 0)]\n")?;
+        let journal = vec![
+            journal::Entry::Append {
+                name: "log".into(),
+                offset: 2,
+            },
+            journal::Entry::Replace("state".into()),
+        ];
+        fs::write(tmp.path().join(JOURNAL), journal::to_text(&journal))?;
+        // The chunk was even applied once before the crash (a crash during `finish`).
+        fs::write(tmp.path().join("log"), "a\nb\n")?;
+        dir.transaction(|_| Ok::<_, StoreError>(()))?;
+        assert_eq!(fs::read_to_string(tmp.path().join("log"))?, "a\nb\n");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("state"))?,
+            "[('a', 0)]\n"
+        );
+        assert!(!dir.has_pending_commit());
+        // A normal commit appends and replaces together.
+        dir.transaction(|tx| {
+            tx.commit_all(&[
+                Write::Append("log".into(), "c\n".into()),
+                Write::Replace("state".into(), "[('a', 1)]\n".into()),
+            ])
+        })?;
+        assert_eq!(fs::read_to_string(tmp.path().join("log"))?, "a\nb\nc\n");
+        Ok(())
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod host;
 pub mod network;
 mod options;
 mod outcome;
+pub mod python;
 mod system;
 pub mod tools;
 pub mod tree_wire;
@@ -48,3 +49,26 @@ pub use host::{
 pub use options::{Limits, Options};
 pub use outcome::{CommandRecord, Filesystem, Mount, Outcome, RoleSelection};
 pub use system::SystemHost;
+
+/// A Rhai string literal in double quotes that reads back as `s` (quotes, backslashes and
+/// control characters escaped): how the server writes variables in front of a script and
+/// how converted eDeploy scripts quote their strings.
+pub fn rhai_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -32,6 +32,22 @@ pub enum EntryKind {
     Fifo,
 }
 
+impl EntryKind {
+    /// The short name people read in listings and diffs (`dir`, `file`, `symlink`, `link`,
+    /// `chardev`, `blkdev`, `fifo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Dir => "dir",
+            EntryKind::File => "file",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Hardlink => "link",
+            EntryKind::Char => "chardev",
+            EntryKind::Block => "blkdev",
+            EntryKind::Fifo => "fifo",
+        }
+    }
+}
+
 /// One entry of a role tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

@@ -20,6 +20,10 @@ pub struct UploadReply {
     /// The node id the server filed the upload under (`/nodes/{id}/events`, `/nodes/{id}/log`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The node's secret token for this install: the agent sends it back on every later
+    /// call (`Authorization: Bearer <token>`). A new upload gets a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A provisioning step the agent reports on.

@@ -146,6 +146,24 @@ pub struct BuildOptions {
     pub without: Vec<String>,
     /// Leave GRUB out.
     pub no_grub: bool,
+    /// The CA (or the server's pinned certificate), PEM: put at [`CA_FILE`], the only
+    /// trust root of the agent's HTTPS calls.
+    pub ca: Option<PathBuf>,
+}
+
+/// Where the CA goes in the image: the agent's `rdeploy_agent::tls::CA_FILE` (this crate
+/// depends on no rdeploy crate; the two are checked equal by `tests/tests/tls.rs`).
+pub const CA_FILE: &str = "/etc/rdeploy/ca.pem";
+
+/// Reads a PEM certificate file, refusing one without a certificate.
+fn read_ca(path: &Path) -> Result<Vec<u8>, Error> {
+    let pem = read(path)?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::NotACertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(pem)
 }
 
 /// What went into the image.
@@ -170,6 +188,8 @@ pub struct Manifest {
     pub modules_absent: Vec<String>,
     /// GRUB platform directories included.
     pub grub: Vec<String>,
+    /// The CA file put at [`CA_FILE`] (host path), if any.
+    pub ca: Option<String>,
     /// Members of the image and the bytes of their contents.
     pub members: usize,
     pub content_bytes: u64,
@@ -608,6 +628,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         Member::file("# rdeploy initramfs\nDEVICE partitions containers\n"),
     )?;
     c.image.insert("/etc/resolv.conf", Member::file(""))?;
+    if let Some(ca) = &opts.ca {
+        c.image.insert(CA_FILE, Member::file(read_ca(ca)?))?;
+        m.ca = Some(path_str(ca)?);
+    }
     for dir in ["/proc", "/sys", "/dev", "/run", "/root", "/mnt", "/var/log"] {
         c.image.insert(dir, Member::Dir { mode: 0o755 })?;
     }

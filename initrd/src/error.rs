@@ -44,6 +44,9 @@ pub enum Error {
     /// A kernel module asked for by name is neither in modules.dep nor built in.
     #[error("kernel module {name}: not in {} and not built in", modules_dep.display())]
     UnknownModule { name: String, modules_dep: PathBuf },
+    /// The `--ca` file holds no PEM certificate.
+    #[error("{}: no certificate in it (--ca wants PEM: -----BEGIN CERTIFICATE-----)", path.display())]
+    NotACertificate { path: PathBuf },
     /// A required tool is not installed.
     #[error("{tool}: not found in {} (install the package that provides it, see scripts/apt-packages)", dirs.join(":"))]
     MissingTool { tool: String, dirs: Vec<String> },

@@ -31,7 +31,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  rdeploy-initrd build --kernel /boot/vmlinuz-6.1.0-56-amd64 \\\n      --agent target/static/x86_64-unknown-linux-gnu/release/rdeploy-agent --out /srv/rdeploy/images\n  rdeploy serve --images-dir /srv/rdeploy/images ..."
     )]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List the members of an initramfs built by `build` (zstd, gzip or bare newc cpio).
     List {
         /// The initramfs.
@@ -73,6 +73,11 @@ struct BuildArgs {
     /// kernel).
     #[arg(long, value_name = "ALGO", default_value = "zstd", value_parser = ["zstd", "gzip"])]
     compress: String,
+    /// The CA, or the server's own certificate to pin (PEM; `rdeploy serve
+    /// --tls-self-signed` prints its path): put at /etc/rdeploy/ca.pem, where the agent
+    /// takes it as its only trust root and talks to an https:// server only.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +127,7 @@ fn build_main(args: &BuildArgs) -> Result<()> {
         extra_tools: args.tools.clone(),
         without: args.without.clone(),
         no_grub: args.no_grub,
+        ca: args.ca.clone(),
     };
     let kernel = std::fs::read(&args.kernel)
         .with_context(|| format!("cannot read the kernel {}", args.kernel.display()))?;
@@ -170,6 +176,12 @@ fn build_main(args: &BuildArgs) -> Result<()> {
         m.kernel_version,
         kernel.len() as f64 / 1e6
     );
+    if let Some(ca) = &m.ca {
+        println!(
+            "rdeploy-initrd: {ca} at {}: the agent trusts only it (boot with rdeploy.server=https://...)",
+            rdeploy_initrd::build::CA_FILE
+        );
+    }
     if !m.modules_absent.is_empty() {
         println!(
             "rdeploy-initrd: modules this kernel does not have: {}",

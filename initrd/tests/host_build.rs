@@ -46,6 +46,7 @@ fn build_once() -> Result<Built> {
         extra_tools: vec![],
         without: vec![],
         no_grub: false,
+        ca: None,
     })?)
 }
 

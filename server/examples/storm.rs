@@ -6,7 +6,13 @@
 //! cargo build --release -p rdeploy-server --examples
 //! target/release/examples/storm --rdeploy target/release/rdeploy            # 10,000 × 100
 //! target/release/examples/storm --rdeploy target/release/rdeploy --baseline # one at a time, CGI-like
+//! target/release/examples/storm --rdeploy target/release/rdeploy --console  # then the console
 //! ```
+//!
+//! `--console`: after the storm, with the 10,000 nodes in the server, times the console's
+//! pages (median and worst of 20 requests each, bytes per page) and the event stream: 100
+//! listeners on `GET /events` while 2,000 progress reports are posted; events delivered per
+//! second, summed over listeners.
 //!
 //! It starts its own server on 127.0.0.1:0 with a generated config dir in a temp dir (only
 //! loopback traffic), prints throughput, latency percentiles and the server's peak RSS, and
@@ -31,6 +37,7 @@ struct Args {
     clients: usize,
     baseline: bool,
     keep: bool,
+    console: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -39,6 +46,7 @@ fn parse_args() -> Res<Args> {
         nodes: 10_000,
         clients: 100,
         baseline: false,
+        console: false,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +57,7 @@ fn parse_args() -> Res<Args> {
             "--clients" => a.clients = it.next().ok_or("--clients N")?.parse()?,
             "--baseline" => a.baseline = true,
             "--keep" => a.keep = true,
+            "--console" => a.console = true,
             other => {
                 return Err(format!(
                     "unknown argument {other}; see the doc comment of examples/storm.rs"
@@ -112,6 +121,19 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The server's CPU time so far (user + system), from `/proc/<pid>/stat`: less sensitive
+/// to a busy machine than the wall time.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks: 100 per second on Linux.
+    Some((utime + stime) / 100.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -194,6 +216,13 @@ async fn main() -> Res {
     if args.baseline {
         cmd.arg("--cgi-baseline");
     }
+    // The console's measure posts node events as an operator would: with the admin token.
+    const ADMIN: &str = "storm-admin-token";
+    if args.console {
+        let token = tmp.path().join("admin-token");
+        fs::write(&token, ADMIN)?;
+        cmd.arg("--admin-token-file").arg(&token);
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let mut line = String::new();
@@ -264,13 +293,21 @@ async fn main() -> Res {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_kib(pid);
+    let cpu = cpu_seconds(pid);
+    if args.console {
+        console(&http, &base, ADMIN).await?;
+    }
     let health: serde_json::Value = http
         .get(format!("{base}/healthz"))
         .send()
         .await?
         .json()
         .await?;
-    println!("storm: writer commits: {}", health["config"]["commits"]);
+    println!(
+        "storm: writer commits: {}; server CPU time {}",
+        health["config"]["commits"],
+        cpu.map_or("?".to_owned(), |c| format!("{c:.2} s"))
+    );
     let _ = child.kill();
     let _ = child.wait();
     lat.sort();
@@ -311,4 +348,140 @@ async fn main() -> Res {
         }
         Err(format!("{} problems, {errors} errors", problems.len()).into())
     }
+}
+
+/// Times the console's pages and the event stream against the server the storm filled.
+async fn console(http: &reqwest::Client, base: &str, admin: &str) -> Res {
+    let list: serde_json::Value = http
+        .get(format!("{base}/nodes?limit=2000"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = list["nodes"]
+        .as_array()
+        .ok_or("no nodes")?
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(str::to_owned))
+        .collect();
+    let first = ids.first().ok_or("no node")?.clone();
+    let pages = [
+        "/".to_owned(),
+        "/?page=50".to_owned(),
+        "/?sort=hostname&desc=1".to_owned(),
+        "/?sort=ip&page=99".to_owned(),
+        "/?q=10.3.2.".to_owned(),
+        "/?state=matched&profile=p3".to_owned(),
+        "/?per=1000".to_owned(),
+        format!("/ui/nodes/{first}"),
+        "/ui/profiles".to_owned(),
+        "/nodes?limit=100".to_owned(),
+    ];
+    println!("console: page | median ms | worst ms | bytes");
+    for p in &pages {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let body = http.get(format!("{base}{p}")).send().await?.bytes().await?;
+            times.push(t.elapsed());
+            bytes = body.len();
+        }
+        times.sort();
+        println!(
+            "console: {p} | {:.1} | {:.1} | {bytes}",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+
+    // 100 listeners, 2,000 changes.
+    const LISTENERS: usize = 100;
+    const CHANGES: usize = 2000;
+    let mut listeners = Vec::new();
+    for _ in 0..LISTENERS {
+        let mut resp = http.get(format!("{base}/events")).send().await?;
+        // The stream's first comment: it is open.
+        let _ = resp.chunk().await?;
+        listeners.push(tokio::spawn(async move {
+            let mut seen = 0usize;
+            let mut lagged = 0usize;
+            let mut tail = String::new();
+            while seen + lagged < CHANGES {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        tail.push_str(&String::from_utf8_lossy(&c));
+                        while let Some(i) = tail.find("\n\n") {
+                            let ev: String = tail.drain(..i + 2).collect();
+                            if ev.contains("event: node") {
+                                seen += 1;
+                            } else if let Some(n) = ev
+                                .lines()
+                                .find_map(|l| l.strip_prefix("data: "))
+                                .filter(|_| ev.contains("event: lagged"))
+                            {
+                                lagged += n.trim().parse::<usize>().unwrap_or(0);
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            (seen, lagged)
+        }));
+    }
+    let started = Instant::now();
+    let mut posters = Vec::new();
+    for c in 0..10 {
+        let http = http.clone();
+        let base = base.to_owned();
+        let auth = format!("Bearer {admin}");
+        let ids: Vec<String> = ids
+            .iter()
+            .skip(c)
+            .step_by(10)
+            .take(CHANGES / 10)
+            .cloned()
+            .collect();
+        posters.push(tokio::spawn(async move {
+            let mut refused = 0usize;
+            for id in ids {
+                let answer = http
+                    .post(format!("{base}/nodes/{id}/events"))
+                    .header("Authorization", &auth)
+                    .body(
+                        r#"{"step": "detect", "status": "started", "time": 0, "message": "bench"}"#,
+                    )
+                    .send()
+                    .await;
+                if !answer.is_ok_and(|a| a.status().is_success()) {
+                    refused += 1;
+                }
+            }
+            refused
+        }));
+    }
+    let mut refused = 0;
+    for p in posters {
+        refused += p.await?;
+    }
+    if refused > 0 {
+        return Err(format!("{refused} of {CHANGES} node events were not accepted").into());
+    }
+    let posted = started.elapsed();
+    let mut seen = 0;
+    let mut lagged = 0;
+    for l in listeners {
+        let (s, g) = l.await?;
+        seen += s;
+        lagged += g;
+    }
+    let all = started.elapsed();
+    println!(
+        "console: events: {CHANGES} changes posted in {:.2} s; {LISTENERS} listeners got {seen} events ({lagged} missed, told as lagged) in {:.2} s: {:.0} events/s delivered",
+        posted.as_secs_f64(),
+        all.as_secs_f64(),
+        seen as f64 / all.as_secs_f64()
+    );
+    Ok(())
 }

@@ -99,14 +99,19 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
 
-    /// Machines known by name and MACs before they send an inventory (PXE Manager's addsystem).
+    /// Machines known by name, MACs and addresses before they send an inventory (PXE
+    /// Manager's verbs: addsystem, delsystem, dpysystem, syncbootnames, nextboot).
+    ///
+    /// The same binary invoked as `pxemngr` (a symlink) takes PXE Manager's own command
+    /// lines: `pxemngr addsystem NAME MAC|IP...`, `pxemngr nextboot NAME|default PROFILE`.
     #[command(subcommand)]
     System(SystemCommand),
 
-    /// Set what a node (by id, registered system name or MAC) boots next: install, local or
-    /// a boot profile. `nextboot NODE install` re-installs an installed node.
+    /// Set what a machine (node id, registered system, hostname, MAC or address) boots next:
+    /// install, local or a boot profile; `default` sets the site default
+    /// (pxelinux.cfg/default). `nextboot NODE install` re-installs an installed node.
     #[command(
-        after_help = "Examples:\n  rdeploy nextboot KVM-S1-52-54-00-12-34-56 install\n  rdeploy nextboot 52:54:00:12:34:56 rescue"
+        after_help = "Examples:\n  rdeploy nextboot KVM-S1-52-54-00-12-34-56 install\n  rdeploy nextboot 52:54:00:12:34:56 rescue\n  rdeploy nextboot default local"
     )]
     Nextboot(NextbootArgs),
 
@@ -116,10 +121,36 @@ pub enum Command {
     /// Each profile: installs left, CMDB entries used, nodes.
     Quota(ServerArgs),
 
+    /// PXE Manager's test system: learn the tests dir, queue tests for a system, list runs.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rdeploy test sync                       # read the server's tests dir (NAME.test)\n  rdeploy test queue rack1-u12 burnin hello\n  rdeploy test list rack1-u12             # runs, states, error/warning/info counts\n\nUnder the name `pxemngr`: synctestnames, nexttest SYSTEM TEST..., dpytest SYSTEM, dpytest -l."
+    )]
+    Test(TestCommand),
+
     /// List the role trees a server's data dir holds (DATA_DIR/install/<version>/<role>/):
     /// role, version, entries and bytes.
     #[command(after_help = "Example:\n  rdeploy roles --data-dir /var/lib/rdeploy")]
     Roles(RolesArgs),
+
+    /// Convert an eDeploy Python configure script to a Rhai one, saying line by line what
+    /// could not be converted.
+    ///
+    /// Converts the subset eDeploy's own examples use: var[...], run(...), set_role(...),
+    /// config(path).write(...), open('/chroot/...').write(...), % formatting, for over
+    /// tuples and range(), if/elif/else, try/except, print, ipmi.setup_user/setup_network,
+    /// sleep. Each statement it cannot convert (eDeploy's hpacucli module, subprocess, ...)
+    /// is reported on stderr as FILE:LINE: not converted: REASON, and kept in the output as
+    /// a comment followed by a `throw`, so the script compiles and a run stops there. Exit
+    /// 0 when everything converted, 1 when some statements did not, 2 on an error.
+    #[command(
+        name = "convert-configure",
+        after_help = "Examples:\n  rdeploy convert-configure /etc/edeploy/vm.configure > vm.configure.rhai\n  rdeploy convert-configure hp.configure -o /etc/rdeploy/hp.configure"
+    )]
+    ConvertConfigure(ConvertConfigureArgs),
+    /// Build a role tree from a role file; compare two versions and prepare the upgrade.
+    #[command(subcommand)]
+    Role(crate::role::RoleCommand),
 
     /// Print the dnsmasq snippet (proxy DHCP, TFTP, iPXE chainload to /boot.ipxe).
     #[command(
@@ -130,7 +161,7 @@ pub enum Command {
 }
 
 /// How to reach a running `rdeploy serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// The server's URL.
     #[arg(
@@ -143,6 +174,42 @@ pub struct ServerArgs {
     /// File holding the admin token (else the RDEPLOY_TOKEN variable), for changes.
     #[arg(long, value_name = "FILE", env = "RDEPLOY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// server: trust only this CA or pinned certificate (PEM), not the
+    /// system's roots (e.g. the DATA_DIR/tls/self-signed.pem of `serve --tls-self-signed`).
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Read the server's tests dir: every NAME.test becomes a test that can be queued
+    /// (PXE Manager's synctestnames); templates that do not compile are reported.
+    Sync(ServerArgs),
+    /// Queue tests for a system (a registered system or a node), run in order
+    /// (PXE Manager's nexttest).
+    Queue(TestQueueArgs),
+    /// Every test run or scheduled, with its state and counts; one system's with SYSTEM
+    /// (PXE Manager's dpytest).
+    List(TestListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestQueueArgs {
+    /// A registered system's name or a node id.
+    pub system: String,
+    /// Test names (files NAME.test of the tests dir).
+    #[arg(value_name = "TEST", required = true)]
+    pub tests: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestListArgs {
+    /// A registered system's name or a node id; every run when left out.
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,22 +228,64 @@ pub struct NodeShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Register a machine by name and MAC addresses; it boots `install` until told otherwise.
+    /// Register a machine by name, MACs and IPv4 addresses (or their first octets, `10.34`,
+    /// for a subnet); it boots `install` until told otherwise. A MAC or address another
+    /// system held moves to this one.
+    #[command(
+        visible_alias = "addsystem",
+        after_help = "Example:\n  rdeploy system add rack1-u12 52:54:00:12:34:56 10.0.0.12"
+    )]
     Add(SystemAddArgs),
+    /// Forget a registered system and remove its PXELINUX files.
+    #[command(visible_alias = "delsystem")]
+    Del(SystemNameArgs),
+    /// Show a system (or node) by name, MAC or address: MACs, addresses, next boot; `-l`
+    /// lists the names.
+    #[command(visible_alias = "dpysystem")]
+    Show(SystemShowArgs),
+    /// List the registered systems: name, MACs, addresses, next boot.
+    List(ServerArgs),
+    /// The boot profiles the server finds (profiles/*.prof, conf/*), and what is missing
+    /// (the mandatory local.prof); exit 1 when something is.
+    #[command(visible_alias = "syncbootnames")]
+    Profiles(ServerArgs),
+    /// Same as `rdeploy nextboot NAME|default TARGET`.
+    Nextboot(NextbootArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SystemAddArgs {
     pub name: String,
-    #[arg(value_name = "MAC", required = true)]
-    pub macs: Vec<String>,
+    /// MAC addresses and IPv4 addresses, in any order.
+    #[arg(value_name = "MAC|IP", required = true)]
+    pub addrs: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemNameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemShowArgs {
+    /// A system name, node id, MAC or address.
+    #[arg(required_unless_present = "list")]
+    pub key: Option<String>,
+    /// List the system names instead.
+    #[arg(short = 'l', conflicts_with = "key")]
+    pub list: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct NextbootArgs {
-    /// Node id, registered system name or MAC address.
+    /// Node id, registered system name, hostname, MAC or address; `default` for the site
+    /// default.
     pub name: String,
     /// install, local, or a boot profile name.
     pub target: String,
@@ -217,11 +326,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// The server's URL as machines reach it (rdeploy.server= on the kernel command line);
-    /// default: http://<listen address>.
+    /// default: http://<listen address> (https:// with TLS).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names);
-    /// boot profiles are read from pxelinux.cfg/profiles/*.prof there.
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2) with this certificate chain (PEM, leaf first);
+    /// with --tls-key. Agents pin it (or its CA) with `rdeploy-initrd build --ca`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for labs: made at the first start for
+    /// localhost, the listen address, this host's name and --public-url's host
+    /// (DATA_DIR/tls/self-signed.pem, key mode 0600), kept afterwards; prints how to pin it.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+    /// With TLS: also serve plain HTTP on ADDR for what firmware and iPXE fetch
+    /// (/boot.ipxe, /boot/*, /images/*), and nothing else; the default kernel and
+    /// initrd URLs then use it.
+    #[arg(long, value_name = "ADDR")]
+    pub boot_listen: Option<std::net::SocketAddr>,
+    /// TFTP root where PXELINUX files are written (pxelinux.cfg/01-<mac>, hex-IP names, and
+    /// a `default` that boots the local disk when there is none); boot profiles are read
+    /// from pxelinux.cfg/profiles/*.prof and PXE Pilot's pxelinux.cfg/conf/* there.
     #[arg(long, value_name = "DIR")]
     pub tftp_root: Option<PathBuf>,
     /// URL of the install kernel for iPXE; default: <public-url>/images/vmlinuz.
@@ -245,8 +372,11 @@ pub struct ServeArgs {
     /// (an agent that died without reporting) is given to the next machine.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
     pub install_timeout: std::time::Duration,
-    /// File holding the bearer token that mutating operator endpoints require
-    /// (/nextboot, /systems, /nodes/ID/boot, PXE Pilot deploys). Agent endpoints stay open.
+    /// File holding the bearer token that operator endpoints require (/nextboot,
+    /// /systems, /nodes/ID/boot, PXE Pilot, OMF) and that reveals secret variables. When
+    /// --listen is not a loopback address and none is given, the server makes one
+    /// (DATA_DIR/admin-token, mode 0600) and says where. Agents use their node token
+    /// (docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// At most N connections at once (default 8192); never more than the descriptor limit
@@ -259,6 +389,31 @@ pub struct ServeArgs {
     /// A whole request body must arrive within 6 times this.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub client_timeout: std::time::Duration,
+    /// File holding a bearer token for reading node details (GET /nodes, /nodes/ID);
+    /// the admin token works too. Needed only on a non-loopback listener.
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
+    /// A variable whose name matches this pattern (`*` for any text, case-insensitive) is
+    /// secret: masked for all but the node itself and an admin. Repeatable; replaces the
+    /// default patterns *password*, *secret*, *token*, *key*.
+    #[arg(long = "secret-pattern", value_name = "PATTERN")]
+    pub secret_patterns: Vec<String>,
+    /// OMF's link lifetime: a `/pxe/setBootImage` link lapses after this long and the node
+    /// boots its disk again (OMF used 300s); default: links stay until clearBootImage.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub omf_link_lifetime: Option<std::time::Duration>,
+    /// The static rdeploy-agent served at GET /agent (deployed hosts fetch it with curl);
+    /// default: rdeploy-agent beside this rdeploy binary, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+    /// PXE Manager's tests dir: test scripts `NAME.test` (Jinja/Django templates) that
+    /// systems get from /nexttest/; default: DATA_DIR/tests, created with a wait.test.
+    #[arg(long, value_name = "DIR")]
+    pub tests_dir: Option<PathBuf>,
+    /// A test sent to a system whose output has not been uploaded after this long is
+    /// `lost` (a late upload still counts).
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub test_timeout: std::time::Duration,
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,
@@ -295,6 +450,16 @@ pub struct MatchArgs {
     /// Report a failed install of PROFILE instead: gives its quota one install back.
     #[arg(long, value_name = "PROFILE", conflicts_with = "hw")]
     pub failure: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertConfigureArgs {
+    /// The eDeploy configure script (Python).
+    #[arg(value_name = "FILE.configure")]
+    pub file: PathBuf,
+    /// Write the Rhai script there (atomically) instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
-//! The file-based subcommands: `try-match`, `match`, `generate`.
+//! The file-based subcommands: `try-match`, `match`, `generate`, `convert-configure`.
 
-use crate::cli::{GenerateArgs, MatchArgs, TryMatchArgs};
+use crate::cli::{ConvertConfigureArgs, GenerateArgs, MatchArgs, TryMatchArgs};
 use anyhow::{Context, Result};
 use rdeploy_cmdb::snapshot::FailureOutcome;
 use rdeploy_cmdb::store::ConfigDir;
@@ -127,7 +127,7 @@ pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
 pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
     let mut snap = Snapshot::new(ConfigDir::new(&args.config_dir));
     if let Some(profile) = &args.failure {
-        return match snap.batch(|b| b.failure(profile))? {
+        return match snap.batch(|b| b.failure(profile, None))? {
             Ok(FailureOutcome::QuotaReturned) => {
                 eprintln!("gave one install back to profile '{profile}'");
                 Ok(Outcome::Ok)
@@ -216,4 +216,42 @@ pub fn generate(args: &GenerateArgs) -> Result<Outcome> {
     out.push_str("\n]");
     println!("{out}");
     Ok(Outcome::Ok)
+}
+
+/// `rdeploy convert-configure FILE [-o OUT]`: the Rhai script on stdout (or in OUT), the
+/// report on stderr; exit 0 when everything converted, 1 when some statements did not.
+pub fn convert_configure(args: &ConvertConfigureArgs) -> Result<Outcome> {
+    let text = read(&args.file)?;
+    let name = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let conversion = rdeploy_configure::python::convert(&name, &text)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", args.file.display(), e.line, e.message))?;
+    // The output always compiles (statements not converted are comments and `throw`s); if
+    // it did not, that is a bug of the converter, said as such.
+    if let Err(e) = rdeploy_configure::compile(&name, &conversion.rhai) {
+        anyhow::bail!("the converted script does not compile (a bug of convert-configure, please report it with the file): {e}");
+    }
+    match &args.output {
+        Some(out) => {
+            let dir = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let file = out
+                .file_name()
+                .with_context(|| format!("{}: not a file name", out.display()))?
+                .to_string_lossy();
+            rdeploy_cmdb::store::write_atomic(dir, &file, &conversion.rhai)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
+        None => print!("{}", conversion.rhai),
+    }
+    eprint!("{}", conversion.report(&args.file.display().to_string()));
+    Ok(if conversion.complete() {
+        Outcome::Ok
+    } else {
+        Outcome::NoMatch
+    })
 }

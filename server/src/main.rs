@@ -2,13 +2,17 @@
 //!
 //! Thin: parse the command line, set up logging, run one function per subcommand, turn
 //! the outcome into an exit code (0 ok, 1 no match, 2 error, 3 matching too costly). The
-//! command runs on a thread with a large stack (see [`STACK`]).
+//! command runs on a thread with a large stack (see [`STACK`]). Invoked as `pxemngr` (a
+//! symlink), it takes PXE Manager's verbs instead ([`pxemngr`]).
 
 mod check;
 mod cli;
 mod commands;
 mod ops;
+mod pxemngr;
+mod role;
 mod serve;
+mod testops;
 mod wire;
 
 use clap::Parser;
@@ -19,7 +23,22 @@ use std::process::ExitCode;
 /// dropping it recurses once per level. The memory is only reserved.
 const STACK: usize = 256 << 20;
 
+/// The name this program was invoked under (`pxemngr` for the multi-call form).
+fn program_name() -> Option<String> {
+    let arg0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&arg0).file_name()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 fn main() -> ExitCode {
+    if program_name().as_deref() == Some("pxemngr") {
+        init_tracing(0);
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return pxemngr::main(&args);
+    }
     let spawned = std::thread::Builder::new()
         .name("rdeploy".into())
         .stack_size(STACK)
@@ -46,7 +65,7 @@ fn command() -> ExitCode {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Nodes(args) => ops::nodes(&args),
         cli::Command::Node(cli::NodeCommand::Show(args)) => ops::node_show(&args),
-        cli::Command::System(cli::SystemCommand::Add(args)) => ops::system_add(&args),
+        cli::Command::System(cmd) => system(cmd),
         cli::Command::Nextboot(args) => ops::nextboot(&args),
         cli::Command::Localboot(args) => ops::nextboot(&cli::NextbootArgs {
             name: args.name,
@@ -54,8 +73,17 @@ fn command() -> ExitCode {
             server: args.server,
         }),
         cli::Command::Quota(args) => ops::quota(&args),
+        cli::Command::Test(cli::TestCommand::Sync(args)) => testops::sync(&args),
+        cli::Command::Test(cli::TestCommand::Queue(a)) => {
+            testops::queue(&a.server, &a.system, &a.tests)
+        }
+        cli::Command::Test(cli::TestCommand::List(a)) => {
+            testops::list(&a.server, a.system.as_deref())
+        }
         cli::Command::DnsmasqConfig(args) => ops::dnsmasq_config(&args),
+        cli::Command::ConvertConfigure(args) => commands::convert_configure(&args),
         cli::Command::Roles(args) => serve::roles::roles_main(&args),
+        cli::Command::Role(cmd) => role::main(&cmd),
     };
     match result {
         Ok(code) => code.into(),
@@ -63,6 +91,19 @@ fn command() -> ExitCode {
             eprintln!("rdeploy: error: {e:#}");
             commands::Outcome::Error.into()
         }
+    }
+}
+
+/// `rdeploy system ...`.
+fn system(cmd: cli::SystemCommand) -> anyhow::Result<commands::Outcome> {
+    use cli::SystemCommand as S;
+    match cmd {
+        S::Add(a) => ops::system_add(&a.server, &a.name, &a.addrs),
+        S::Del(a) => ops::system_del(&a.server, &a.name),
+        S::Show(a) => ops::system_show(&a.server, a.key.as_deref().filter(|_| !a.list)),
+        S::List(server) => ops::system_list(&server),
+        S::Profiles(server) => ops::system_profiles(&server),
+        S::Nextboot(a) => ops::nextboot(&a),
     }
 }
 

@@ -1,17 +1,20 @@
 //! The operator's subcommands: they talk to the running server over HTTP (one writer, no
-//! split brain) — `nodes`, `node show`, `system add`, `nextboot`, `localboot`, `quota` — and
-//! `dnsmasq-config`, which only prints.
+//! split brain) — `nodes`, `node show`, `system add|del|show|list|profiles`, `nextboot`,
+//! `localboot`, `quota` — and `dnsmasq-config`, which only prints. The `pxemngr` verbs
+//! ([`crate::pxemngr`]) call the same functions.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs, SystemAddArgs};
+use crate::cli::{DnsmasqArgs, NextbootArgs, NodeShowArgs, ServerArgs};
 use crate::commands::Outcome;
-use crate::wire::{BootChange, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo};
+use crate::wire::{
+    BootChange, BootProfiles, ErrorBody, NodeList, NodeSummary, QuotaReport, SystemInfo, SystemList,
+};
 
 /// A client for the server's operator endpoints.
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -19,7 +22,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Result<Client> {
+    pub(crate) fn new(args: &ServerArgs) -> Result<Client> {
         let token = match (&args.token_file, std::env::var("RDEPLOY_TOKEN").ok()) {
             (Some(f), _) => Some(
                 std::fs::read_to_string(f)
@@ -34,10 +37,15 @@ impl Client {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(ca) = &args.ca {
+            // Only this CA (or pinned certificate): the system's roots are not asked.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in read_ca(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Client {
             base: args.server.trim_end_matches('/').to_owned(),
             token,
@@ -87,17 +95,47 @@ impl Client {
         })
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(reqwest::Method::GET, path, None)
     }
 
-    fn post<T: serde::de::DeserializeOwned>(
+    pub(crate) fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
     ) -> Result<T> {
         self.call(reqwest::Method::POST, path, Some(body))
     }
+
+    fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::DELETE, path, None)
+    }
+}
+
+/// The certificates of a CA file (PEM, one or more).
+fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA file {} (--ca)", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{}: not a PEM certificate file (--ca)", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in it (--ca wants PEM: -----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    Ok(certs)
+}
+
+/// One path segment of a URL, escaped.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn s(v: &serde_json::Value) -> String {
@@ -123,7 +161,7 @@ fn age(at: &str, now: SystemTime) -> String {
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -208,20 +246,110 @@ pub fn node_show(args: &NodeShowArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// `rdeploy system add NAME MAC...`.
-pub fn system_add(args: &SystemAddArgs) -> Result<Outcome> {
-    let c = Client::new(&args.server)?;
+/// `rdeploy system add NAME MAC|IP...` (`pxemngr addsystem`): a word that is a MAC is a
+/// MAC, any other an IPv4 address (the server checks it).
+pub fn system_add(server: &ServerArgs, name: &str, addrs: &[String]) -> Result<Outcome> {
+    let (macs, addresses): (Vec<&String>, Vec<&String>) = addrs
+        .iter()
+        .partition(|a| crate::serve::identity::normalize_mac(a).is_some());
+    let c = Client::new(server)?;
     let answer: SystemInfo = c.post(
         "/systems",
-        serde_json::json!({"name": args.name, "macs": args.macs}),
+        serde_json::json!({"name": name, "macs": macs, "addresses": addresses}),
     )?;
+    let all: Vec<String> = answer
+        .macs
+        .iter()
+        .chain(answer.addresses.iter())
+        .cloned()
+        .collect();
     println!(
         "{}: {} (next boot {})",
         answer.name,
-        answer.macs.join(", "),
+        all.join(", "),
         answer.boot
     );
     Ok(Outcome::Ok)
+}
+
+/// `rdeploy system del NAME` (`pxemngr delsystem`).
+pub fn system_del(server: &ServerArgs, name: &str) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: SystemInfo = c.delete(&format!("/systems/{}", segment(name)))?;
+    println!("{}: deleted", answer.name);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system show NAME|MAC|IP` (`pxemngr dpysystem`), in PXE Manager's layout; `-l`
+/// lists the names.
+pub fn system_show(server: &ServerArgs, key: Option<&str>) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let Some(key) = key else {
+        let answer: SystemList = c.get("/systems")?;
+        for s in answer.systems {
+            println!("{}", s.name);
+        }
+        return Ok(Outcome::Ok);
+    };
+    let s: SystemInfo = c.get(&format!("/systems/{}", segment(key)))?;
+    println!("Name: {}", s.name);
+    if let Some(node) = &s.node {
+        println!("Node: {node}");
+    }
+    for m in &s.macs {
+        println!("Mac: {m}");
+    }
+    for a in &s.addresses {
+        let hex = crate::serve::boot::render::hex_prefix(a).unwrap_or_default();
+        println!("IP: {a} ({hex})");
+    }
+    println!("Next boot: {}", s.boot);
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system list`: name, MACs, addresses, next boot.
+pub fn system_list(server: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: SystemList = c.get("/systems")?;
+    let mut rows = vec![["SYSTEM", "MACS", "ADDRESSES", "BOOT"]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect::<Vec<_>>()];
+    for s in answer.systems {
+        let or_dash = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        rows.push(vec![
+            s.name.clone(),
+            or_dash(&s.macs),
+            or_dash(&s.addresses),
+            s.boot,
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(Outcome::Ok)
+}
+
+/// `rdeploy system profiles` (`pxemngr syncbootnames`): the boot profiles the server
+/// finds; what is missing on stderr, and exit 1 then.
+pub fn system_profiles(server: &ServerArgs) -> Result<Outcome> {
+    let c = Client::new(server)?;
+    let answer: BootProfiles = c.get("/boot-profiles")?;
+    for p in &answer.profiles {
+        println!("registering {p}");
+    }
+    for problem in &answer.problems {
+        eprintln!("error {problem}");
+    }
+    Ok(if answer.problems.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::NoMatch
+    })
 }
 
 /// `rdeploy nextboot NAME TARGET` (and `localboot NAME`).

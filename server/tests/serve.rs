@@ -111,6 +111,8 @@ struct Env {
     _data: tempfile::TempDir,
     server: Server,
     http: reqwest::Client,
+    /// The token of each node's last upload reply.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn env(quota: &str, n: usize) -> Res<Env> {
@@ -122,6 +124,7 @@ fn env(quota: &str, n: usize) -> Res<Env> {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     })
 }
 
@@ -129,12 +132,37 @@ impl Env {
     /// `curl -F file=@hw.json URL/upload`.
     async fn curl_form(&self, hw: &str) -> Res<reqwest::Response> {
         let form = Form::new().part("file", Part::text(hw.to_owned()).file_name("hw.json"));
-        Ok(self
+        let resp = self
             .http
             .post(self.server.url("/upload"))
             .multipart(form)
             .send()
-            .await?)
+            .await?;
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let (Some(node), Some(token)) = (header("x-rdeploy-node"), header("x-rdeploy-token")) {
+            self.keep_token(&node, &token);
+        }
+        Ok(resp)
+    }
+
+    fn keep_token(&self, node: &str, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(node.to_owned(), token.to_owned());
+        }
+    }
+
+    /// The token of the node's last upload reply.
+    fn token(&self, node: &str) -> String {
+        self.tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(node).cloned())
+            .unwrap_or_default()
     }
 
     /// JSON body, JSON answer: `(status, body)`.
@@ -148,7 +176,11 @@ impl Env {
             .send()
             .await?;
         let status = resp.status();
-        Ok((status, resp.json().await?))
+        let body: Value = resp.json().await?;
+        if let (Some(node), Some(token)) = (body["node"].as_str(), body["token"].as_str()) {
+            self.keep_token(node, token);
+        }
+        Ok((status, body))
     }
 
     async fn get_json(&self, path: &str) -> Res<(StatusCode, Value)> {
@@ -196,8 +228,24 @@ async fn edeploy_curl_form_gets_the_script_and_the_inventory_is_saved() -> Res {
         text.ends_with("set_role(\"base\", \"1.0\", var.disk);\n"),
         "{text}"
     );
+    // The store holds the inventory when the answer comes; eDeploy's `.hw` file follows.
+    let resp = e
+        .http
+        .get(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/inventory"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stored = resp.text().await?;
+    assert!(
+        stored.starts_with("[('system', 'product', 'name', 'KVM'),\n"),
+        "{stored}"
+    );
     let hw = e.server.data.join("hw/KVM-S1-52-54-00-aa-00-01.hw");
-    assert!(fs::read_to_string(&hw)?.starts_with("[('system', 'product', 'name', 'KVM'),\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hw.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fs::read_to_string(&hw)?, stored);
     assert!(e.config_file("vm.cmdb")?.contains("'used': 1"));
     assert!(e.config_file("vm.cmdb.orig")?.starts_with("generate("));
     assert_eq!(e.config_file("state")?, "[('hp', 2),\n ('vm', 4)]\n");
@@ -274,6 +322,7 @@ async fn a_failure_report_gives_the_install_back_and_marks_the_node_failed() -> 
     let resp = e
         .http
         .post(e.server.url("/upload"))
+        .bearer_auth(e.token("KVM-S1-52-54-00-aa-00-01"))
         .header("Accept", "application/json")
         .multipart(form)
         .send()
@@ -421,6 +470,7 @@ async fn progress_events_walk_the_life_cycle() -> Res {
         let resp = e
             .http
             .post(e.server.url(&format!("/nodes/{id}/events")))
+            .bearer_auth(e.token(id))
             .json(&serde_json::json!({"step": step, "status": status, "message": "ok", "time": 1_700_000_000}))
             .send()
             .await?;
@@ -466,6 +516,7 @@ async fn an_installed_node_refuses_agent_moves_and_changes_nothing() -> Res {
     let event = |step: &str, status: &str| {
         e.http
             .post(e.server.url(&format!("/nodes/{id}/events")))
+            .bearer_auth(e.token(id))
             .json(&serde_json::json!({"step": step, "status": status, "time": 1_700_000_000}))
             .send()
     };
@@ -503,6 +554,7 @@ async fn an_installed_node_refuses_agent_moves_and_changes_nothing() -> Res {
     let resp = e
         .http
         .post(e.server.url("/upload"))
+        .bearer_auth(e.token(id))
         .multipart(form)
         .send()
         .await?;
@@ -534,6 +586,45 @@ async fn records_and_allocations_survive_a_killed_server() -> Res {
     assert_eq!(second["var"]["ip"], "10.0.0.2");
     let (_, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
     assert_eq!(again["var"], first["var"]);
+    Ok(())
+}
+
+/// The crash window of issue 11: the server dies after `state` and the CMDB are committed
+/// but before the node record is on disk. The agent's retry must not count the install
+/// twice: the ledger committed with them says the machine holds it.
+#[tokio::test]
+async fn a_retry_after_losing_the_node_record_does_not_count_twice() -> Res {
+    let mut e = env("5", 3)?;
+    let (_, first) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert!(e.config_file("state")?.contains("('vm', 4)"));
+    e.server.child.kill()?;
+    e.server.child.wait()?;
+    // Every node record gone, as if the crash came before they reached the disk.
+    lose_node_records(&e.server.data)?;
+    e.restart()?;
+    let (status, again) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["var"], first["var"]);
+    assert!(
+        e.config_file("state")?.contains("('vm', 4)"),
+        "counted twice"
+    );
+    // A second machine still counts once and gets the next entry.
+    let (_, other) = e.json_upload(&kvm("S2", "52:54:00:aa:00:02")).await?;
+    assert_eq!(other["var"]["ip"], "10.0.0.2");
+    assert!(e.config_file("state")?.contains("('vm', 3)"));
+    Ok(())
+}
+
+/// Removes every node record of a data dir (not its id, not the config dir's ledger).
+fn lose_node_records(data: &std::path::Path) -> Res {
+    let nodes = data.join("nodes");
+    if nodes.is_dir() {
+        fs::remove_dir_all(&nodes)?;
+    }
+    for db in ["rdeploy.db", "rdeploy.db-wal", "rdeploy.db-shm"] {
+        let _ = fs::remove_file(data.join(db));
+    }
     Ok(())
 }
 
@@ -675,6 +766,7 @@ fn boot_env(ip: &str) -> Res<(Env, tempfile::TempDir)> {
             _data: data,
             server,
             http: reqwest::Client::new(),
+            tokens: Default::default(),
         },
         tftp,
     ))
@@ -710,6 +802,7 @@ async fn the_success_report_flips_to_local_in_ipxe_and_pxelinux() -> Res {
     let resp = e
         .http
         .post(e.server.url("/nodes/KVM-S1-52-54-00-aa-00-01/events"))
+        .bearer_auth(e.token("KVM-S1-52-54-00-aa-00-01"))
         .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": "2024-05-01T12:00:00Z"}))
         .send()
         .await?;
@@ -882,6 +975,7 @@ async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     };
     for i in 0..2 {
         let (status, body) = e.json_upload(&kvm(&format!("S{i}"), &mac(i))).await?;
@@ -908,6 +1002,7 @@ async fn admission_control_caps_installs_and_metrics_count_them() -> Res {
     let resp = e
         .http
         .post(e.server.url("/nodes/KVM-S0-52-54-00-00-00-00/events"))
+        .bearer_auth(e.token("KVM-S0-52-54-00-00-00-00"))
         .json(&serde_json::json!({"step": "finish", "status": "succeeded", "time": 1}))
         .send()
         .await?;
@@ -964,6 +1059,7 @@ async fn the_operator_cli_talks_to_the_running_server_with_a_token() -> Res {
         _data: data,
         server,
         http: reqwest::Client::new(),
+        tokens: Default::default(),
     };
     let (status, _) = e.json_upload(&kvm("S1", "52:54:00:aa:00:01")).await?;
     assert_eq!(status, StatusCode::OK);
@@ -1203,6 +1299,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .multipart(form)
         .send()
         .await?;
@@ -1214,6 +1311,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .body("plain log\n")
         .send()
         .await?;
@@ -1232,6 +1330,7 @@ async fn omf_boot_images_and_agent_logs() -> Res {
     let resp = e
         .http
         .post(e.server.url(&format!("/nodes/{id}/log")))
+        .bearer_auth(e.token(id))
         .body(vec![b'x'; 2 * 1024 * 1024])
         .send()
         .await;

@@ -155,6 +155,9 @@ pub struct Server {
     pub config_dir: PathBuf,
     /// Its data dir (node records, role trees under `install/`).
     pub data_dir: PathBuf,
+    /// The certificate to trust when it serves HTTPS (`--tls-cert FILE`, or the
+    /// `--tls-self-signed` one of the data dir).
+    pub ca: Option<PathBuf>,
 }
 
 impl Server {
@@ -213,8 +216,16 @@ impl Server {
             let _ = child.wait();
             bail!("rdeploy serve said {line:?} instead of `rdeploy: listening on URL`");
         };
+        let ca = base.starts_with("https://").then(|| {
+            extra
+                .iter()
+                .position(|a| *a == "--tls-cert")
+                .and_then(|i| extra.get(i + 1))
+                .map_or_else(|| data_dir.join("tls/self-signed.pem"), PathBuf::from)
+        });
         Ok(Server {
             base: base.to_owned(),
+            ca,
             child,
             config_dir: config_dir.to_owned(),
             data_dir: data_dir.to_owned(),
@@ -234,6 +245,13 @@ impl Server {
             .count())
     }
 
+    /// Kills the server and waits for it to be gone (a restart: start another on the same
+    /// dirs).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `BASE/path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -245,9 +263,22 @@ impl Server {
         serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
     }
 
+    /// A client of this server: over HTTPS, trusting its certificate only.
+    pub fn client(&self) -> Result<reqwest::blocking::Client> {
+        let mut b = reqwest::blocking::Client::builder();
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("{}", ca.display()))?;
+            b = b
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(b.build()?)
+    }
+
     /// `GET BASE/path` as text.
     pub fn get_text(&self, path: &str) -> Result<String> {
-        let resp = reqwest::blocking::Client::new()
+        let resp = self
+            .client()?
             .get(self.url(path))
             .header("Accept", "application/json")
             .send()
@@ -312,4 +343,60 @@ pub fn fake_tools(dir: &Path, tools: &[(&str, Option<&str>)]) -> Result<String> 
     }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     Ok(format!("{}:{path}", dir.display()))
+}
+
+/// Runs `curl ARGS...` (the seed systems' documentation uses curl, so their tests do too).
+pub fn curl(args: &[&str]) -> Result<Output> {
+    let out = Command::new("curl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run curl (Debian package curl, listed in scripts/apt-packages)")?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// An inventory uploaded as eDeploy's users do it, `curl -s -f -F file=@HW URL/upload`;
+/// fails unless curl succeeds (a 2xx answer).
+pub fn curl_upload(server: &Server, hw: &Path) -> Result<Output> {
+    let file = format!("file=@{}", hw.display());
+    let out = curl(&["-s", "-f", "-F", &file, &server.url("/upload")])?;
+    anyhow::ensure!(
+        out.code == Some(0),
+        "upload of {}: curl exit {:?}: {}",
+        hw.display(),
+        out.code,
+        out.stderr
+    );
+    Ok(out)
+}
+
+/// A symlink `dir/name` to workspace binary `binary`: the multi-call names (`pxemngr` for
+/// `rdeploy`, `edeploy` for `rdeploy-agent`) as an operator installs them.
+pub fn multi_call(binary: &str, name: &str, dir: &Path) -> Result<PathBuf> {
+    let target = self::binary(binary)?;
+    std::fs::create_dir_all(dir)?;
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))?;
+    Ok(link)
+}
+
+/// Runs a program (a multi-call link) with arguments and extra environment variables.
+pub fn run_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }

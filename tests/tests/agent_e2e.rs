@@ -361,6 +361,50 @@ fn a_server_that_is_down_is_retried_with_messages_then_given_up() -> Result<()> 
     Ok(())
 }
 
+/// `rdeploy.server=` with two servers, the first down: the agent moves to the second, says
+/// so, and the whole install (upload, events with the node's token, the flip to local boot)
+/// goes there.
+#[test]
+fn an_agent_moves_to_the_next_server_when_one_is_down() -> Result<()> {
+    let env = Env::new(None, &[])?;
+    let dead = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let cmdline = env.dir.path().join("cmdline-two");
+    fs::write(
+        &cmdline,
+        format!(
+            "rdeploy.server=http://127.0.0.1:{dead},{} rdeploy.retry_for=30\n",
+            env.server.base
+        ),
+    )?;
+    let hw = workspace_path("examples/hw/kvm.json");
+    let out = run_binary(
+        "rdeploy-agent",
+        &[
+            "run",
+            "--cmdline",
+            cmdline.to_str().context("path")?,
+            "--hw",
+            hw.to_str().context("path")?,
+            "--dry-run",
+            "--firmware",
+            "bios",
+        ],
+    )?;
+    let all = show(&out);
+    ensure!(out.code == Some(0), "{all}");
+    ensure!(
+        out.stderr.contains(&format!(
+            "http://127.0.0.1:{dead} cannot be reached: moving to the next server, {}",
+            env.server.base
+        )),
+        "{all}"
+    );
+    let node = env.server.get_json(&format!("/nodes/{KVM_NODE}"))?;
+    ensure!(node["state"] == "installed", "{node}");
+    ensure!(node["boot"]["target"] == "local", "{node}");
+    Ok(())
+}
+
 #[test]
 fn admission_control_is_honoured_with_the_servers_retry_after() -> Result<()> {
     let env = Env::new(None, &["--max-installs", "1"])?;
@@ -474,7 +518,28 @@ fn a_hung_command_is_killed_at_the_command_timeout_and_named() -> Result<()> {
 
 #[test]
 fn a_real_run_installs_the_tree_files_fstab_and_records_with_fake_disk_tools() -> Result<()> {
-    let env = Env::new(None, &[])?;
+    real_run(false)
+}
+
+/// The same run over HTTPS: the server's self-signed certificate pinned (`--ca`), every
+/// call (upload, events, role tree, log, local boot) over TLS.
+#[test]
+fn a_real_run_over_tls_with_the_pinned_certificate() -> Result<()> {
+    real_run(true)
+}
+
+fn real_run(tls: bool) -> Result<()> {
+    let env = Env::new(None, if tls { &["--tls-self-signed"] } else { &[] })?;
+    let ca = env
+        .server
+        .ca
+        .clone()
+        .map(|p| p.to_string_lossy().into_owned());
+    ensure!(
+        tls == env.server.base.starts_with("https://") && tls == ca.is_some(),
+        "{}",
+        env.server.base
+    );
     // Everything that would touch disks, mounts or power is a fake that logs its call;
     // mkdir, cp and the role tree install are real, into a temp target.
     let fake = env.dir.path().join("fake-bin");
@@ -503,29 +568,29 @@ fn a_real_run_installs_the_tree_files_fstab_and_records_with_fake_disk_tools() -
     let target = env.path("chroot");
     let cmdline = env.cmdline()?;
     let hw = workspace_path("examples/hw/kvm.json");
-    let out = run_binary_env(
-        "rdeploy-agent",
-        &[
-            "run",
-            "--server",
-            &env.server.base,
-            "--cmdline",
-            &cmdline,
-            "--hw",
-            hw.to_str().context("path")?,
-            "--staging",
-            &staging,
-            "--target",
-            &target,
-            "--firmware",
-            "bios",
-            "--onsuccess",
-            "reboot",
-            "--retry-for",
-            "20s",
-        ],
-        &[("PATH", &path)],
-    )?;
+    let mut args = vec![
+        "run",
+        "--server",
+        &env.server.base,
+        "--cmdline",
+        &cmdline,
+        "--hw",
+        hw.to_str().context("path")?,
+        "--staging",
+        &staging,
+        "--target",
+        &target,
+        "--firmware",
+        "bios",
+        "--onsuccess",
+        "reboot",
+        "--retry-for",
+        "20s",
+    ];
+    if let Some(ca) = &ca {
+        args.extend_from_slice(&["--ca", ca]);
+    }
+    let out = run_binary_env("rdeploy-agent", &args, &[("PATH", &path)])?;
     let all = show(&out);
     ensure!(out.code == Some(0), "{all}");
 

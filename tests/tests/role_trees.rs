@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
-use rdeploy_tests::{binary, copy_dir, run_binary, workspace_path, Output, Server};
+use rdeploy_tests::{binary, copy_dir, run_binary, run_binary_env, workspace_path, Output, Server};
 
 /// Files under `var/data/` in both versions (all of them change): enough work that a kill
 /// lands in the middle of an upgrade.
@@ -190,6 +190,8 @@ struct Env {
     dir: tempfile::TempDir,
     server: Server,
     node: String,
+    /// The node's token (its upload reply's): the install keeps it for upgrade reports.
+    token: String,
     root: PathBuf,
     as_root: bool,
 }
@@ -242,11 +244,16 @@ impl Env {
             .as_str()
             .with_context(|| format!("no node id in {reply}"))?
             .to_owned();
+        let token = reply["token"]
+            .as_str()
+            .with_context(|| format!("no token in {reply}"))?
+            .to_owned();
         let root = dir.path().join("root");
         Ok(Env {
             dir,
             server,
             node,
+            token,
             root,
             as_root,
         })
@@ -260,19 +267,27 @@ impl Env {
     }
 
     fn install_v1(&self) -> Result<()> {
-        let out = self.agent(&[
-            "--server",
-            &self.server.base,
-            "install",
-            "--role",
-            "base",
-            "--version",
-            "1",
-            "--profile",
-            "kvm",
-            "--node",
-            &self.node,
-        ])?;
+        let root = self.root.to_string_lossy().into_owned();
+        let out = run_binary_env(
+            "rdeploy-agent",
+            &[
+                "upgrade",
+                "--root",
+                root.as_str(),
+                "--server",
+                &self.server.base,
+                "install",
+                "--role",
+                "base",
+                "--version",
+                "1",
+                "--profile",
+                "kvm",
+                "--node",
+                &self.node,
+            ],
+            &[("RDEPLOY_NODE_TOKEN", self.token.as_str())],
+        )?;
         ensure!(out.code == Some(0), "install: {}", show(&out));
         Ok(())
     }

@@ -1,11 +1,23 @@
-//! The agent's HTTP client of `rdeploy serve` (plain HTTP, blocking): every call has a time
-//! limit and is retried with backoff while the server is down, slow or busy.
+//! The agent's HTTP client of `rdeploy serve` (HTTP or HTTPS, blocking): every call has a
+//! time limit and is retried with backoff while the server is down, slow or busy.
+//!
+//! Over HTTPS the server's certificate must chain to the agent's CA file when it has one
+//! ([`Trust`]); a certificate that does not is a final refusal, not retried.
 //!
 //! A call is retried when the server cannot be reached, times out, or answers `5xx` or
 //! `429` (`503` with `Retry-After` is admission control: `--max-installs` installs are under
 //! way). Any other `4xx` is the server's final word (no match, quota used up) and is not
 //! retried. Every retry says on the console what failed and when the next try is.
+//!
+//! Failover: the client may know several servers (`rdeploy.server=URL1,URL2`: servers that
+//! share one rollout). It talks to one at a time; when that one cannot be reached or does
+//! not answer in time, the next attempt goes to the next server, and the client stays there
+//! (its clones too: one install, one current server). A server that answers, even `5xx`,
+//! is up: it is retried, not left. The node's token goes with every call, whichever server
+//! gets it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdeploy_configure::wire::{ProgressEvent, UploadReply};
@@ -14,6 +26,7 @@ use reqwest::StatusCode;
 
 use super::backoff::Backoff;
 use super::console::Console;
+use crate::tls::{certificate_refusal, Trust};
 
 /// Why a call to the server did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +42,18 @@ pub enum CallError {
         code: String,
         /// The server's message, with the profiles it tried for matching errors.
         message: String,
+    },
+    /// The server's certificate is not the pinned one (nor signed by the CA file).
+    #[error("{what}: refused the certificate of {server}: {why} (the agent trusts only {ca})")]
+    Untrusted {
+        /// The call.
+        what: String,
+        /// The server's base URL.
+        server: String,
+        /// What TLS said (`invalid peer certificate: UnknownIssuer` ...).
+        why: String,
+        /// The CA file, or `the system's roots`.
+        ca: String,
     },
     /// The server stayed unreachable or busy for the whole retry time.
     #[error(
@@ -51,9 +76,12 @@ pub enum CallError {
 /// The outcome of one attempt.
 enum Attempt {
     Done(Response),
+    Untrusted(String),
     Again {
         why: String,
         retry_after: Option<Duration>,
+        /// The server was not reached or did not answer: worth trying another.
+        unreachable: bool,
     },
     Refused {
         status: u16,
@@ -62,26 +90,81 @@ enum Attempt {
     },
 }
 
-/// A client of one server.
+/// A client of a server, or of several that share a rollout (tried in turn on failure).
 #[derive(Debug, Clone)]
 pub struct Client {
     http: Http,
     timeout: Duration,
-    base: String,
+    /// The servers' base URLs, in the order given.
+    bases: Arc<[String]>,
+    /// Which of `bases` calls go to now; shared by the clones.
+    current: Arc<AtomicUsize>,
     backoff: Backoff,
+    /// The node's token from the upload reply: sent on every later call.
+    token: Option<String>,
+    /// The server certificates trusted.
+    trust: Trust,
+}
+
+/// The servers of a `rdeploy.server=` / `--server` value: base URLs separated by commas
+/// (`http://10.0.0.1:8080,http://10.0.0.2:8080`), trailing slashes dropped, empty ones
+/// skipped.
+pub fn server_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/'))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Client {
-    /// A client of `base` (`http://10.0.0.1:8080`): each request may take `timeout`, connecting
-    /// at most 10 s of it; failed calls are retried under `backoff`.
-    pub fn new(base: &str, timeout: Duration, backoff: Backoff) -> anyhow::Result<Self> {
+    /// A client of `base` (`https://10.0.0.1:8443`, or several separated by commas): each
+    /// request may take `timeout`, connecting at most 10 s of it; failed calls are retried
+    /// under `backoff`, on the next server when the current one is unreachable; servers'
+    /// certificates are checked against `trust`.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        backoff: Backoff,
+        trust: &Trust,
+    ) -> anyhow::Result<Self> {
+        let bases = server_list(base);
+        if bases.is_empty() {
+            anyhow::bail!("no server URL in {base:?}");
+        }
         Ok(Self {
-            http: http_client(timeout)
+            http: http_client(timeout, trust)
                 .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?,
             timeout,
-            base: base.trim_end_matches('/').to_owned(),
+            bases: bases.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             backoff,
+            token: None,
+            trust: trust.clone(),
         })
+    }
+
+    /// The same servers, the same current one, another retry schedule (a client made once
+    /// the machine's inventory is known, to spread retries by machine).
+    pub fn with_backoff(&self, backoff: Backoff) -> Self {
+        let mut c = self.clone();
+        c.backoff = backoff;
+        c
+    }
+
+    /// Sends `token` (the upload reply's) on every later call, as
+    /// `Authorization: Bearer <token>`.
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// The request with the node's token, if it has one.
+    fn auth(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
     }
 
     /// The same client with another total retry time (failure reports do not wait forever).
@@ -91,13 +174,37 @@ impl Client {
         c
     }
 
-    /// The server's base URL.
+    /// The base URL of the server calls go to now.
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        &self.bases[i]
+    }
+
+    /// Every server, the current one first (what an installed host keeps for upgrades).
+    pub fn servers(&self) -> Vec<String> {
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        self.bases[i..]
+            .iter()
+            .chain(&self.bases[..i])
+            .cloned()
+            .collect()
+    }
+
+    /// Moves to the next server (after the current one could not be reached); says so.
+    fn fail_over(&self, console: &Console, from: &str) {
+        if self.bases.len() < 2 {
+            return;
+        }
+        let next = (self.current.load(Ordering::Relaxed) + 1) % self.bases.len();
+        self.current.store(next, Ordering::Relaxed);
+        console.say(&format!(
+            "{from} cannot be reached: moving to the next server, {}",
+            self.bases[next]
+        ));
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
     }
 
     /// `POST /upload` with the inventory: the matched profile, its variables and script.
@@ -135,7 +242,7 @@ impl Client {
                 ("failure", None, profile),
                 ("file", Some("hw.json"), inventory),
             ]);
-            http.post(self.url("/upload"))
+            self.auth(http.post(self.url("/upload")))
                 .header("Accept", "application/json")
                 .header("Content-Type", content_type)
                 .body(body)
@@ -152,7 +259,7 @@ impl Client {
     ) -> Result<(), CallError> {
         let what = format!("event {}", event_name(event));
         self.call(console, &what, |http| {
-            http.post(self.url(&format!("/nodes/{node}/events")))
+            self.auth(http.post(self.url(&format!("/nodes/{node}/events"))))
                 .json(event)
         })
         .map(drop)
@@ -161,7 +268,7 @@ impl Client {
     /// `POST /nodes/{id}/log` with the log as text.
     pub fn upload_log(&self, console: &Console, node: &str, log: &str) -> Result<(), CallError> {
         self.call(console, "log upload", |http| {
-            http.post(self.url(&format!("/nodes/{node}/log")))
+            self.auth(http.post(self.url(&format!("/nodes/{node}/log"))))
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .body(log.to_owned())
         })
@@ -171,7 +278,7 @@ impl Client {
     /// `GET /localboot/{mac}` (PXE Manager's call): the machine boots its disk from now on.
     pub fn localboot(&self, console: &Console, mac: &str) -> Result<String, CallError> {
         let resp = self.call(console, "localboot", |http| {
-            http.get(self.url(&format!("/localboot/{mac}")))
+            self.auth(http.get(self.url(&format!("/localboot/{mac}"))))
         })?;
         Ok(message_of(resp))
     }
@@ -189,6 +296,17 @@ impl Client {
         loop {
             match classify(build(&http).send()) {
                 Attempt::Done(r) => return Ok(r),
+                Attempt::Untrusted(why) => {
+                    return Err(CallError::Untrusted {
+                        what: what.to_owned(),
+                        server: self.base().to_owned(),
+                        why,
+                        ca: self.trust.ca_file().map_or_else(
+                            || "the system's roots".to_owned(),
+                            |p| p.display().to_string(),
+                        ),
+                    })
+                }
                 Attempt::Refused {
                     status,
                     code,
@@ -201,7 +319,12 @@ impl Client {
                         message,
                     })
                 }
-                Attempt::Again { why, retry_after } => {
+                Attempt::Again {
+                    why,
+                    retry_after,
+                    unreachable,
+                } => {
+                    let base = self.base().to_owned();
                     let Some(pause) = self.backoff.pause(attempt, start.elapsed(), retry_after)
                     else {
                         return Err(CallError::GaveUp {
@@ -213,17 +336,19 @@ impl Client {
                         });
                     };
                     console.say(&format!(
-                        "{what} to {}: {why}; next try in {:.1} s (attempt {}, giving up {:.0} s after the first)",
-                        self.base,
+                        "{what} to {base}: {why}; next try in {:.1} s (attempt {}, giving up {:.0} s after the first)",
                         pause.as_secs_f64(),
                         attempt + 1,
                         self.backoff.total.as_secs_f64(),
                     ));
+                    if unreachable {
+                        self.fail_over(console, &base);
+                    }
                     std::thread::sleep(pause);
                     attempt += 1;
                     // A fresh client for the next attempt: nothing of the failed one (a
                     // half-open connection, a dead pool entry) can fail it again.
-                    if let Ok(fresh) = http_client(self.timeout) {
+                    if let Ok(fresh) = http_client(self.timeout, &self.trust) {
                         http = fresh;
                     }
                 }
@@ -234,8 +359,9 @@ impl Client {
 
 /// The blocking client: a time limit on each request, 10 s at most to connect, no idle
 /// connections kept (a few calls a minute do not need them).
-fn http_client(timeout: Duration) -> reqwest::Result<Http> {
-    Http::builder()
+fn http_client(timeout: Duration, trust: &Trust) -> reqwest::Result<Http> {
+    trust
+        .builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("rdeploy-agent/", env!("CARGO_PKG_VERSION")))
@@ -290,10 +416,14 @@ fn classify(result: Result<Response, reqwest::Error>) -> Attempt {
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
+            if let Some(why) = certificate_refusal(&e) {
+                return Attempt::Untrusted(why);
+            }
             return Attempt::Again {
                 why: describe(&e),
                 retry_after: None,
-            }
+                unreachable: e.is_connect() || e.is_timeout(),
+            };
         }
     };
     let status = resp.status();
@@ -312,6 +442,7 @@ fn classify(result: Result<Response, reqwest::Error>) -> Attempt {
         Attempt::Again {
             why: format!("the server answered {} {code}: {message}", status.as_u16()),
             retry_after,
+            unreachable: false,
         }
     } else {
         Attempt::Refused {
@@ -422,6 +553,7 @@ mod tests {
             &format!("http://127.0.0.1:{port}"),
             Duration::from_secs(5),
             backoff,
+            &Trust::system(),
         )?;
         let console = Console::silent();
         let err = client.localboot(&console, "52:54:00:00:00:01");
@@ -434,5 +566,87 @@ mod tests {
         assert!(log.contains("localboot to http://127.0.0.1:"), "{log}");
         assert!(log.contains("next try in"), "{log}");
         Ok(())
+    }
+
+    #[test]
+    fn an_unreachable_server_is_left_for_the_next_which_gets_the_token() -> anyhow::Result<()> {
+        use std::io::{BufRead, BufReader, Write};
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        // The second server: answers one request, hands back what it received.
+        let live = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = live.local_addr()?.port();
+        let got = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
+            let (stream, _) = live.accept()?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line)?;
+                if line.trim().is_empty() {
+                    break;
+                }
+                head.push(line.trim().to_owned());
+            }
+            let mut w = stream;
+            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")?;
+            Ok(head)
+        });
+        let backoff = Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            total: Duration::from_secs(30),
+            seed: 1,
+        };
+        let mut client = Client::new(
+            &format!("http://127.0.0.1:{dead}/, http://127.0.0.1:{port}"),
+            Duration::from_secs(5),
+            backoff,
+            &Trust::system(),
+        )?;
+        client.set_token(Some("node-token".into()));
+        let clone = client.with_total(Duration::from_secs(30));
+        let console = Console::silent();
+        let answer = clone.localboot(&console, "52:54:00:00:00:01")?;
+        assert_eq!(answer, "ok");
+        let head = got
+            .join()
+            .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+        assert!(
+            head[0].starts_with("GET /localboot/52:54:00:00:00:01 "),
+            "{head:?}"
+        );
+        assert!(
+            head.iter()
+                .any(|h| h.eq_ignore_ascii_case("authorization: Bearer node-token")),
+            "{head:?}"
+        );
+        // The original client follows its clone: one install, one current server.
+        assert_eq!(client.base(), format!("http://127.0.0.1:{port}"));
+        assert_eq!(
+            client.servers(),
+            vec![
+                format!("http://127.0.0.1:{port}"),
+                format!("http://127.0.0.1:{dead}")
+            ]
+        );
+        let log = console.text();
+        assert!(
+            log.contains(&format!(
+                "moving to the next server, http://127.0.0.1:{port}"
+            )),
+            "{log}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn server_lists_are_split_on_commas() {
+        assert_eq!(
+            server_list("http://a:1/, http://b:2,,"),
+            vec!["http://a:1".to_owned(), "http://b:2".to_owned()]
+        );
+        assert!(server_list(" , ").is_empty());
     }
 }

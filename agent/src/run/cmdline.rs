@@ -60,6 +60,8 @@ pub struct KernelParams {
     pub command_timeout: Option<Duration>,
     /// `rdeploy.retry_for=`: how long to wait for the server.
     pub retry_for: Option<Duration>,
+    /// `rdeploy.ca=`: the CA file (in the initramfs) the server's certificate must chain to.
+    pub ca: Option<std::path::PathBuf>,
     /// The MAC the machine booted from (`BOOTIF=01-52-54-00-12-34-56`, set by PXELINUX and by
     /// rdeploy's iPXE script), as `52:54:00:12:34:56`.
     pub boot_mac: Option<String>,
@@ -123,6 +125,7 @@ impl KernelParams {
             };
             match key {
                 "rdeploy.server" => p.server = Some(value.trim_end_matches('/').to_owned()),
+                "rdeploy.ca" if !value.is_empty() => p.ca = Some(value.into()),
                 "rdeploy.onsuccess" => action(&mut p.onsuccess),
                 "rdeploy.onfailure" => action(&mut p.onfailure),
                 "ONSUCCESS" => action(&mut ed_success),
@@ -202,7 +205,7 @@ mod tests {
         let p = KernelParams::parse(
             "initrd=x rdeploy.server=http://10.0.0.1:8080/ rdeploy.onsuccess=kexec \
              rdeploy.onfailure=halt rdeploy.command_timeout=10m rdeploy.retry_for=90 \
-             BOOTIF=01-52-54-00-AB-34-56 quiet",
+             BOOTIF=01-52-54-00-AB-34-56 rdeploy.ca=/etc/rdeploy/lab-ca.pem quiet",
         );
         assert_eq!(
             p,
@@ -212,6 +215,7 @@ mod tests {
                 onfailure: Some(EndAction::Halt),
                 command_timeout: Some(Duration::from_secs(600)),
                 retry_for: Some(Duration::from_secs(90)),
+                ca: Some("/etc/rdeploy/lab-ca.pem".into()),
                 boot_mac: Some("52:54:00:ab:34:56".into()),
                 problems: vec![],
             }

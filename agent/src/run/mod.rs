@@ -37,6 +37,7 @@ use self::console::Console;
 use self::install::{BootLoader, Firmware, Steps};
 use self::logged::LoggedHost;
 use self::report::{unix_now, EventSink, Reporter};
+use crate::tls::Trust;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -48,7 +49,9 @@ Examples:
   rdeploy-agent run --server http://10.0.0.1:8080 --retry-for 5m --command-timeout 10m \
       --onsuccess console
 
-Kernel command line: rdeploy.server=URL (or eDeploy's SERV=HOST HTTP_PORT=PORT HTTP_PATH=PATH),
+Kernel command line: rdeploy.server=URL[,URL...] (or eDeploy's SERV=HOST HTTP_PORT=PORT HTTP_PATH=PATH),
+rdeploy.ca=FILE (the only CA an https:// server's certificate may chain to; default
+/etc/rdeploy/ca.pem when the initramfs has it, put there by rdeploy-initrd build --ca),
 rdeploy.onsuccess= and rdeploy.onfailure= (reboot|kexec|halt|console; eDeploy's ONSUCCESS=,
 ONFAILURE=), rdeploy.command_timeout=, rdeploy.retry_for=, BOOTIF= (the boot MAC).
 Flags win over the kernel command line.
@@ -59,9 +62,14 @@ Exit status: 0 installed, 1 the run failed (reported to the server), 2 bad usage
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct RunArgs {
-    /// The rdeploy server (default: `rdeploy.server=` from the kernel command line).
-    #[arg(long, value_name = "URL")]
+    /// The rdeploy server (default: `rdeploy.server=` from the kernel command line); several
+    /// servers sharing one rollout separated by commas, tried in turn when one is unreachable.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub server: Option<String>,
+    /// Trust only this CA or pinned certificate (PEM) for the https:// server [default:
+    /// rdeploy.ca=, else /etc/rdeploy/ca.pem when it exists]; with one, http:// is refused.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Read the kernel command line from FILE instead of /proc/cmdline.
     #[arg(long, value_name = "FILE")]
     pub cmdline: Option<PathBuf>,
@@ -110,6 +118,7 @@ pub struct RunArgs {
 /// Everything a run needs, flags and kernel command line resolved.
 #[derive(Debug, Clone)]
 struct Settings {
+    /// The server, or several that share the rollout, separated by commas (tried in turn).
     server: String,
     dry_run: bool,
     hw: Option<PathBuf>,
@@ -123,6 +132,8 @@ struct Settings {
     target_root: String,
     firmware: Firmware,
     boot_mac: Option<String>,
+    /// The server certificates trusted.
+    trust: Trust,
 }
 
 fn path_str(p: &Path) -> String {
@@ -136,11 +147,16 @@ impl Settings {
             .clone()
             .or_else(|| params.server.clone())
             .context("no server: pass --server URL or boot with rdeploy.server=URL (or eDeploy's SERV=HOST HTTP_PORT=PORT)")?;
-        if !server.starts_with("http://") {
-            anyhow::bail!("server {server:?}: only plain http:// URLs are supported (the installer carries no TLS stack)");
+        let servers = client::server_list(&server);
+        if servers.is_empty() {
+            anyhow::bail!("server {server:?}: no URL in it");
+        }
+        let trust = Trust::resolve(args.ca.as_deref().or(params.ca.as_deref()))?;
+        for s in &servers {
+            trust.check_url(s)?;
         }
         Ok(Self {
-            server: server.trim_end_matches('/').to_owned(),
+            server: servers.join(","),
             dry_run: args.dry_run,
             hw: args.hw.clone(),
             sysroot: args.root.clone(),
@@ -165,6 +181,7 @@ impl Settings {
             target_root: path_str(&args.target),
             firmware: args.firmware.resolve(),
             boot_mac: params.boot_mac.clone(),
+            trust,
         })
     }
 }
@@ -187,6 +204,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         &settings.server,
         settings.http_timeout,
         Backoff::new(settings.retry_for, seed_of(settings.server.as_bytes())),
+        &settings.trust,
     )?;
     let mut run = Run {
         s: settings,
@@ -330,11 +348,10 @@ impl Run {
         self.start(Step::Detect, "hardware inventory")?;
         let inventory = self.detect()?;
         // Retry pauses spread by machine: seeded by what makes this one different.
-        self.client = Client::new(
-            &self.s.server,
-            self.s.http_timeout,
-            Backoff::new(self.s.retry_for, seed_of(inventory.as_bytes())),
-        )?;
+        self.client = self.client.with_backoff(Backoff::new(
+            self.s.retry_for,
+            seed_of(inventory.as_bytes()),
+        ));
         self.inventory = Some(inventory.clone());
         self.succeed(Step::Detect, "")?;
         Ok(inventory)
@@ -342,8 +359,10 @@ impl Run {
 
     /// `upload`: the profile, variables, script and node id; the held events go out.
     fn step_upload(&mut self, inventory: &str) -> anyhow::Result<UploadReply> {
-        self.start(Step::Upload, &format!("to {}", self.s.server))?;
+        self.start(Step::Upload, &format!("to {}", self.client.base()))?;
         let reply = self.client.upload(&self.console, inventory)?;
+        // Every later call proves it comes from this node with the reply's token.
+        self.client.set_token(reply.token.clone());
         self.profile = Some(reply.profile.clone());
         match &reply.node {
             Some(node) => {
@@ -413,13 +432,16 @@ impl Run {
             &format!("{} {} into {target}", role.role, role.version),
         )?;
         let spec = crate::tree::InstallSpec {
-            server: self.s.server.clone(),
+            // The server that answered the upload (after any failover).
+            server: self.client.base().to_owned(),
             role: role.role.clone(),
             version: role.version.clone(),
             profile: reply.profile.clone(),
             target: PathBuf::from(target),
             node: self.reporter.node().map(str::to_owned),
+            token: reply.token.clone(),
             jobs: 0,
+            trust: self.s.trust.clone(),
         };
         let console = self.console.clone();
         let mut progress_lines = String::new();
@@ -843,16 +865,27 @@ mod tests {
     }
 
     #[test]
-    fn a_server_is_required_and_plain_http() {
+    fn a_server_is_required_and_https_once_a_ca_is_given() -> anyhow::Result<()> {
         let e = settings(&[], "quiet")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("no server: pass --server URL"), "{e}");
-        let e = settings(&["--server", "https://x"], "")
+        let e = settings(&["--server", "ftp://x"], "")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("only plain http:// URLs"), "{e}");
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+        // rdeploy.ca= names the CA; with one, plain http:// is refused.
+        let tmp = tempfile::tempdir()?;
+        let ca = tmp.path().join("ca.pem");
+        std::fs::write(&ca, "junk")?;
+        let cmdline = format!("rdeploy.server=https://x rdeploy.ca={}", ca.display());
+        let e = settings(&[], &cmdline)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("ca.pem: no certificate"), "{e}");
+        Ok(())
     }
 }

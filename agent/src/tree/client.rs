@@ -11,12 +11,16 @@ use rdeploy_configure::tree_wire::{Manifest, TreeReport, UpgradePaths};
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
+    /// The node's token, sent with reports.
+    token: Option<String>,
 }
 
 impl Client {
-    /// A client of the server at `base` (`http://10.0.0.1:8080`).
-    pub fn new(base: &str) -> Result<Client> {
-        let http = reqwest::blocking::Client::builder()
+    /// A client of the server at `base` (`http://10.0.0.1:8080`), trusting `trust`'s
+    /// certificates over HTTPS.
+    pub fn new(base: &str, trust: &crate::tls::Trust) -> Result<Client> {
+        let http = trust
+            .builder()
             // Streams of a large tree take as long as they take; a dead peer is noticed by
             // the connect timeout and TCP.
             .timeout(None::<Duration>)
@@ -27,7 +31,14 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` (`Authorization: Bearer`) with its reports.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
     }
 
     /// The server's base URL.
@@ -146,9 +157,11 @@ impl Client {
     /// Tells the server about an install or upgrade of node `node`.
     pub fn report(&self, node: &str, report: &TreeReport) -> Result<()> {
         let url = self.url(&format!("/nodes/{node}/tree"));
-        let resp = self
-            .http
-            .post(&url)
+        let mut req = self.http.post(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .json(report)
             .timeout(Duration::from_secs(30))
             .send()

@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 /// Where the file lives, relative to a system's root.
 pub const CONF_PATH: &str = "var/lib/rdeploy/conf";
 
+/// Where eDeploy kept it, read when rdeploy's is missing (a host eDeploy installed).
+pub const EDEPLOY_CONF_PATH: &str = "var/lib/edeploy/conf";
+
 /// The installed system's description.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Conf {
@@ -104,9 +107,14 @@ impl Conf {
         Ok(c)
     }
 
-    /// Reads `root/var/lib/rdeploy/conf`.
+    /// Reads `root/var/lib/rdeploy/conf`, or eDeploy's `root/var/lib/edeploy/conf` on a
+    /// host eDeploy installed.
     pub fn load(root: &Path) -> Result<Conf> {
-        let path = Conf::path(root);
+        let mut path = Conf::path(root);
+        let edeploy = root.join(EDEPLOY_CONF_PATH);
+        if !path.exists() && edeploy.exists() {
+            path = edeploy;
+        }
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read {} (is this an rdeploy-installed system? --root names another root)",
@@ -123,6 +131,43 @@ impl Conf {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         write_atomic(&path, self.render().as_bytes())
     }
+}
+
+/// Where an installed system keeps its node token (`var/lib/rdeploy/token`, mode 0600):
+/// its upgrade reports carry it.
+pub const TOKEN_PATH: &str = "var/lib/rdeploy/token";
+
+/// Keeps the node's token in the installed system, readable by root only.
+pub fn save_token(root: &Path, token: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = root.join(TOKEN_PATH);
+    let dir = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(".token.rdeploy-new");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| f.write_all(format!("{token}\n").as_bytes()))
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename to {}", path.display()))
+}
+
+/// The node token: `RDEPLOY_NODE_TOKEN`, else the installed system's (none before this
+/// version or when the install had none).
+pub fn load_token(root: &Path) -> Option<String> {
+    std::env::var("RDEPLOY_NODE_TOKEN")
+        .ok()
+        .or_else(|| std::fs::read_to_string(root.join(TOKEN_PATH)).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// Temp file in the same directory, fsync, rename.

@@ -144,6 +144,30 @@ impl Filter {
 }
 
 /// `a/b/c`, `b/c`, `c`.
+/// eDeploy's `add_only` file in the form the rest of rdeploy reads (a path the rules
+/// exclude is a path they name).
+///
+/// eDeploy read `add_only` like `rsync --include-from` (its second rsync pass used it so): a
+/// bare pattern and `+ PATTERN` name add-only paths, `- PATTERN` names paths that are not;
+/// its own generated default is `+ /var/`, `+ /var/**`, `- *`. Here a bare pattern names,
+/// so `+ X` becomes `X` and `- X` becomes `+ X`; bare lines, comments and `!` stay.
+pub fn add_only_rules(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some(p) = line.strip_prefix("+ ") {
+            out.push_str(p);
+        } else if let Some(p) = line.strip_prefix("- ") {
+            out.push_str("+ ");
+            out.push_str(p);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn suffixes(path: &str) -> impl Iterator<Item = &str> {
     std::iter::once(path).chain(path.match_indices('/').map(move |(i, _)| &path[i + 1..]))
 }
@@ -269,5 +293,19 @@ mod tests {
         assert!(!f.excluded("a", false));
         assert!(f.excluded("b", false));
         assert!(Filter::parse("# only a comment\n\n").is_empty());
+    }
+
+    #[test]
+    fn add_only_reads_like_include_from() {
+        // eDeploy's generated default: /var is add-only, nothing else.
+        let f = Filter::parse(&add_only_rules("+ /var/\n+ /var/**\n- *\n"));
+        assert!(f.excluded("var", true));
+        assert!(f.excluded("var/lib/app/state", false));
+        assert!(!f.excluded("etc/motd", false));
+        assert!(!f.excluded("usr", true));
+        // Bare patterns name add-only paths either way.
+        let f = Filter::parse(&add_only_rules("/etc/seed.conf\n# comment\n"));
+        assert!(f.excluded("etc/seed.conf", false));
+        assert!(!f.excluded("etc/motd", false));
     }
 }

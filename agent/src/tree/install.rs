@@ -34,7 +34,7 @@ pub fn install(
     if spec.server.starts_with("rsync://") {
         return install_rsync(spec, dry_run, progress);
     }
-    let client = Client::new(&spec.server)?;
+    let client = Client::new(&spec.server, &spec.trust)?.with_token(spec.token.clone());
     let manifest = client.manifest(&spec.role, &spec.version)?;
     let tree_bytes = manifest.bytes();
     let entries = manifest.entries.len() as u64;
@@ -212,6 +212,9 @@ fn install_http(
         node: spec.node.clone(),
     }
     .save(root)?;
+    if let Some(token) = &spec.token {
+        super::conf::save_token(root, token)?;
+    }
     Ok(InstallStats {
         files: made + files.load(Ordering::Relaxed),
         bytes: bytes.load(Ordering::Relaxed),
@@ -271,6 +274,9 @@ fn install_rsync(
             node: spec.node.clone(),
         }
         .save(Path::new(&spec.target))?;
+        if let Some(token) = &spec.token {
+            super::conf::save_token(Path::new(&spec.target), token)?;
+        }
     }
     progress(&format!(
         "rsync: {} files, {} bytes transferred",

@@ -8,7 +8,11 @@
 //! - [`upgrade`]: plan (what differs) and apply (fetch only changed content);
 //! - [`filter`]: the rsync-style patterns of `exclude` and `add_only`;
 //! - [`local`]: writing entries safely and walking the target; [`client`]: the HTTP side;
-//! - [`rsync`]: the same commands against an eDeploy rsync daemon (`rsync://` servers).
+//! - [`rsync`]: the same commands against an eDeploy rsync daemon (`rsync://` servers);
+//! - [`pkgmngr`]: eDeploy's `activate-pkgmngr` / `deactivate-pkgmngr`.
+//!
+//! The agent invoked as `edeploy` (a symlink) takes these verbs as eDeploy's own tool did:
+//! `edeploy upgrade VERSION` is `rdeploy-agent upgrade upgrade VERSION` ([`edeploy_args`]).
 //!
 //! Operator guide: `docs/upgrades.md`; endpoints: `docs/roles.md`.
 
@@ -17,6 +21,7 @@ pub mod conf;
 pub mod filter;
 mod install;
 pub mod local;
+pub mod pkgmngr;
 pub mod rsync;
 pub mod upgrade;
 
@@ -49,6 +54,10 @@ pub struct UpgradeArgs {
     /// Parallel transfers.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS, global = true)]
     pub jobs: usize,
+    /// Trust only this CA or pinned certificate (PEM) for an https:// server [default:
+    /// /etc/rdeploy/ca.pem under ROOT when it exists, else the system's roots].
+    #[arg(long, value_name = "FILE", env = "RDEPLOY_CA", global = true)]
+    pub ca: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: UpgradeCommand,
@@ -75,6 +84,11 @@ pub enum UpgradeCommand {
     Profile,
     /// Install a role tree into --root from --server (what the provisioning run does).
     Install(InstallArgs),
+    /// Turn apt-get and yum back on (eDeploy's activate-pkgmngr).
+    ActivatePkgmngr,
+    /// Turn apt-get and yum off: they print that they are deactivated (eDeploy's
+    /// deactivate-pkgmngr; the real programs are kept as /usr/bin/TOOL.real).
+    DeactivatePkgmngr,
     /// `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]`: short for `upgrade upgrade
     /// VERSION` (eDeploy's `edeploy upgrade VERSION` habit).
     #[command(external_subcommand)]
@@ -129,6 +143,25 @@ pub struct InstallArgs {
     pub dry_run: bool,
 }
 
+/// eDeploy's `edeploy` usage line.
+pub const EDEPLOY_USAGE: &str = "Usage: edeploy ({test-}upgrade <target version>|list|verify|help|version|role|profile|activate-pkgmngr|deactivate-pkgmngr)";
+
+/// The command line of `rdeploy-agent` for `edeploy ARGS...` (the agent invoked as
+/// `edeploy`): `edeploy VERB ARGS` is `rdeploy-agent upgrade VERB ARGS`, `edeploy help` the
+/// help of `rdeploy-agent upgrade`. `None` for no verb at all (eDeploy printed its usage and
+/// exited 1).
+pub fn edeploy_args(args: &[String]) -> Option<Vec<String>> {
+    let (verb, rest) = args.split_first()?;
+    let mut out = vec!["rdeploy-agent".to_owned(), "upgrade".to_owned()];
+    if verb == "help" {
+        out.push("--help".to_owned());
+    } else {
+        out.push(verb.clone());
+        out.extend(rest.iter().cloned());
+    }
+    Some(out)
+}
+
 /// `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]` read as `upgrade upgrade ...`.
 fn shorthand_run(words: &[String]) -> Result<UpgradeRun> {
     let parsed = <Shorthand as clap::Parser>::try_parse_from(
@@ -136,6 +169,17 @@ fn shorthand_run(words: &[String]) -> Result<UpgradeRun> {
     )
     .context("expected `rdeploy-agent upgrade VERSION [--itemize] [--no-reboot]` or a subcommand (see --help)")?;
     Ok(parsed.run)
+}
+
+/// The certificates an upgrade trusts: `--ca`, else ROOT/etc/rdeploy/ca.pem when it
+/// exists, else the system's roots.
+fn trust(args: &UpgradeArgs) -> Result<crate::tls::Trust> {
+    let on_host = args.root.join(crate::tls::CA_FILE.trim_start_matches('/'));
+    match &args.ca {
+        Some(f) => crate::tls::Trust::from_file(f),
+        None if on_host.exists() => crate::tls::Trust::from_file(&on_host),
+        None => Ok(crate::tls::Trust::system()),
+    }
 }
 
 /// Runs `upgrade`.
@@ -149,6 +193,20 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         }
         other => other,
     };
+    match command {
+        UpgradeCommand::ActivatePkgmngr | UpgradeCommand::DeactivatePkgmngr => {
+            let (done, state) = if matches!(command, UpgradeCommand::ActivatePkgmngr) {
+                (pkgmngr::activate(root)?, "activated")
+            } else {
+                (pkgmngr::deactivate(root)?, "deactivated")
+            };
+            for tool in done {
+                println!("{tool}: {state}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     if let UpgradeCommand::Install(i) = command {
         let server = args.server.clone().context("install needs --server URL")?;
         let spec = InstallSpec {
@@ -158,7 +216,10 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
             profile: i.profile.clone(),
             target: root.clone(),
             node: i.node.clone(),
+            // The node's token, to report the install on it (RDEPLOY_NODE_TOKEN).
+            token: std::env::var("RDEPLOY_NODE_TOKEN").ok(),
             jobs: args.jobs,
+            trust: trust(args)?,
         };
         install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
         return Ok(ExitCode::SUCCESS);
@@ -192,7 +253,10 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
                 println!("{}", conf.profile);
                 Ok(ExitCode::SUCCESS)
             }
-            UpgradeCommand::Install(_) | UpgradeCommand::Shorthand(_) => Ok(ExitCode::SUCCESS),
+            UpgradeCommand::Install(_)
+            | UpgradeCommand::Shorthand(_)
+            | UpgradeCommand::ActivatePkgmngr
+            | UpgradeCommand::DeactivatePkgmngr => Ok(ExitCode::SUCCESS),
         };
     }
     match command {
@@ -200,19 +264,22 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         UpgradeCommand::Role => println!("{}", conf.role),
         UpgradeCommand::Profile => println!("{}", conf.profile),
         UpgradeCommand::List => {
-            let client = Client::new(&server)?;
+            let client = Client::new(&server, &trust(args)?)?;
             for v in client.upgrades(&conf.role, &conf.version)?.to {
                 println!("{v}");
             }
         }
-        UpgradeCommand::Verify => return verify(root, &conf, &server),
+        UpgradeCommand::Verify => return verify(root, &conf, &server, &trust(args)?),
         UpgradeCommand::TestUpgrade(v) => {
-            return run_upgrade(root, &conf, &server, &v.version, args.jobs, None)
+            return run_upgrade(root, &conf, &server, &v.version, args, None)
         }
         UpgradeCommand::Upgrade(u) => {
-            return run_upgrade(root, &conf, &server, &u.version, args.jobs, Some(u))
+            return run_upgrade(root, &conf, &server, &u.version, args, Some(u))
         }
-        UpgradeCommand::Install(_) | UpgradeCommand::Shorthand(_) => {}
+        UpgradeCommand::Install(_)
+        | UpgradeCommand::Shorthand(_)
+        | UpgradeCommand::ActivatePkgmngr
+        | UpgradeCommand::DeactivatePkgmngr => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -227,8 +294,8 @@ fn saved_rules(root: &Path) -> Rules {
     )
 }
 
-fn verify(root: &Path, conf: &Conf, server: &str) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+fn verify(root: &Path, conf: &Conf, server: &str, trust: &crate::tls::Trust) -> Result<ExitCode> {
+    let client = Client::new(server, trust)?;
     let m = client.manifest(&conf.role, &conf.version)?;
     let rules = saved_rules(root);
     let as_root = rustix::process::geteuid().is_root();
@@ -277,12 +344,13 @@ fn run_upgrade(
     conf: &Conf,
     server: &str,
     to: &str,
-    jobs: usize,
+    args: &UpgradeArgs,
     run: Option<&UpgradeRun>,
 ) -> Result<ExitCode> {
+    let jobs = args.jobs;
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server)?;
+    let client = Client::new(server, &trust(args)?)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
@@ -483,8 +551,12 @@ pub struct InstallSpec {
     /// The server's node id: recorded in the conf (`NODE=`); the install is reported on it
     /// (`POST /nodes/{id}/tree`) so `GET /nodes` shows the role and version.
     pub node: Option<String>,
+    /// The node's token (the upload reply's): the install report carries it.
+    pub token: Option<String>,
     /// Parallel streams (0: [`DEFAULT_JOBS`]).
     pub jobs: usize,
+    /// The server certificates trusted.
+    pub trust: crate::tls::Trust,
 }
 
 /// What an install moved.
@@ -547,6 +619,68 @@ mod tests {
         };
         let err = shorthand_run(&words).err().map(|e| format!("{e:#}"));
         assert!(err.is_some_and(|e| e.contains("upgrade VERSION")));
+        Ok(())
+    }
+
+    #[test]
+    fn edeploys_verbs_are_the_upgrade_subcommands() -> Result<()> {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let parse_edeploy = |w: &[&str]| -> Result<UpgradeCommand> {
+            let args = edeploy_args(&words(w)).context("no verb")?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Ok(parse(&args)?)
+        };
+        let UpgradeCommand::Upgrade(run) = parse_edeploy(&["upgrade", "D7-H.1.1.0"])? else {
+            anyhow::bail!("edeploy upgrade VERSION is not upgrade");
+        };
+        assert_eq!(run.version, "D7-H.1.1.0");
+        assert!(matches!(
+            parse_edeploy(&["test-upgrade", "D7-H.1.1.0"])?,
+            UpgradeCommand::TestUpgrade(_)
+        ));
+        for (verb, ok) in [
+            (
+                "list",
+                matches!(parse_edeploy(&["list"])?, UpgradeCommand::List),
+            ),
+            (
+                "verify",
+                matches!(parse_edeploy(&["verify"])?, UpgradeCommand::Verify),
+            ),
+            (
+                "version",
+                matches!(parse_edeploy(&["version"])?, UpgradeCommand::Version),
+            ),
+            (
+                "role",
+                matches!(parse_edeploy(&["role"])?, UpgradeCommand::Role),
+            ),
+            (
+                "profile",
+                matches!(parse_edeploy(&["profile"])?, UpgradeCommand::Profile),
+            ),
+            (
+                "activate-pkgmngr",
+                matches!(
+                    parse_edeploy(&["activate-pkgmngr"])?,
+                    UpgradeCommand::ActivatePkgmngr
+                ),
+            ),
+            (
+                "deactivate-pkgmngr",
+                matches!(
+                    parse_edeploy(&["deactivate-pkgmngr"])?,
+                    UpgradeCommand::DeactivatePkgmngr
+                ),
+            ),
+        ] {
+            assert!(ok, "edeploy {verb}");
+        }
+        assert_eq!(
+            edeploy_args(&words(&["help"])),
+            Some(words(&["rdeploy-agent", "upgrade", "--help"]))
+        );
+        assert_eq!(edeploy_args(&[]), None);
         Ok(())
     }
 }

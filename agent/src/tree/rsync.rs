@@ -77,9 +77,10 @@ fn fetch_metadata(server: &str, conf: &Conf, to: &str, root: &Path) -> Result<Pa
 }
 
 /// The exclude-from file for the main sync: implicit excludes, `exclude`, then the
-/// `add_only` patterns (handled by a second pass).
+/// `add_only` paths (handled by a second pass; `add_only` read as eDeploy read it).
 fn rules_file(dir: &Path, exclude: &str, add_only: &str) -> Result<PathBuf> {
     let path = dir.join("rsync-rules");
+    let add_only = super::filter::add_only_rules(add_only);
     write_atomic(
         &path,
         format!("{IMPLICIT_EXCLUDES}{exclude}\n{add_only}\n").as_bytes(),
@@ -145,13 +146,24 @@ pub fn upgrade(
                 text.push_str(&format!("- {line}\n"));
             }
         }
-        for line in add_only.lines().map(str::trim_end) {
+        for line in super::filter::add_only_rules(&add_only)
+            .lines()
+            .map(str::trim_end)
+        {
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
             }
-            let pat = line.trim_start_matches("- ").trim_start_matches("+ ");
-            text.push_str(&format!("+ {pat}\n"));
-            if let Some(d) = pat.strip_suffix('/') {
+            if line == "!" {
+                text.push_str("!\n");
+                continue;
+            }
+            // A path add_only does not name (eDeploy's `- *`) is left out of this pass.
+            if let Some(pat) = line.strip_prefix("+ ") {
+                text.push_str(&format!("- {pat}\n"));
+                continue;
+            }
+            text.push_str(&format!("+ {line}\n"));
+            if let Some(d) = line.strip_suffix('/') {
                 text.push_str(&format!("+ {d}/***\n"));
             }
         }

@@ -35,13 +35,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Rules from the texts of `exclude` and `add_only`.
+    /// Rules from the texts of `exclude` and `add_only` (the latter read as eDeploy read it,
+    /// [`super::filter::add_only_rules`]).
     pub fn new(exclude: &str, add_only: &str) -> Rules {
         let mut ex = Filter::parse(IMPLICIT_EXCLUDES);
         ex.extend(&Filter::parse(exclude));
         Rules {
             exclude: ex,
-            add_only: Filter::parse(add_only),
+            add_only: Filter::parse(&super::filter::add_only_rules(add_only)),
         }
     }
 }
@@ -77,7 +78,7 @@ impl Change {
     pub fn line(&self, m: &Manifest) -> String {
         let kind = self
             .entry
-            .map(|i| kind_name(m.entries[i].kind))
+            .map(|i| m.entries[i].kind.name())
             .unwrap_or("entry");
         let op = match self.op {
             Op::Create => "create",
@@ -90,18 +91,6 @@ impl Change {
         } else {
             format!("{op} {kind:<7} {} ({})", self.path, self.why)
         }
-    }
-}
-
-fn kind_name(k: EntryKind) -> &'static str {
-    match k {
-        EntryKind::Dir => "dir",
-        EntryKind::File => "file",
-        EntryKind::Symlink => "symlink",
-        EntryKind::Hardlink => "link",
-        EntryKind::Char => "chardev",
-        EntryKind::Block => "blkdev",
-        EntryKind::Fifo => "fifo",
     }
 }
 
@@ -176,7 +165,7 @@ pub fn plan(
             l.kind == e.kind || (e.kind == EntryKind::Hardlink && l.kind == EntryKind::File);
         if !same_kind {
             replaced.insert(&e.path, true);
-            push(&mut out, Op::Update, format!("was a {}", kind_name(l.kind)));
+            push(&mut out, Op::Update, format!("was a {}", l.kind.name()));
             continue;
         }
         let content = match e.kind {
@@ -590,7 +579,7 @@ mod tests {
             .map(|c| (c.op, c.path.as_str()))
             .collect();
         assert_eq!(got, [(Op::Update, "lib"), (Op::Delete, "lib/x")]);
-        let client = Client::new("http://127.0.0.1:9")?;
+        let client = Client::new("http://127.0.0.1:9", &crate::tls::Trust::system())?;
         apply(&p, &m, &root, &client, 1, &|_| {})?;
         assert_eq!(std::fs::read_link(root.join("lib"))?, Path::new("usr/lib"));
         assert_eq!(std::fs::read_to_string(root.join("usr/lib/x"))?, "keep");

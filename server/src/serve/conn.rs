@@ -25,7 +25,7 @@ use axum::http::Request;
 use axum::Router;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -40,6 +40,12 @@ pub const MAX_CONNECTIONS: usize = 8192;
 /// Most header lines the HTTP layer reads (above `http::guard`'s own limit, so a request
 /// with a few too many gets its JSON answer rather than a bare status line).
 pub const MAX_HEAD_LINES: usize = 400;
+
+/// Most requests one HTTP/2 connection may have under way at once.
+pub const MAX_HTTP2_STREAMS: u32 = 64;
+
+/// How long a TLS client may take to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +96,23 @@ pub fn connection_cap(nofile: u64, requested: Option<usize>) -> usize {
     requested.unwrap_or(MAX_CONNECTIONS).min(fit).max(16)
 }
 
+/// Places for connections, shared by the listeners of one server.
+#[derive(Debug, Clone)]
+pub struct Cap {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Cap {
+    /// Room for `max` connections at once.
+    pub fn new(max: usize) -> Cap {
+        Cap {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
 /// The body a request timed out sending (see [`Timeouts`]).
 #[derive(Debug, thiserror::Error)]
 #[error("the request body was not sent in time ({0})")]
@@ -97,14 +120,23 @@ pub struct BodyTimeout(&'static str);
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the connections
 /// under way finish their requests.
+///
+/// With `tls`, each connection's handshake (within [`HANDSHAKE_TIMEOUT`], holding its
+/// place under the cap) comes first, and a client that chose `h2` by ALPN is served
+/// HTTP/2; without, HTTP/1.1. Several listeners may share one [`Cap`].
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
-    max_connections: usize,
+    cap: Cap,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let Cap {
+        permits,
+        max: max_connections,
+    } = cap;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -130,10 +162,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let io = TokioIo::new(StallIo::new(stream, timeouts.write_stall));
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(ConnectInfo(peer));
@@ -142,21 +174,26 @@ pub async fn serve(
                 let mut router = router.clone();
                 async move { tower::Service::call(&mut router, req).await }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.header)
-                .max_headers(MAX_HEAD_LINES)
-                .serve_connection(io, service);
-            tokio::pin!(conn);
-            let stopping = async move {
-                let _ = stop.wait_for(|s| *s).await;
+            let Some(acceptor) = acceptor else {
+                serve_http1(stream, service, timeouts, stop).await;
+                return;
             };
-            tokio::select! {
-                r = conn.as_mut() => log_end(r),
-                () = stopping => {
-                    conn.as_mut().graceful_shutdown();
-                    log_end(conn.await);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "TLS handshake failed: {e}");
+                    return;
                 }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_http2(tls, service, timeouts, stop).await;
+            } else {
+                serve_http1(tls, service, timeouts, stop).await;
             }
         });
     }
@@ -166,6 +203,70 @@ pub async fn serve(
     let _ = permits
         .acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX))
         .await;
+}
+
+/// Serves one HTTP/1.1 connection until it ends or the server stops.
+async fn serve_http1<I, S>(io: I, service: S, timeouts: Timeouts, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(StallIo::new(io, timeouts.write_stall));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .max_headers(MAX_HEAD_LINES)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        r = conn.as_mut() => log_end(r),
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            log_end(conn.await);
+        }
+    }
+}
+
+/// Serves one HTTP/2 connection (TLS, `h2` by ALPN) until it ends or the server stops. An
+/// idle connection is pinged and closed when the pings go unanswered.
+async fn serve_http2<I, S>(io: I, service: S, timeouts: Timeouts, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(StallIo::new(io, timeouts.write_stall));
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(timeouts.header))
+        .keep_alive_timeout(timeouts.header)
+        .max_concurrent_streams(MAX_HTTP2_STREAMS)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        r = conn.as_mut() => log_end(r),
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            log_end(conn.await);
+        }
+    }
 }
 
 fn log_end(r: Result<(), hyper::Error>) {

@@ -10,8 +10,21 @@
 //!   (or of the MACs and address its files are named after), the PXELINUX files follow,
 //!   here and nowhere else — no handler has to remember them.
 //!
+//! - test runs (`testing`, PXE Manager's test system): which run a calling system gets,
+//!   whose result an upload is.
+//!
 //! Errors are [`ApiError`]s built from each module's own error type (`error.rs` maps them,
 //! in one place), so a test of the core sees the same code a client would.
+//!
+//! What the seed systems ask of a machine (PXE Manager's systems and callers, PXE Pilot's
+//! deploys, OMF's boot images) is decided in [`seeds`], on the same state.
+
+mod seeds;
+
+pub use seeds::{HostRef, Machine};
+
+pub mod guard;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,9 +42,11 @@ use super::identity::{normalize_mac, sanitize, Identity};
 use super::lifecycle::Transition;
 use super::metrics::Metrics;
 use super::nodes::Nodes;
+use super::omf::OmfLinks;
 use super::record::Node;
 use super::slots::Slots;
-use super::systems::{System, Systems};
+use super::store::{Change, Sqlite, Store};
+use super::systems::{System, Systems, SITE_DEFAULT};
 use super::writer::{UploadJob, WriteError, Writer};
 use crate::wire::{BootChange, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList};
 
@@ -42,7 +57,56 @@ pub struct Upload {
     /// The variables handed to the configure script, as a JSON object.
     pub var: serde_json::Map<String, serde_json::Value>,
     pub node: Node,
+    /// The node's new token (its record keeps only the digest): the agent sends it back on
+    /// every later call.
+    pub token: String,
 }
+
+/// Which nodes `GET /nodes` lists: `?state=S&profile=P&q=TEXT&after=ID&limit=N` (`q`
+/// finds text in the id, a MAC, the IP or the hostname).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct NodeFilter {
+    pub state: Option<String>,
+    pub profile: Option<String>,
+    pub q: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl NodeFilter {
+    fn keeps(&self, n: &Node) -> bool {
+        let state_ok = self
+            .state
+            .as_deref()
+            .is_none_or(|s| super::lifecycle::state_name(n.state) == s);
+        let profile_ok = self
+            .profile
+            .as_deref()
+            .is_none_or(|p| n.profile.as_deref() == Some(p));
+        let text_ok = self.q.as_deref().is_none_or(|q| {
+            let q = q.to_lowercase();
+            let var = |k: &str| {
+                n.var
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_lowercase)
+            };
+            n.id.to_lowercase().contains(&q)
+                || n.identity
+                    .macs
+                    .iter()
+                    .any(|m| m.to_lowercase().contains(&q))
+                || var("ip").is_some_and(|v| v.contains(&q))
+                || var("hostname").is_some_and(|v| v.contains(&q))
+        });
+        state_ok && profile_ok && text_ok
+    }
+}
+
+/// Machines that never matched kept at most (the oldest go first): refused uploads cannot
+/// fill the store.
+pub const MAX_UNMATCHED: usize = 10_000;
 
 /// The core (see the module doc).
 #[derive(Debug)]
@@ -52,9 +116,18 @@ pub struct Core {
     nodes: Nodes,
     systems: Systems,
     slots: Arc<Slots>,
+    store: Store,
+    /// Files beside the store: eDeploy's `hw/<name>.hw`, the agents' logs.
     disk: Disk,
     data_dir: PathBuf,
     boot: BootFiles,
+    /// OMF's hex-IP links and when they lapse (`--omf-link-lifetime`).
+    omf: OmfLinks,
+    tests: testing::Tests,
+    /// Every node change, for `GET /events`.
+    events: super::events::Events,
+    /// Which variables are secret (masked for whoever is neither the node nor an admin).
+    secrets: super::access::Secrets,
     pub metrics: Metrics,
 }
 
@@ -74,18 +147,49 @@ fn node_ip(node: &Node) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The data dir's id (`<data-dir>/.rdeploy-id`, made at first start): it names this server's
+/// ledger of installs under way in the config dir (`cmdb::ledger`).
+pub fn data_dir_id(data_dir: &Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join(".rdeploy-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if rdeploy_cmdb::ledger::valid_owner(text.trim()) => Ok(text.trim().to_owned()),
+        Ok(text) => anyhow::bail!(
+            "{}: {:?} is not a data dir id (letters, digits, '-', '_'); remove the file to make a new one",
+            path.display(),
+            text.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            rdeploy_cmdb::store::write_atomic(data_dir, ".rdeploy-id", &format!("{id}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 impl Core {
-    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`) around a started writer.
+    /// Opens the data dir (`hw/`, `nodes/`, `systems.json`, `testruns/`) around a started
+    /// writer, and the tests dir (`--tests-dir`, created with a `wait.test` if needed).
     pub fn open(
         writer: Writer,
         data_dir: PathBuf,
         boot: BootFiles,
         slots: Slots,
+        tests: &super::testing::TestsConfig,
     ) -> anyhow::Result<Core> {
         use anyhow::Context as _;
         let hw = data_dir.join("hw");
         std::fs::create_dir_all(&hw).with_context(|| format!("cannot create {}", hw.display()))?;
-        let mut scratch = vec![data_dir.clone(), hw.clone(), data_dir.join("nodes")];
+        let nodes_dir = data_dir.join("nodes");
+        std::fs::create_dir_all(&nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        let mut scratch = vec![data_dir.clone(), hw.clone(), nodes_dir.clone()];
         scratch.extend(boot.tftp_root.as_ref().map(|t| t.join("pxelinux.cfg")));
         let removed = super::disk::remove_leftovers(&scratch);
         if removed > 0 {
@@ -96,21 +200,46 @@ impl Core {
         }
         let disk = Disk::default();
         let slots = Arc::new(slots);
-        let nodes_dir = data_dir.join("nodes");
-        let nodes = Nodes::load(&nodes_dir, disk.clone(), Arc::clone(&slots))
-            .with_context(|| format!("cannot read node records in {}", nodes_dir.display()))?;
-        let systems = Systems::load(data_dir.join("systems.json"), disk.clone());
+        let (store, loaded) = Store::open(Sqlite::open(&data_dir)?)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
+        let systems = Systems::new(loaded.systems, store.clone());
+        // OMF's default: a machine with no file of its own boots its disk.
+        if boot
+            .ensure_default()
+            .with_context(|| "cannot write pxelinux.cfg/default under the TFTP root")?
+        {
+            tracing::info!("wrote pxelinux.cfg/default (boot the local disk)");
+        }
+        let omf = OmfLinks::new(boot.omf_link_lifetime);
+        let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
             matching: Matching::default(),
             nodes,
             systems,
             slots,
+            store,
             disk,
             data_dir,
             boot,
+            omf,
+            tests,
+            events: super::events::Events::default(),
+            secrets: super::access::Secrets::default(),
             metrics: Metrics::default(),
         })
+    }
+
+    /// The same core with other secret patterns (`--secret-pattern`).
+    pub fn with_secrets(mut self, secrets: super::access::Secrets) -> Core {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Which variables are secret: the one rule every reader of a record masks by.
+    pub fn secrets(&self) -> &super::access::Secrets {
+        &self.secrets
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -127,13 +256,19 @@ impl Core {
         self.nodes.get(id)
     }
 
-    /// The node owning a MAC (any of its MACs), most recently updated first.
-    pub fn node_by_mac(&self, mac: &str) -> Option<Node> {
-        self.nodes.by_mac(mac)
-    }
-
     pub fn node_count(&self) -> usize {
         self.nodes.count()
+    }
+
+    /// The inventory a node sent last (eDeploy's Python-literal form).
+    pub async fn inventory(&self, id: &str) -> Result<String, ApiError> {
+        self.store
+            .inventory(id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::not_found("no_such_node", format!("no inventory from node '{id}'"))
+            })
     }
 
     /// How many nodes are in each state.
@@ -141,15 +276,26 @@ impl Core {
         self.nodes.count_by_state()
     }
 
+    /// A listener of every node change from now on (`GET /events`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::events::NodeChange> {
+        self.events.subscribe()
+    }
+
     pub fn installs_in_flight(&self) -> usize {
         self.slots.in_flight()
     }
 
-    /// `GET /nodes`.
-    pub fn node_list(&self) -> NodeList {
-        NodeList {
-            nodes: self.nodes.all().iter().map(Node::summary).collect(),
-        }
+    /// `GET /nodes`: the short form of the nodes `filter` keeps, in id order, a page at a
+    /// time (`next` names the last one when there may be more).
+    pub fn node_list(&self, filter: &NodeFilter) -> NodeList {
+        let limit = filter.limit.unwrap_or(usize::MAX).max(1);
+        let nodes = self
+            .nodes
+            .summaries(filter.after.as_deref(), limit, |n| filter.keeps(n));
+        let next = (nodes.len() == limit)
+            .then(|| nodes.last().map(|n| n.id.clone()))
+            .flatten();
+        NodeList { nodes, next }
     }
 
     /// The config as of now (the writer looks at the files first).
@@ -165,7 +311,7 @@ impl Core {
     /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
     pub async fn quota(&self) -> QuotaReport {
         let health = self.health().await;
-        let nodes = self.nodes.all();
+        let per_profile = self.nodes.count_by_profile();
         let profiles = health
             .profiles
             .iter()
@@ -176,10 +322,7 @@ impl Core {
                     quota: left.clone(),
                     cmdb_used: cmdb.map(|c| c.used),
                     cmdb_total: cmdb.map(|c| c.total),
-                    nodes: nodes
-                        .iter()
-                        .filter(|n| n.profile.as_deref() == Some(profile.as_str()))
-                        .count(),
+                    nodes: per_profile.get(profile).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -210,7 +353,16 @@ impl Core {
             .change(id, t)
             .await?
             .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
+        self.events.publish(&node);
         self.follow(before.as_ref(), &node).await;
+        let installed = rdeploy_configure::wire::NodeState::Installed;
+        if node.state == installed && before.is_some_and(|b| b.state != installed) {
+            // The install is done: the machine no longer holds an install under way (a
+            // later upload, after an operator's reinstall, counts again).
+            if let Err(e) = self.writer.finish(node.id.clone()).await {
+                tracing::error!(node = %node.id, error = %e, "cannot record the end of the install in the ledger");
+            }
+        }
         Ok(node)
     }
 
@@ -218,6 +370,7 @@ impl Core {
     async fn record(&self, identity: &Identity, ts: Vec<Transition>) -> Result<Node, ApiError> {
         let before = self.nodes.get(&identity.name);
         let node = self.nodes.record_all(identity, ts).await?;
+        self.events.publish(&node);
         self.follow(before.as_ref(), &node).await;
         Ok(node)
     }
@@ -229,7 +382,8 @@ impl Core {
             return;
         }
         let (boot, macs, ip) = key;
-        self.sync_files(BootFiles::file_names(&macs, ip.as_deref()), boot)
+        let addresses: Vec<String> = ip.into_iter().collect();
+        self.sync_files(BootFiles::file_names(&macs, &addresses), boot)
             .await;
     }
 
@@ -252,9 +406,17 @@ impl Core {
 
     /// An inventory upload: the re-install guard (the life cycle's table), admission,
     /// the allocation (writer thread, group commit) beside the `.hw` file (disk thread),
-    /// then the node record. A refused upload is recorded too (`refused` event).
-    pub async fn upload(&self, inventory: Inventory) -> Result<Upload, ApiError> {
-        let identity = Identity::of(&inventory);
+    /// then the node record. A refused upload is recorded too (`refused` event). `from`,
+    /// the address the upload came from, is one the node is known by from then on.
+    pub async fn upload(
+        &self,
+        inventory: Inventory,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Upload, ApiError> {
+        let mut identity = Identity::of(&inventory);
+        if let Some(ip) = from {
+            identity.seen_from(ip);
+        }
         tracing::Span::current().record("node", identity.name.as_str());
         self.metrics.upload();
         if let Err(illegal) = self.nodes.check(&identity, &Transition::Discovered) {
@@ -277,14 +439,14 @@ impl Core {
             self.metrics.refused(err.code);
             return Err(err);
         }
-        let holds = self.nodes.install_in_progress(&identity.name);
+        let node = Some(identity.name.clone());
         let started = std::time::Instant::now();
         // The inventory file is a record, the allocation is the answer: both go to disk at
         // once, so an upload waits for the slower of the two instead of their sum.
         let hw_text = inventory.to_python();
         let (saved, result) = tokio::join!(
             self.save_hw(&identity, hw_text),
-            self.allocate(Arc::new(inventory), holds)
+            self.allocate(Arc::new(inventory), node)
         );
         self.metrics.allocation(started.elapsed());
         if saved.is_err() {
@@ -298,12 +460,19 @@ impl Core {
                 self.slots.release(&identity.name);
                 let err = ApiError::from(refusal);
                 self.metrics.refused(err.code);
+                // The event says why, profile by profile (what `rdeploy check` explains):
+                // the console's "why didn't it match".
+                let mut message = err.message.clone();
+                for t in &err.tried {
+                    message.push_str(&format!("\n  {}: {}", t.profile, t.reason));
+                }
                 let refused = Transition::Refused {
                     code: err.code.to_owned(),
-                    message: err.message.clone(),
+                    message,
                 };
                 self.record(&identity, vec![Transition::Discovered, refused])
                     .await?;
+                self.nodes.expire_unmatched(MAX_UNMATCHED).await;
                 return Err(err);
             }
         };
@@ -313,9 +482,11 @@ impl Core {
             _ => serde_json::Map::new(),
         };
         tracing::info!(profile = %allocation.plan.profile, counted = allocation.counted, "matched");
+        let (token, token_sha256) = super::access::new_token().map_err(ApiError::internal)?;
         let matched = Transition::Matched {
             profile: allocation.plan.profile.clone(),
             var: var.clone(),
+            token_sha256: Some(token_sha256),
         };
         let node = self
             .record(&identity, vec![Transition::Discovered, matched])
@@ -324,20 +495,23 @@ impl Core {
             allocation,
             var,
             node,
+            token,
         })
     }
 
     /// Matches an upload before its batch (off the writer thread: [`Matching`]), then has
     /// the writer allocate it. An upload whose matching spends its budget is refused
-    /// without reaching the writer.
+    /// without reaching the writer. `node` names the machine (the writer's ledger answers an
+    /// install it holds again); the profile its record was last given is matched first.
     async fn allocate(
         &self,
         inventory: Arc<Inventory>,
-        holds: Option<String>,
+        node: Option<String>,
     ) -> Result<Allocation, WriteError> {
+        let held = node.as_deref().and_then(|n| self.nodes.profile_of(n));
         let prematch = self
             .matching
-            .prematch(self.writer.specs(), Arc::clone(&inventory))
+            .prematch(self.writer.specs(), Arc::clone(&inventory), held)
             .await;
         if let Some(refusal) = prematch.too_costly(&inventory) {
             return Err(WriteError::Refused(refusal));
@@ -346,22 +520,31 @@ impl Core {
             .upload(UploadJob {
                 inventory,
                 prematch: Some(prematch),
-                holds,
+                node,
             })
             .await
     }
 
-    /// Saves an inventory as `<data-dir>/hw/<name>.hw` (eDeploy's pprint form).
+    /// Saves an inventory: in the store (answered once durable), then as
+    /// `<data-dir>/hw/<name>.hw` (eDeploy's pprint form, for the tools that read those) off
+    /// the answer's path.
     async fn save_hw(&self, id: &Identity, inventory: String) -> Result<(), ApiError> {
+        let change = Change::Inventory {
+            node: id.name.clone(),
+            text: inventory.clone(),
+        };
+        self.store.commit(change).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot save the inventory");
+            ApiError::internal(e)
+        })?;
         let dir = self.data_dir.join("hw");
         let file = format!("{}.hw", id.name);
-        self.disk
-            .write_atomic(dir, file, inventory)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot save the inventory");
-                ApiError::from(e)
-            })
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = super::disk::write_unsynced(&dir, &file, &inventory) {
+                tracing::warn!(file = %dir.join(&file).display(), error = %e, "cannot write the .hw file (the store has the inventory)");
+            }
+        });
+        Ok(())
     }
 
     /// A failure report (`failure=<profile>`, with the inventory when the agent sent it):
@@ -385,7 +568,8 @@ impl Core {
         if let Some((identity, t)) = &failed {
             self.nodes.check(identity, t)?;
         }
-        let outcome = self.writer.failure(profile.to_owned()).await?;
+        let node = failed.as_ref().map(|(identity, _)| identity.name.clone());
+        let outcome = self.writer.failure(profile.to_owned(), node).await?;
         if let Some((identity, t)) = failed {
             self.record(&identity, vec![t]).await?;
         }
@@ -401,6 +585,32 @@ impl Core {
     /// A role tree install or upgrade report.
     pub async fn tree_report(&self, id: &str, report: TreeReport) -> Result<Node, ApiError> {
         self.change(id, Transition::Tree(report)).await
+    }
+
+    /// The log a node's agent uploaded last (file name and bytes), if any: the newer of
+    /// `<data-dir>/nodes/<id>.log` and `<id>.log.gz`.
+    pub async fn node_log(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, ApiError> {
+        let dir = self.data_dir.join("nodes");
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut newest: Option<(std::time::SystemTime, String)> = None;
+            for name in [format!("{id}.log"), format!("{id}.log.gz")] {
+                if let Ok(m) = std::fs::metadata(dir.join(&name)).and_then(|m| m.modified()) {
+                    if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+                        newest = Some((m, name));
+                    }
+                }
+            }
+            let Some((_, name)) = newest else {
+                return Ok(None);
+            };
+            let path = dir.join(&name);
+            std::fs::read(&path)
+                .map(|b| Some((name, b)))
+                .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))
+        })
+        .await
+        .map_err(ApiError::internal)?
     }
 
     /// The agent's log: `<data-dir>/nodes/<id>.log.gz` (gzipped, as eDeploy's agent sent it)
@@ -425,6 +635,15 @@ impl Core {
         self.disk
             .write_bytes_atomic(self.data_dir.join("nodes"), name.clone(), bytes)
             .await?;
+        let indexed = Change::Log {
+            node: id.to_owned(),
+            file: name.clone(),
+            bytes: len as u64,
+        };
+        self.store
+            .commit(indexed)
+            .await
+            .map_err(ApiError::internal)?;
         self.change(
             id,
             Transition::Log {
@@ -432,6 +651,45 @@ impl Core {
             },
         )
         .await?;
+        Ok(name)
+    }
+
+    /// A log eDeploy's agent posted to `upload.py` (a `file` named `<vendor>-<product>-
+    /// <serial>.log.gz`): kept as `<data-dir>/logs/<name>`, the previous one of that name
+    /// renamed `<name minus .log.gz>.<unix time>.log.gz` first, as eDeploy's CGI did. Returns
+    /// the file name.
+    pub async fn save_upload_log(
+        &self,
+        name: &str,
+        bytes: axum::body::Bytes,
+    ) -> Result<String, ApiError> {
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let name = sanitize(base)
+            .filter(|n| n.ends_with(".log.gz"))
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_log", format!("{name:?} is not a log file name"))
+            })?;
+        let dir = self.data_dir.join("logs");
+        let (d, n) = (dir.clone(), name.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&d)?;
+            let old = d.join(&n);
+            if old.exists() {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_secs());
+                let stem = n.trim_end_matches(".log.gz");
+                std::fs::rename(&old, d.join(format!("{stem}.{secs}.log.gz")))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        self.disk
+            .write_bytes_atomic(dir, name.clone(), bytes)
+            .await?;
+        tracing::info!(log = %name, "eDeploy agent log saved");
         Ok(name)
     }
 
@@ -451,15 +709,19 @@ impl Core {
     }
 
     /// The iPXE script of the machine with this MAC: its node's next boot, else its
-    /// registered system's, else `install`. An installed node booting the network again
-    /// gets `local` and an alert (the re-install loop guard).
+    /// registered system's, else the site default an operator set, else `install`. An
+    /// installed node booting the network again gets `local` and an alert (the re-install
+    /// loop guard).
     pub async fn boot_script(&self, mac: &str) -> String {
         let Some(node) = self.nodes.by_mac(mac) else {
-            let target = self
-                .systems
-                .registered(mac)
-                .await
-                .unwrap_or(BootTarget::Install);
+            let target = match self.systems.registered(mac).await {
+                Some(t) => t,
+                None => self
+                    .systems
+                    .site_default()
+                    .await
+                    .unwrap_or(BootTarget::Install),
+            };
             return self.boot.ipxe(&target, mac);
         };
         if node.state == rdeploy_configure::wire::NodeState::Installed
@@ -475,25 +737,6 @@ impl Core {
                 .await;
         }
         self.boot.ipxe(&node.boot, &node.id)
-    }
-
-    /// PXE Manager's `localboot`: the node boots its disk from now on (an install under way
-    /// is done).
-    pub async fn localboot(&self, node: &Node, why: &str) -> Result<Node, ApiError> {
-        let why = why.to_owned();
-        self.change(&node.id, Transition::LocalBoot { why }).await
-    }
-
-    /// The node that calls, found by its address (the IP its CMDB entry gave it; PXE
-    /// Manager's way).
-    pub fn caller(&self, ip: std::net::IpAddr) -> Result<Node, ApiError> {
-        let ip = ip.to_string();
-        self.nodes.by_ip(&ip).ok_or_else(|| {
-            ApiError::not_found(
-                "no_such_node",
-                format!("no node was given the address {ip}"),
-            )
-        })
     }
 
     /// Sets the next boot of the machine with this MAC: its node if there is one, else the
@@ -520,33 +763,36 @@ impl Core {
         Ok(None)
     }
 
-    /// Sets the next boot of a node (by id), a registered system (by name) or a MAC.
+    /// Sets the next boot of a machine named by node id, registered system name, CMDB
+    /// hostname, MAC or address (an unknown MAC is registered); `default` is the site
+    /// default (PXE Manager's `nextboot default PROFILE`: `pxelinux.cfg/default` and the iPXE
+    /// answer for machines with nothing of their own).
     pub async fn set_boot(
         &self,
         name: &str,
         target: BootTarget,
         why: &str,
     ) -> Result<BootChange, ApiError> {
-        if sanitize(name).as_deref() == Some(name) {
-            if self.nodes.get(name).is_some() {
-                let why = why.to_owned();
-                let node = self.change(name, Transition::Boot { target, why }).await?;
-                return Ok(BootChange {
-                    node: Some(node.id),
-                    system: None,
-                    mac: None,
-                    boot: node.boot.to_string(),
-                });
-            }
-            if let Some(system) = self.systems.set_boot(name, target.clone()).await? {
-                self.follow_system(&system).await;
-                return Ok(BootChange {
-                    node: None,
-                    system: Some(name.to_owned()),
-                    mac: None,
-                    boot: target.to_string(),
-                });
-            }
+        if name == SITE_DEFAULT {
+            self.systems.set_site_default(target.clone()).await?;
+            let boot = self.boot.clone();
+            let t = target.clone();
+            let written = tokio::task::spawn_blocking(move || boot.set_default(&t))
+                .await
+                .map_err(ApiError::internal)?;
+            written.map_err(|e| {
+                ApiError::internal(format!("cannot write pxelinux.cfg/default: {e}"))
+            })?;
+            return Ok(BootChange {
+                node: None,
+                system: Some(SITE_DEFAULT.to_owned()),
+                mac: None,
+                boot: target.to_string(),
+            });
+        }
+        if let Some(machine) = self.find(name).await {
+            let machine = self.set_machine_boot(machine, target, why).await?;
+            return Ok(machine.boot_change(normalize_mac(name)));
         }
         if let Some(mac) = normalize_mac(name) {
             let node = self.set_boot_by_mac(&mac, target.clone(), why).await?;
@@ -559,40 +805,52 @@ impl Core {
         }
         Err(ApiError::not_found(
             "no_such_node",
-            format!("'{name}' is neither a node, a registered system nor a MAC address"),
+            format!("'{name}' is neither a node, a registered system, a hostname, a MAC nor an address this server knows"),
         ))
     }
 
-    /// Registers (or re-registers) a system: a name for MACs (PXE Manager's `addsystem`).
-    pub async fn add_system(&self, name: &str, macs: &[String]) -> Result<SystemInfo, ApiError> {
+    /// Registers (or re-registers) a system: a name for MACs and IPv4 addresses (PXE
+    /// Manager's `addsystem NAME MAC|IP...`).
+    pub async fn add_system(
+        &self,
+        name: &str,
+        macs: &[String],
+        addresses: &[String],
+    ) -> Result<SystemInfo, ApiError> {
         if sanitize(name).as_deref() != Some(name) {
             return Err(ApiError::bad_request(
                 "bad_system",
                 format!("{name:?} is not a system name (letters, digits, '.', '_', '-')"),
             ));
         }
-        if macs.is_empty() {
+        if macs.is_empty() && addresses.is_empty() {
             return Err(ApiError::bad_request(
                 "bad_system",
-                "a system needs at least one MAC address",
+                "a system needs at least one MAC or IPv4 address",
             ));
         }
-        let system = self.systems.add(name, macs).await?;
+        let (system, _moved) = self.systems.add(name, macs, addresses).await?;
         self.follow_system(&system).await;
         Ok(system_info(name.to_owned(), &system))
     }
 
-    /// A registered system's boot files follow its next boot, as a node's do (a MAC that
-    /// a node owns is the node's: its files are left to it).
+    /// A registered system's boot files follow its next boot, as a node's do: `01-<mac>`
+    /// and the hex-IP name of each address (a MAC that a node owns is the node's: its files
+    /// are left to it).
     async fn follow_system(&self, system: &System) {
+        self.sync_files(self.system_files(system), system.boot.clone())
+            .await;
+    }
+
+    /// The PXELINUX names a registered system's files take.
+    fn system_files(&self, system: &System) -> Vec<String> {
         let macs: Vec<String> = system
             .macs
             .iter()
             .filter(|m| self.nodes.by_mac(m).is_none())
             .cloned()
             .collect();
-        self.sync_files(BootFiles::file_names(&macs, None), system.boot.clone())
-            .await;
+        BootFiles::file_names(&macs, &system.addresses)
     }
 }
 
@@ -600,7 +858,9 @@ fn system_info(name: String, s: &System) -> SystemInfo {
     SystemInfo {
         name,
         macs: s.macs.clone(),
+        addresses: s.addresses.clone(),
         boot: s.boot.to_string(),
+        node: None,
     }
 }
 
@@ -636,12 +896,14 @@ mod tests {
             tmp.path(),
         );
         let slots = Slots::new(None, std::time::Duration::from_secs(3600));
-        let core = Core::open(writer, tmp.path().join("data"), boot, slots)?;
+        let data = tmp.path().join("data");
+        let tests = crate::serve::testing::TestsConfig::new(&data);
+        let core = Core::open(writer, data, boot, slots, &tests)?;
         let inventory = Inventory::parse(include_str!("../../../examples/hw/kvm.json"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let up = core
-            .upload(inventory.clone())
+            .upload(inventory.clone(), None)
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         assert_eq!(up.allocation.plan.profile, "kvm");
@@ -667,7 +929,7 @@ mod tests {
             .progress(&id, event(Step::Configure, StepStatus::Started))
             .await;
         assert!(stray.is_err_and(|e| e.code == "illegal_transition"));
-        let again = core.upload(inventory).await;
+        let again = core.upload(inventory, None).await;
         assert!(again.is_err_and(|e| e.code == "already_installed"));
         assert_eq!(core.node(&id).map(|n| n.state), Some(NodeState::Installed));
 

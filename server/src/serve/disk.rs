@@ -1,5 +1,5 @@
-//! File writes from async handlers (node records, inventories, registered systems): atomic
-//! and durable, with group commit.
+//! File writes from async handlers (the agents' logs; node records and inventories are in
+//! the store): atomic and durable, with group commit.
 //!
 //! One thread owns these writes. It takes every write waiting (up to [`BATCH`]), writes each
 //! to its own temporary file, syncs those files side by side (the file system folds
@@ -137,6 +137,17 @@ pub fn remove_leftovers(dirs: &[PathBuf]) -> usize {
         }
     }
     removed
+}
+
+/// Replaces `dir/name` atomically but without syncing (a copy of data kept durably
+/// elsewhere, such as eDeploy's `.hw` files beside the store). Blocking.
+pub fn write_unsynced(dir: &std::path::Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(temp_name(name));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, dir.join(name)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn temp_name(name: &str) -> String {

@@ -143,6 +143,11 @@ impl From<SystemsError> for ApiError {
     fn from(e: SystemsError) -> ApiError {
         match e {
             SystemsError::BadMac { .. } => ApiError::bad_request("bad_mac", e.to_string()),
+            SystemsError::BadAddress { .. } => ApiError::bad_request("bad_address", e.to_string()),
+            SystemsError::Reserved => ApiError::bad_request("reserved_name", e.to_string()),
+            SystemsError::NoSuchSystem { .. } => {
+                ApiError::not_found("no_such_system", e.to_string())
+            }
             SystemsError::Encode(_) | SystemsError::Save { .. } => ApiError::internal(chain(&e)),
         }
     }

@@ -19,6 +19,11 @@ pub struct Identity {
     pub product: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    /// The addresses the machine is known by besides its CMDB `ip`: every
+    /// `('network', IFACE, 'ipv4', ADDR)` of its inventory, then the address its last upload
+    /// came from (PXE Manager finds a caller by any of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// Longest node name kept (file names stay well under the 255-byte limit).
@@ -99,6 +104,15 @@ impl Identity {
         }
         let name = sanitize(&name)
             .unwrap_or_else(|| format!("unknown-{:016x}", fnv1a(&inventory.to_python())));
+        let mut addresses: Vec<String> = Vec::new();
+        for l in &inventory.lines {
+            if l[0].as_str() == Some("network") && l[2].as_str() == Some("ipv4") {
+                let a = text(&l[3]);
+                if a.parse::<std::net::Ipv4Addr>().is_ok() && !addresses.contains(&a) {
+                    addresses.push(a);
+                }
+            }
+        }
         Identity {
             name,
             macs,
@@ -106,7 +120,21 @@ impl Identity {
             vendor,
             product,
             uuid,
+            addresses,
         }
+    }
+
+    /// Adds the address a request came from (kept once, last).
+    pub fn seen_from(&mut self, ip: std::net::IpAddr) {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        }
+        .to_string();
+        self.addresses.retain(|a| *a != ip);
+        self.addresses.push(ip);
     }
 }
 
@@ -150,6 +178,19 @@ mod tests {
         assert_eq!(i.name, "ProLiantDL360Gen91234-CZ3404-52-54-00-AA-bb-cc");
         assert_eq!(i.macs, ["52:54:00:aa:bb:cc", "52:54:00:aa:bb:cd"]);
         assert_eq!(i.serial.as_deref(), Some("CZ 34/04"));
+        assert!(i.addresses.is_empty());
+    }
+
+    #[test]
+    fn addresses_come_from_the_inventory_and_the_upload() {
+        let mut i = Identity::of(&inv(
+            "[('network', 'eth0', 'serial', '52:54:00:aa:bb:cc'), ('network', 'eth0', 'ipv4', '192.168.122.45'),
+              ('network', 'eth0', 'ipv4-netmask', '255.255.255.0'), ('network', 'eth1', 'ipv4', 'dhcp')]",
+        ));
+        assert_eq!(i.addresses, ["192.168.122.45"]);
+        i.seen_from("10.0.0.9".parse().expect("ip"));
+        i.seen_from("::ffff:10.0.0.9".parse().expect("ip"));
+        assert_eq!(i.addresses, ["192.168.122.45", "10.0.0.9"]);
     }
 
     #[test]

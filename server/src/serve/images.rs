@@ -1,6 +1,7 @@
 //! `GET /images/vmlinuz` and `GET /images/initrd.img`: the install kernel and initramfs that
 //! the iPXE scripts of [`super::boot`] point at, streamed from `--images-dir` (the output
-//! directory of `rdeploy-initrd build`).
+//! directory of `rdeploy-initrd build`); and `GET /agent`, the static `rdeploy-agent` a
+//! deployed host fetches to upgrade itself (`curl -o /usr/sbin/rdeploy-agent URL/agent`).
 //!
 //! Files are streamed, never read whole; `HEAD`, `Range` (iPXE and curl resume with it),
 //! `If-Modified-Since` and `Last-Modified` are those of tower-http's `ServeFile`. Only these two
@@ -50,6 +51,40 @@ pub async fn image(
     }
     match ServeFile::new(&path).oneshot(req).await {
         Ok(resp) => Ok(resp.map(Body::new).into_response()),
+        Err(e) => Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `rdeploy-agent` in the directory of the running `rdeploy`, if it is there.
+pub fn agent_beside_server() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let agent = exe.parent()?.join("rdeploy-agent");
+    agent.is_file().then_some(agent)
+}
+
+/// `GET|HEAD /agent`: the agent binary (`--agent-binary`, or the one beside the server).
+pub async fn agent(State(app): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let Some(path) = &app.core.boot().config.agent_binary else {
+        return Err(ApiError::not_found(
+            "no_agent",
+            "this server has no agent binary to serve: start it with --agent-binary FILE (scripts/build-boot-images builds a static one: target/static/x86_64-unknown-linux-gnu/release/rdeploy-agent), or put rdeploy-agent beside the rdeploy binary",
+        ));
+    };
+    if !path.is_file() {
+        return Err(ApiError::not_found(
+            "no_agent",
+            format!("{} (the agent binary) is gone", path.display()),
+        ));
+    }
+    match ServeFile::new(path).oneshot(req).await {
+        Ok(resp) => {
+            let mut resp = resp.map(Body::new).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/octet-stream"),
+            );
+            Ok(resp)
+        }
         Err(e) => Err(ApiError::internal(format!("{}: {e}", path.display()))),
     }
 }

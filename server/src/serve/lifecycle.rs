@@ -56,6 +56,8 @@ pub enum Transition {
     Matched {
         profile: String,
         var: serde_json::Map<String, serde_json::Value>,
+        /// The SHA-256 of the node's new token (a re-install gets a new one).
+        token_sha256: Option<String>,
     },
     /// The upload got nothing (no match, quota, CMDB).
     Refused { code: String, message: String },
@@ -363,7 +365,11 @@ const LOG_TAIL: usize = 4000;
 fn record(node: &mut Node, t: Transition, entering: Option<NodeState>, at: &str) {
     match t {
         Transition::Discovered => node.event(event(at, "upload", "inventory received".into())),
-        Transition::Matched { profile, var } => {
+        Transition::Matched {
+            profile,
+            var,
+            token_sha256,
+        } => {
             let ip = var
                 .get("ip")
                 .and_then(|v| v.as_str())
@@ -372,6 +378,7 @@ fn record(node: &mut Node, t: Transition, entering: Option<NodeState>, at: &str)
             node.event(event(at, "matched", format!("profile {profile}{ip}")));
             node.profile = Some(profile);
             node.var = Some(var);
+            node.token_sha256 = token_sha256;
         }
         Transition::Refused { code, message } => {
             node.event(event(at, "refused", format!("{code}: {message}")));
@@ -574,6 +581,7 @@ mod tests {
             "matched" => Transition::Matched {
                 profile: "vm".into(),
                 var,
+                token_sha256: None,
             },
             "refused" => Transition::Refused {
                 code: "no_match".into(),

@@ -54,20 +54,40 @@ impl Default for Matching {
 impl Matching {
     /// Matches `inventory` against `specs`: cheaply, then (if that was not enough) in the
     /// costly lane with the whole budget.
-    pub async fn prematch(&self, specs: Arc<SpecsView>, inventory: Arc<Inventory>) -> Prematch {
-        let cheap = match_on_pool(Arc::clone(&specs), Arc::clone(&inventory), CHEAP_BUDGET).await;
+    /// `held` is the profile the machine was last given, matched first (see
+    /// [`SpecsView::prematch`]).
+    pub async fn prematch(
+        &self,
+        specs: Arc<SpecsView>,
+        inventory: Arc<Inventory>,
+        held: Option<String>,
+    ) -> Prematch {
+        let cheap = match_on_pool(
+            Arc::clone(&specs),
+            Arc::clone(&inventory),
+            CHEAP_BUDGET,
+            held.clone(),
+        )
+        .await;
         if !cheap.gave_up() {
             return cheap;
         }
         // A closed semaphore cannot happen (it is never closed); matching then goes on
         // without the lane rather than failing the upload.
         let _lane = self.costly.acquire().await.ok();
-        match_on_pool(specs, inventory, DEFAULT_STEP_BUDGET).await
+        match_on_pool(specs, inventory, DEFAULT_STEP_BUDGET, held).await
     }
 }
 
-async fn match_on_pool(specs: Arc<SpecsView>, inventory: Arc<Inventory>, budget: u64) -> Prematch {
-    let done = tokio::task::spawn_blocking(move || specs.prematch(&inventory, budget)).await;
+async fn match_on_pool(
+    specs: Arc<SpecsView>,
+    inventory: Arc<Inventory>,
+    budget: u64,
+    held: Option<String>,
+) -> Prematch {
+    let done =
+        tokio::task::spawn_blocking(move || specs.prematch(&inventory, budget, held.as_deref()))
+            .await;
     done.unwrap_or_else(|e| {
         // The writer matches the upload itself then (within the same budget).
         tracing::error!(error = %e, "matching task failed");

@@ -81,6 +81,10 @@ pub struct Node {
     pub var: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default = "default_boot")]
     pub boot: BootTarget,
+    /// The SHA-256 (hex) of the token its last match gave the agent (`access.rs`); never
+    /// shown (`Core::node_view` leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
     /// The role tree installed (an install or upgrade report that succeeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -118,6 +122,7 @@ impl Node {
             profile: None,
             var: None,
             boot: BootTarget::Install,
+            token_sha256: None,
             role: None,
             version: None,
             history: vec![StateChange {

@@ -35,9 +35,9 @@ pub struct UploadJob {
     pub inventory: Arc<Inventory>,
     /// Its matches made before the batch (reused where the specs did not change).
     pub prematch: Option<Prematch>,
-    /// The profile this node already holds an install of (an agent retrying): its quota is
-    /// not counted again when it matches the same profile.
-    pub holds: Option<String>,
+    /// The machine (node id): an install it holds is answered again, uncounted (the
+    /// snapshot's ledger).
+    pub node: Option<String>,
 }
 
 /// Why the writer gave no allocation.
@@ -56,7 +56,12 @@ pub enum WriteError {
 
 enum Request {
     Upload(UploadJob, Sender<Result<Allocation, WriteError>>),
-    Failure(String, Sender<Result<FailureOutcome, WriteError>>),
+    Failure(
+        String,
+        Option<String>,
+        Sender<Result<FailureOutcome, WriteError>>,
+    ),
+    Finish(String, Sender<Result<bool, WriteError>>),
     Refresh(Sender<ConfigHealth>),
 }
 
@@ -109,10 +114,22 @@ impl Writer {
         rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
-    /// Gives one install back to `profile`.
-    pub async fn failure(&self, profile: String) -> Result<FailureOutcome, WriteError> {
+    /// Gives one install back: the one `node` holds, or (anonymous) one of `profile`.
+    pub async fn failure(
+        &self,
+        profile: String,
+        node: Option<String>,
+    ) -> Result<FailureOutcome, WriteError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Failure(profile, tx))?;
+        self.send(Request::Failure(profile, node, tx))?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// A machine's install finished: it holds no install under way any more. Returns
+    /// whether it held one.
+    pub async fn finish(&self, node: String) -> Result<bool, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Finish(node, tx))?;
         rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
@@ -197,6 +214,7 @@ fn publish(snap: &Snapshot, published: &Mutex<Published>) {
 enum Outcome {
     Upload(Result<Allocation, Refusal>),
     Failure(Result<FailureOutcome, Refusal>),
+    Finish(bool),
     Refresh,
 }
 
@@ -209,10 +227,13 @@ fn run_batch(snap: &mut Snapshot, requests: Vec<Request>) {
             .map(|r| match r {
                 Request::Upload(job, _) => Outcome::Upload(b.upload_prematched(
                     &job.inventory,
-                    job.holds.as_deref(),
+                    job.node.as_deref(),
                     job.prematch.as_ref(),
                 )),
-                Request::Failure(profile, _) => Outcome::Failure(b.failure(profile)),
+                Request::Failure(profile, node, _) => {
+                    Outcome::Failure(b.failure(profile, node.as_deref()))
+                }
+                Request::Finish(node, _) => Outcome::Finish(b.finish(node)),
                 Request::Refresh(_) => Outcome::Refresh,
             })
             .collect::<Vec<_>>()
@@ -234,8 +255,11 @@ fn run_batch(snap: &mut Snapshot, requests: Vec<Request>) {
             (Request::Upload(_, tx), Outcome::Upload(o)) => {
                 let _ = tx.send(o.map_err(WriteError::from));
             }
-            (Request::Failure(_, tx), Outcome::Failure(o)) => {
+            (Request::Failure(_, _, tx), Outcome::Failure(o)) => {
                 let _ = tx.send(o.map_err(WriteError::from));
+            }
+            (Request::Finish(_, tx), Outcome::Finish(held)) => {
+                let _ = tx.send(Ok(held));
             }
             (Request::Refresh(tx), _) => {
                 let _ = tx.send(snap.health());
@@ -251,7 +275,10 @@ fn fail(r: Request, why: String, snap: &Snapshot) {
         Request::Upload(_, tx) => {
             let _ = tx.send(Err(WriteError::Store(why)));
         }
-        Request::Failure(_, tx) => {
+        Request::Failure(_, _, tx) => {
+            let _ = tx.send(Err(WriteError::Store(why)));
+        }
+        Request::Finish(_, tx) => {
             let _ = tx.send(Err(WriteError::Store(why)));
         }
         Request::Refresh(tx) => {

@@ -11,6 +11,9 @@ use super::BootTarget;
 pub struct BootConfig {
     /// The server's URL as machines see it (`rdeploy.server=` on the kernel command line).
     pub public_url: String,
+    /// Where iPXE asks for a machine's script (`/boot/<mac>.ipxe`): the public URL, or the
+    /// plain HTTP `--boot-listen` of a TLS server.
+    pub boot_url: String,
     /// Kernel and initramfs URLs for iPXE.
     pub kernel_url: String,
     pub initrd_url: String,
@@ -21,6 +24,9 @@ pub struct BootConfig {
     pub pxe_initrd: String,
     /// `--images-dir`: served at `/images/vmlinuz` and `/images/initrd.img` (see `images`).
     pub images_dir: Option<PathBuf>,
+    /// The static `rdeploy-agent` served at `/agent` (`--agent-binary`, or the one beside
+    /// the server's binary).
+    pub agent_binary: Option<PathBuf>,
 }
 
 impl BootConfig {
@@ -31,10 +37,12 @@ impl BootConfig {
             kernel_url: format!("{public_url}/images/vmlinuz"),
             initrd_url: format!("{public_url}/images/initrd.img"),
             kernel_args: String::new(),
+            boot_url: public_url.clone(),
             public_url,
             pxe_kernel: "rdeploy/vmlinuz".into(),
             pxe_initrd: "rdeploy/initrd.img".into(),
             images_dir: None,
+            agent_binary: None,
         }
     }
 
@@ -85,7 +93,7 @@ impl BootConfig {
     pub fn chain_ipxe(&self) -> String {
         format!(
             "#!ipxe\n# rdeploy: ask for this machine's next boot\nchain {}/boot/${{net0/mac}}.ipxe\n",
-            self.public_url
+            self.boot_url
         )
     }
 }
@@ -108,6 +116,25 @@ fn args(extra: &str) -> String {
 /// PXELINUX's file name for an IPv4 address: 8 upper-case hex digits (`0A120112`).
 pub fn hex_ip(ip: std::net::Ipv4Addr) -> String {
     ip.octets().iter().map(|o| format!("{o:02X}")).collect()
+}
+
+/// PXELINUX's name for an IPv4 address or the first octets of one (`10.34` → `0A22`, a
+/// prefix PXELINUX tries for every address of that subnet; PXE Manager's `simplify_ip`).
+/// `None` for anything else.
+pub fn hex_prefix(addr: &str) -> Option<String> {
+    let octets: Vec<&str> = addr.split('.').collect();
+    if octets.is_empty() || octets.len() > 4 {
+        return None;
+    }
+    octets
+        .iter()
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| o.parse::<u8>().ok())
+                .flatten()
+                .map(|v| format!("{v:02X}"))
+        })
+        .collect()
 }
 
 /// PXELINUX's file name for a MAC (`01-52-54-00-12-34-56`), from a normalized MAC.
@@ -153,5 +180,10 @@ mod tests {
             .contains("APPEND initrd=rdeploy/initrd.img rdeploy.server=http://10.0.0.1:8080\n"));
         assert_eq!(hex_ip(std::net::Ipv4Addr::new(10, 18, 1, 18)), "0A120112");
         assert_eq!(mac_file("52:54:00:12:34:56"), "01-52-54-00-12-34-56");
+        assert_eq!(hex_prefix("10.18.1.18").as_deref(), Some("0A120112"));
+        assert_eq!(hex_prefix("10.34").as_deref(), Some("0A22"));
+        for bad in ["", "10..1", "256.1", "1.2.3.4.5", "a.b", "10.0.0.01234"] {
+            assert_eq!(hex_prefix(bad), None, "{bad}");
+        }
     }
 }

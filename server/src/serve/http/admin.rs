@@ -1,16 +1,15 @@
-//! Operator endpoints (what `rdeploy quota`, `nextboot`, `system add` call) and OMF's
-//! `/pxe/setBootImage`, `/pxe/clearBootImage`. Every change needs the admin token
-//! ([`Admin`]) when the server has one.
+//! Operator endpoints: what `rdeploy quota`, `nextboot`, `system add|del|show|list|profiles`
+//! and the `pxemngr` verbs call. Every change needs the admin token ([`Admin`]) when the
+//! server has one.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::super::boot::BootTarget;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{Admin, Body, Query, Shape};
+use super::extract::{Admin, Body, Shape, UrlPath as Path};
 
 /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
 pub async fn quota(State(app): State<AppState>) -> Response {
@@ -43,59 +42,58 @@ pub async fn nextboot(
     Ok(Json(change).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub struct OmfQuery {
-    node: Option<String>,
-}
-
-/// OMF's `GET /pxe/setBootImage?node=NAME` (boot the installer next).
-pub async fn omf_set(
-    State(app): State<AppState>,
-    _admin: Admin,
-    Query(q): Query<OmfQuery>,
-) -> Result<Response, ApiError> {
-    omf(&app, q, BootTarget::Install).await
-}
-
-/// OMF's `GET /pxe/clearBootImage?node=NAME` (boot the local disk).
-pub async fn omf_clear(
-    State(app): State<AppState>,
-    _admin: Admin,
-    Query(q): Query<OmfQuery>,
-) -> Result<Response, ApiError> {
-    omf(&app, q, BootTarget::Local).await
-}
-
-async fn omf(app: &AppState, q: OmfQuery, target: BootTarget) -> Result<Response, ApiError> {
-    let name = q
-        .node
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_node", "?node=NAME is required"))?;
-    let change = app.core.set_boot(&name, target, "OMF").await?;
-    Ok(Json(change).into_response())
-}
-
 /// The `addsystem` body.
 #[derive(Debug, Deserialize)]
 pub struct AddSystem {
     name: String,
+    #[serde(default)]
     macs: Vec<String>,
+    #[serde(default)]
+    addresses: Vec<String>,
 }
 
 impl Shape for AddSystem {
     const CODE: &'static str = "bad_system";
-    const EXAMPLE: &'static str = r#"{"name": "rack1-u12", "macs": ["52:54:00:12:34:56"]}"#;
+    const EXAMPLE: &'static str =
+        r#"{"name": "rack1-u12", "macs": ["52:54:00:12:34:56"], "addresses": ["10.0.0.12"]}"#;
 }
 
-/// `POST /systems` `{"name": "rack1-u12", "macs": ["52:54:00:..."]}`: PXE Manager's
-/// `addsystem`.
+/// `POST /systems` `{"name": "rack1-u12", "macs": ["52:54:00:..."], "addresses": [...]}`:
+/// PXE Manager's `addsystem NAME MAC|IP...`.
 pub async fn add_system(
     State(app): State<AppState>,
     _admin: Admin,
     Body(req): Body<AddSystem>,
 ) -> Result<Response, ApiError> {
-    let system = app.core.add_system(&req.name, &req.macs).await?;
+    let system = app
+        .core
+        .add_system(&req.name, &req.macs, &req.addresses)
+        .await?;
     Ok(Json(system).into_response())
+}
+
+/// `GET /systems/{key}`: the system (or node) named, or holding that MAC or address
+/// (PXE Manager's `dpysystem`).
+pub async fn system(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.core.system(&key).await?).into_response())
+}
+
+/// `DELETE /systems/{name}`: PXE Manager's `delsystem`.
+pub async fn delete_system(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.core.delete_system(&name).await?).into_response())
+}
+
+/// `GET /boot-profiles`: the boot profiles and what is missing (PXE Manager's
+/// `syncbootnames`).
+pub async fn boot_profiles(State(app): State<AppState>) -> Response {
+    Json(app.core.boot_profiles()).into_response()
 }
 
 /// `GET /systems`.

@@ -1,6 +1,8 @@
 //! Boot endpoints: the iPXE script of each machine (`/boot.ipxe`, `/boot/<mac>.ipxe`), PXE
-//! Manager's `/localboot` and `/profile` (the caller found by its address, or named by MAC),
-//! PXE Pilot's `/configurations`, and the operator's `POST /nodes/{id}/boot`.
+//! Manager's `/localboot/` and `/profile/` (with or without the trailing slash its scripts
+//! and eDeploy's use; the caller found by any address it is known by, or named by MAC), and
+//! the operator's `POST /nodes/{id}/boot`. PXE Pilot's endpoints are in
+//! [`super::pxe_pilot`].
 //!
 //! An `installed` node that network-boots again gets `local` and an alert event: never a
 //! silent re-install. Only an operator (`POST /nodes/{id}/boot`, PXE Pilot's deploy) sends
@@ -12,13 +14,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::super::boot::BootTarget;
+use super::super::core::Machine;
 use super::super::error::ApiError;
-use super::super::record::Node;
 use super::super::AppState;
-use super::extract::{parse_mac, Admin, Body, Mac, NodeId, Shape, UrlPath as Path};
+use super::extract::{parse_mac, Admin, Body, Cred, Mac, NodeId, Shape, UrlPath as Path};
 use super::{accepts_json, text};
 use crate::wire::NodeBoot;
 
@@ -41,150 +42,65 @@ pub async fn mac_ipxe(
 }
 
 /// Answers in JSON when asked, else one line of text (the PXE Manager way).
-fn answer(headers: &HeaderMap, node: &Node, line: String) -> Response {
+fn answer(headers: &HeaderMap, machine: &Machine, line: String) -> Response {
     if accepts_json(headers) {
-        Json(NodeBoot {
-            id: node.id.clone(),
-            state: Some(node.state),
-            boot: node.boot.to_string(),
-        })
-        .into_response()
+        Json(machine.node_boot()).into_response()
     } else {
         text(line + "\n")
     }
 }
 
-/// `GET /localboot`: the caller (identified by its address, the IP its CMDB entry gave it)
-/// boots locally from now on.
+/// `GET /localboot/`: the caller (found by any address it is known by) boots locally from
+/// now on.
 pub async fn localboot_caller(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let node = app.core.caller(peer.ip())?;
+    let machine = app.core.caller(peer.ip()).await?;
     let why = format!("localboot from {}", peer.ip());
-    let node = app.core.localboot(&node, &why).await?;
-    Ok(answer(
-        &headers,
-        &node,
-        format!("{}: next boot local", node.id),
-    ))
+    let machine = app.core.localboot_machine(machine, &why).await?;
+    let line = format!("{}: next boot local", machine.name());
+    Ok(answer(&headers, &machine, line))
 }
 
-/// `GET /localboot/{mac}`.
+/// `GET /localboot/{mac}/`: from the machine itself (its address or its node token) or
+/// an admin (`core/guard.rs`).
 pub async fn localboot_mac(
     State(app): State<AppState>,
     Mac(mac): Mac,
+    Cred(cred): Cred,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match app.core.node_by_mac(&mac) {
-        Some(node) => {
-            let why = format!("localboot for {mac}");
-            let node = app.core.localboot(&node, &why).await?;
-            Ok(answer(
-                &headers,
-                &node,
-                format!("{}: next boot local", node.id),
-            ))
-        }
-        None => {
-            app.core
-                .set_boot_by_mac(&mac, BootTarget::Local, "localboot")
-                .await?;
-            Ok(text(format!("{mac}: next boot local\n")))
-        }
-    }
+    let why = format!("localboot for {mac}");
+    let machine = app.core.localboot_mac_as(&mac, &why, &cred).await?;
+    let line = format!("{}: next boot local", machine.name());
+    Ok(answer(&headers, &machine, line))
 }
 
-/// `GET /profile`: the caller's next boot profile (`install`, `local` or a name).
+/// `GET /profile/`: the caller's next boot (`install`, `local` or a profile name).
 pub async fn profile_caller(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let node = app.core.caller(peer.ip())?;
-    Ok(answer(&headers, &node, node.boot.to_string()))
+    let machine = app.core.caller(peer.ip()).await?;
+    Ok(answer(&headers, &machine, machine.boot().to_string()))
 }
 
-/// One boot configuration (PXE Pilot's `GET /configurations`).
-#[derive(Debug, Serialize)]
-struct Configuration {
-    name: String,
-}
-
-/// `GET /configurations` (PXE Pilot): the boot configurations there are.
-pub async fn configurations(State(app): State<AppState>) -> Response {
-    let mut names = vec!["install".to_owned(), "local".to_owned()];
-    names.extend(
-        app.core
-            .boot()
-            .profiles()
-            .into_iter()
-            .filter(|n| n != "local" && n != "install"),
-    );
-    let list: Vec<Configuration> = names
-        .into_iter()
-        .map(|name| Configuration { name })
-        .collect();
-    Json(list).into_response()
-}
-
-/// PXE Pilot's deploy body.
-#[derive(Debug, Deserialize)]
-pub struct Deploy {
-    hosts: Vec<DeployHost>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DeployHost {
-    #[serde(rename = "macAddress")]
-    mac_address: String,
-}
-
-impl Shape for Deploy {
-    const CODE: &'static str = "bad_deploy";
-    const EXAMPLE: &'static str = r#"{"hosts": [{"macAddress": "52:54:00:12:34:56"}]}"#;
-}
-
-/// One host of a deploy's answer.
-#[derive(Debug, Serialize)]
-struct Deployed {
-    #[serde(rename = "macAddress")]
-    mac_address: String,
-    node: Option<String>,
-    configuration: String,
-}
-
-#[derive(Debug, Serialize)]
-struct DeployReply {
-    hosts: Vec<Deployed>,
-}
-
-/// `PUT /configurations/{name}/deploy` (PXE Pilot): `{"hosts": [{"macAddress": MAC}]}` boot
-/// that configuration next.
-pub async fn deploy(
+/// `GET /profile/{mac}/`: that machine's next boot.
+pub async fn profile_mac(
     State(app): State<AppState>,
-    _admin: Admin,
-    Path(name): Path<String>,
-    Body(deploy): Body<Deploy>,
+    Mac(mac): Mac,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let target = app.core.target(&name)?;
-    let macs = deploy
-        .hosts
-        .iter()
-        .map(|h| parse_mac(&h.mac_address))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut hosts = Vec::new();
-    let why = format!("PXE Pilot deploy {name}");
-    for mac in macs {
-        let node = app.core.set_boot_by_mac(&mac, target.clone(), &why).await?;
-        hosts.push(Deployed {
-            mac_address: mac,
-            node: node.map(|n| n.id),
-            configuration: target.to_string(),
-        });
-    }
-    Ok(Json(DeployReply { hosts }).into_response())
+    let machine = app.core.find(&mac).await.ok_or_else(|| {
+        ApiError::not_found(
+            "no_such_node",
+            format!("no node or registered system has the MAC {mac}"),
+        )
+    })?;
+    Ok(answer(&headers, &machine, machine.boot().to_string()))
 }
 
 /// The operator's `nextboot`/`reinstall` body.

@@ -2,6 +2,8 @@
 //! and the client gets the one [`ApiError`] answer with a stable code.
 //!
 //! - [`Admin`]: the admin token (`Authorization: Bearer <token>`) when the server has one;
+//! - [`Cred`]: what the request proves (its bearer token, admin or reader, its address),
+//!   for the [`Core`](super::super::core::Core) to decide with (`core/guard.rs`);
 //! - [`NodeId`]: a node id from the URL (it names a file: letters, digits, `.`, `_`, `-`);
 //! - [`Mac`]: a MAC address from the URL, normalized (`52:54:00:12:34:56`);
 //! - [`Body`]: a JSON body of a known shape, read whatever the `Content-Type` (PXE Pilot's
@@ -10,10 +12,15 @@
 //!   `bad_path`) instead of plain text.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use super::super::access::{same_token, Credential};
 use super::super::error::ApiError;
 use super::super::identity::{normalize_mac, sanitize};
 use super::super::AppState;
@@ -35,25 +42,59 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        if given.is_some_and(|g| same_token(g, token)) {
             Ok(Admin)
         } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this endpoint needs `Authorization: Bearer <token>` (the server's --admin-token-file)",
-            ))
+            Err(super::super::core::guard::needs_admin())
         }
     }
 }
 
-/// Compares in time that depends only on the token's length, never on where they differ.
-fn constant_time_eq(given: &[u8], token: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != token.len());
-    for (i, t) in token.iter().enumerate() {
-        diff |= given.get(i).copied().unwrap_or(0) ^ t;
+/// The bearer token of a request (`Authorization: Bearer <token>`).
+fn bearer(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// What the request proves about itself (never refused: the core decides).
+#[derive(Debug, Clone)]
+pub struct Cred(pub Credential);
+
+impl FromRequestParts<AppState> for Cred {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Cred, ApiError> {
+        let token = bearer(parts);
+        let is = |t: &Option<String>| match (&token, t) {
+            (Some(given), Some(t)) => same_token(given, t),
+            _ => false,
+        };
+        let admin = is(&app.admin_token);
+        let operator = admin || app.admin_token.is_none();
+        // The console's session cookie lets a browser read (acting needs its forms' CSRF
+        // token, checked by the console itself).
+        let session = super::pages::session::session(app, &parts.headers);
+        let reader = admin
+            || is(&app.read_token)
+            || !app.read_protected
+            || session != super::pages::session::Session::None;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        Ok(Cred(Credential {
+            token,
+            admin,
+            operator,
+            reader,
+            peer,
+        }))
     }
-    diff == 0
 }
 
 /// The single path parameter of a route, as text.
@@ -165,19 +206,5 @@ impl<T: DeserializeOwned + Shape> FromRequest<AppState> for Body<T> {
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
             ApiError::bad_request(T::CODE, format!("the body must be {}: {e}", T::EXAMPLE))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison_needs_the_whole_token() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secre", b"secret"));
-        assert!(!constant_time_eq(b"secretx", b"secret"));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(!constant_time_eq(b"sekret", b"secret"));
     }
 }

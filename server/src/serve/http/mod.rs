@@ -3,16 +3,26 @@
 //!
 //! - [`upload`]: `POST /upload` (eDeploy's contract) and `GET /healthz`;
 //! - [`nodes`]: `GET /nodes`, `GET /nodes/{id}`, the agent's events and log;
-//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot`, `/profile`) and PXE Pilot
-//!   (`/configurations`);
-//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, OMF's `/pxe/...`);
+//! - [`boot`]: iPXE scripts, PXE Manager (`/localboot/`, `/profile/`, with or without the
+//!   slash);
+//! - [`pxe_pilot`]: PXE Pilot (`/configurations`, `/hosts`, `/healthcheck`, and `/v1/...`);
+//! - [`omf`]: OMF's PXE service (`/pxe/setBootImage`, `/pxe/clearBootImage`, `...NS`);
+//! - [`admin`]: operator endpoints (`/quota`, `/nextboot`, `/systems`, `/boot-profiles`).
+//! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
+//!   `/testnames`, `/testruns`); [`pages`]: the web console (`/`, `/ui/...`, `/tests/...`);
+//! - [`events`]: `GET /events`, node changes as server-sent events.
 //! - [`guard`]: around every route: request size limits, and every error answered as JSON.
 
 pub mod admin;
 pub mod boot;
+pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod nodes;
+pub mod omf;
+pub mod pages;
+pub mod pxe_pilot;
+pub mod testing;
 pub mod upload;
 
 use axum::http::{header, HeaderMap};

@@ -1,14 +1,17 @@
 //! Node endpoints: `GET /nodes`, `GET /nodes/{id}`, and the agent's calls on its node:
-//! `POST /nodes/{id}/events` (progress reports), `POST /nodes/{id}/log`.
+//! `POST /nodes/{id}/events` (progress reports), `POST /nodes/{id}/log`. Each passes what
+//! the request proves ([`Cred`]) to the core, which decides (`core/guard.rs`): a node's
+//! calls need its token, reads need the read token on a non-loopback listener.
 
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rdeploy_configure::wire::ProgressEvent;
 
+use super::super::core::NodeFilter;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{Body, NodeId, Shape};
+use super::extract::{Body, Cred, NodeId, Shape};
 use crate::wire::NodeBoot;
 
 impl Shape for ProgressEvent {
@@ -16,18 +19,35 @@ impl Shape for ProgressEvent {
     const EXAMPLE: &'static str = "{\"step\": detect|upload|configure|install_role|bootloader|localboot|finish, \"status\": started|succeeded|failed, \"time\": UNIX-SECONDS or RFC 3339, \"message\": TEXT}";
 }
 
-/// `GET /nodes`: every node, short form.
-pub async fn list(State(app): State<AppState>) -> Response {
-    Json(app.core.node_list()).into_response()
+/// `GET /nodes`: every node, short form (`?state=&profile=&q=&after=&limit=`).
+pub async fn list(
+    State(app): State<AppState>,
+    Cred(cred): Cred,
+    Query(filter): Query<NodeFilter>,
+) -> Result<Response, ApiError> {
+    app.core.authorize_read(&cred)?;
+    Ok(Json(app.core.node_list(&filter)).into_response())
 }
 
 /// `GET /nodes/{id}`: the whole record.
-pub async fn show(State(app): State<AppState>, NodeId(id): NodeId) -> Result<Response, ApiError> {
-    let node = app
-        .core
-        .node(&id)
-        .ok_or_else(|| ApiError::not_found("no_such_node", format!("no node '{id}'")))?;
-    Ok(Json(node).into_response())
+/// Secret variables are masked unless the caller is the node (its token) or an admin.
+pub async fn show(
+    State(app): State<AppState>,
+    NodeId(id): NodeId,
+    Cred(cred): Cred,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.core.node_view(&id, &cred)?).into_response())
+}
+
+/// `GET /nodes/{id}/inventory`: the inventory the node sent last, as eDeploy saved it
+/// (a Python literal, one line per entry).
+pub async fn inventory(
+    State(app): State<AppState>,
+    NodeId(id): NodeId,
+    Cred(cred): Cred,
+) -> Result<Response, ApiError> {
+    app.core.authorize_read(&cred)?;
+    Ok(super::text(app.core.inventory(&id).await?))
 }
 
 /// `POST /nodes/{id}/events`: records a progress report and moves the life cycle; a
@@ -37,8 +57,10 @@ pub async fn show(State(app): State<AppState>, NodeId(id): NodeId) -> Result<Res
 pub async fn event(
     State(app): State<AppState>,
     NodeId(id): NodeId,
+    Cred(cred): Cred,
     Body(ev): Body<ProgressEvent>,
 ) -> Result<Response, ApiError> {
+    app.core.authorize_node(&id, &cred)?;
     let node = app.core.progress(&id, ev).await?;
     Ok(Json(NodeBoot {
         id: node.id,
@@ -61,14 +83,10 @@ struct LogReply {
 pub async fn log(
     State(app): State<AppState>,
     NodeId(id): NodeId,
+    Cred(cred): Cred,
     request: Request,
 ) -> Result<Response, ApiError> {
-    if app.core.node(&id).is_none() {
-        return Err(ApiError::not_found(
-            "no_such_node",
-            format!("no node '{id}'"),
-        ));
-    }
+    app.core.authorize_node(&id, &cred)?;
     let multipart = request
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

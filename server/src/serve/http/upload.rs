@@ -1,4 +1,5 @@
-//! `POST /upload` (eDeploy's contract: an inventory, or a failure report) and
+//! `POST /upload` and eDeploy's `POST /cgi-bin/upload.py` (eDeploy's contract: an
+//! inventory, a failure report, or, as a `file` named `*.log.gz`, the agent's log) and
 //! `GET /healthz`.
 
 use axum::body::Bytes;
@@ -12,9 +13,10 @@ use serde::Deserialize;
 
 use rdeploy_cmdb::snapshot::FailureOutcome;
 
+use super::super::access::Credential;
 use super::super::error::ApiError;
 use super::super::{AppState, UPLOAD_LIMIT};
-use super::extract::Query;
+use super::extract::{Cred, Query};
 use super::{accepts_json, text};
 
 /// What an upload carried.
@@ -24,6 +26,8 @@ struct UploadForm {
     file: Option<String>,
     /// `failure=<profile>`: the install of that profile failed.
     failure: Option<String>,
+    /// eDeploy's agents sent their log the same way, as a `file` named `*.log.gz`.
+    log: Option<(String, Bytes)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,11 +40,20 @@ pub struct UploadQuery {
 pub async fn upload(
     State(app): State<AppState>,
     Query(query): Query<UploadQuery>,
+    Cred(cred): Cred,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     let wants_json = accepts_json(&headers);
+    let from = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let mut form = read_form(&headers, request).await?;
+    if let Some((name, bytes)) = form.log {
+        let saved = app.core.save_upload_log(&name, bytes).await?;
+        return Ok(text(format!("// log saved as {saved}\n")));
+    }
     if form.failure.is_none() {
         form.failure = query.failure;
     }
@@ -49,7 +62,7 @@ pub async fn upload(
         None => None,
     };
     if let Some(profile) = form.failure {
-        return report_failure(&app, profile, inventory, wants_json).await;
+        return report_failure(&app, profile, inventory, &cred, wants_json).await;
     }
     let inventory = inventory.ok_or_else(|| {
         ApiError::bad_request(
@@ -57,7 +70,7 @@ pub async fn upload(
             "no inventory: send it as the multipart field `file` (curl -F file=@hw.json URL/upload) or as the request body",
         )
     })?;
-    let up = app.core.upload(inventory).await?;
+    let up = app.core.upload(inventory, from).await?;
     let profile = up.allocation.plan.profile;
     if wants_json {
         return Ok(Json(UploadReply {
@@ -65,23 +78,36 @@ pub async fn upload(
             var: up.var,
             script: up.allocation.script,
             node: Some(up.node.id),
+            token: Some(up.token),
         })
         .into_response());
     }
-    Ok(text(render_script(
-        &profile,
-        &up.var,
-        &up.allocation.script,
-    )))
+    // The text answer (eDeploy's) carries the node and its token in headers.
+    let mut resp = text(render_script(&profile, &up.var, &up.allocation.script));
+    for (name, value) in [(NODE_HEADER, up.node.id), (TOKEN_HEADER, up.token)] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    Ok(resp)
 }
+
+/// The header of a text upload answer naming the node.
+pub const NODE_HEADER: &str = "x-rdeploy-node";
+/// The header of a text upload answer carrying the node's token.
+pub const TOKEN_HEADER: &str = "x-rdeploy-token";
 
 async fn report_failure(
     app: &AppState,
     profile: String,
     inventory: Option<Inventory>,
+    cred: &Credential,
     wants_json: bool,
 ) -> Result<Response, ApiError> {
-    let outcome = app.core.report_failure(&profile, inventory).await?;
+    let outcome = app
+        .core
+        .report_failure_as(&profile, inventory, cred)
+        .await?;
     let returned = outcome == FailureOutcome::QuotaReturned;
     let message = if returned {
         format!("gave one install back to profile '{profile}'")
@@ -120,7 +146,7 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
         }
         return Ok(UploadForm {
             file: Some(utf8(body, "the request body")?),
-            failure: None,
+            ..UploadForm::default()
         });
     }
     let request = Request::from_parts(parts, axum::body::Body::from(body));
@@ -135,8 +161,12 @@ async fn read_form(headers: &HeaderMap, request: Request) -> Result<UploadForm, 
             Err(e) => return Err(multipart_error(&e)),
         };
         let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
         let data = field.bytes().await.map_err(|e| multipart_error(&e))?;
         match name.as_str() {
+            "file" if file_name.as_deref().is_some_and(|f| f.ends_with(".log.gz")) => {
+                form.log = file_name.map(|f| (f, data));
+            }
             "file" => form.file = Some(utf8(data, "the field `file`")?),
             "failure" => form.failure = Some(utf8(data, "the field `failure`")?.trim().to_owned()),
             // eDeploy agents also sent `session` and `name`: accepted and ignored.
@@ -215,6 +245,13 @@ fn utf8(bytes: Bytes, what: &str) -> Result<String, ApiError> {
 
 fn parse_inventory(text: &str) -> Result<Inventory, ApiError> {
     Inventory::parse(text).map_err(|problems| {
+        if super::super::testing::parse::looks_like_output(text) {
+            // PXE Manager's test results go to `/upload/` (with the slash).
+            return ApiError::bad_request(
+                "test_output_to_inventory_upload",
+                "this is a test output (it has `I: `, `W: `, `E: ` or `V: ` lines), not an inventory: POST /upload takes eDeploy inventories; test results go to /upload/ with the slash (curl -F \"file=@$output\" http://SERVER/upload/<testid>/)",
+            );
+        }
         let lines: Vec<String> = problems
             .0
             .iter()
@@ -286,21 +323,7 @@ fn rhai_value(v: &serde_json::Value, out: &mut String) {
 }
 
 fn rhai_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&rdeploy_configure::rhai_string(s));
 }
 
 /// `GET /healthz`: looks at the config files now; `200` with `"status": "ok"` or
@@ -313,7 +336,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
     let mut boot_problems = Vec::new();
     if let Some(root) = &boot.tftp_root {
         let local = boot.profiles_dir.join("local.prof");
-        if !local.is_file() {
+        if !boot.has_local() {
             boot_problems.push(format!(
                 "{} is missing (PXE Manager requires it): local boots use a built-in LOCALBOOT 0",
                 local.display()

@@ -442,10 +442,12 @@ pub async fn upgrade_file(
 pub async fn report(
     State(app): State<AppState>,
     UrlPath(id): UrlPath<String>,
+    crate::serve::http::extract::Cred(cred): crate::serve::http::extract::Cred,
     body: Result<Json<TreeReport>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
     tracing::Span::current().record("node", id.as_str());
+    app.core.authorize_node(&id, &cred)?;
     let Json(r) = body.map_err(|e| {
         ApiError::new(
             e.status(),
