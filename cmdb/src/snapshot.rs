@@ -1107,11 +1107,7 @@ impl Batch<'_> {
             Some(done) => done.clone(),
             None => {
                 let spent = prematch.map_or(0, |p| p.steps);
-                match_all_with_budget(
-                    inventory,
-                    &specs,
-                    DEFAULT_STEP_BUDGET.saturating_sub(spent),
-                )
+                match_all_with_budget(inventory, &specs, DEFAULT_STEP_BUDGET.saturating_sub(spent))
             }
         };
         if let Err(NoMatch::GaveUp { spec, .. }) = result.outcome {
@@ -1366,11 +1362,8 @@ impl SpecsView {
             let result = match done.get(profile, specs) {
                 Some(r) => r.clone(),
                 None => {
-                    let r = match_all_with_budget(
-                        inventory,
-                        specs,
-                        budget.saturating_sub(done.steps),
-                    );
+                    let r =
+                        match_all_with_budget(inventory, specs, budget.saturating_sub(done.steps));
                     done.steps += r.steps;
                     r
                 }

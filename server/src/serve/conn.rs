@@ -178,8 +178,7 @@ pub async fn serve(
                 serve_http1(stream, service, timeouts, stop).await;
                 return;
             };
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, "TLS handshake failed: {e}");

@@ -14,8 +14,6 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
 
-/// How long a client may take to finish its TLS handshake.
-
 /// The certificate the server presents and what operators pin.
 #[derive(Debug)]
 pub struct Identity {
