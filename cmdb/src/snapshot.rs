@@ -1478,6 +1478,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cmdb_over_the_limit_is_expanded_once_until_the_file_changes(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("vm.cmdb");
+        // 1,000,001 entries: over generate()'s limit.
+        fs::write(&path, "generate({'h': 'n1-1000001'})\n")?;
+        let mut t: Tracked<String> = Tracked::default();
+        let expanded = std::cell::Cell::new(0);
+        let parse = |text: &str| {
+            expanded.set(expanded.get() + 1);
+            match Cmdb::parse(text) {
+                Ok(_) => Ok(text.to_owned()),
+                Err(e) => Err(vec![(None, e.to_string())]),
+            }
+        };
+        // Read at once (within the racy window, where the text is read again) and later.
+        for _ in 0..5 {
+            refresh_file(&mut t, &path, parse);
+        }
+        t.read_at = Some(SystemTime::now() + RACY);
+        refresh_file(&mut t, &path, parse);
+        let error = t.error.as_ref().map(|p| p[0].1.clone()).unwrap_or_default();
+        assert!(
+            error.contains("cannot expand this generate() call"),
+            "{error}"
+        );
+        assert_eq!(
+            expanded.get(),
+            1,
+            "the failure is kept while the file is the same"
+        );
+        fs::write(&path, "generate({'h': 'n1-100000'})\n")?;
+        refresh_file(&mut t, &path, parse);
+        assert_eq!(expanded.get(), 2, "a changed file is read again");
+        assert!(t.error.is_none() && t.value.is_some());
+        Ok(())
+    }
+
+    #[test]
     fn an_edit_that_keeps_size_and_timestamp_is_still_seen(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
