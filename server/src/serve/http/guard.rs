@@ -7,7 +7,8 @@
 //!   64 KiB, a head over ~400 KiB, more than [`conn::MAX_HEAD_LINES`] lines.)
 //! - An error answer that is not already the JSON of an [`ApiError`] (axum's `405` for a
 //!   wrong method, a `413` from a body limit, any plain-text rejection) becomes one, with a
-//!   stable code per status, keeping its `Allow` and `Retry-After` headers.
+//!   stable code per status, keeping its `Allow` and `Retry-After` headers. The web
+//!   console's HTML pages (its refusals too) keep their form.
 //!
 //! [`conn::MAX_HEAD_LINES`]: super::super::conn::MAX_HEAD_LINES
 
@@ -84,17 +85,19 @@ fn code(status: StatusCode) -> &'static str {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether an answer is already in its own form: JSON (the API's), or HTML (the web
+/// console's pages, its refusals included, are for a browser).
+fn is_json_or_page(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
 }
 
-/// Turns an error answer that is not JSON into an [`ApiError`] answer.
+/// Turns an error answer that is neither JSON nor a console page into an [`ApiError`] answer.
 async fn as_json(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers()) {
+    if !(status.is_client_error() || status.is_server_error()) || is_json_or_page(resp.headers()) {
         return resp;
     }
     let (parts, body) = resp.into_parts();
