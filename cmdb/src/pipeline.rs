@@ -6,12 +6,16 @@
 //! but counts as available. The first matching profile wins. Its CMDB (if it has one)
 //! gives an entry; when it cannot, the upload fails with that error and later profiles
 //! are *not* tried. Nothing changes unless everything succeeded: [`find_match`] only
-//! plans, [`Plan::apply`] changes the loaded state and CMDB.
+//! plans, [`Plan::apply`] changes the loaded state and CMDB. Matching has one budget for
+//! the whole upload; an upload that spends it is refused, naming the profile and spec
+//! line it was matching.
 
 use crate::cmdb::{allocate, AllocError, Allocated, Cmdb, CmdbError, Loaded};
 use crate::state::State;
-use rdeploy_specs::matcher::{explain_spec, NoMatch};
-use rdeploy_specs::{match_all, Inventory, Specs, Vars};
+use rdeploy_specs::matcher::{
+    display_line, explain_spec, match_all_with_budget, MatchResult, NoMatch, DEFAULT_STEP_BUDGET,
+};
+use rdeploy_specs::{Inventory, Specs, Vars};
 use std::fmt;
 use std::sync::Arc;
 
@@ -22,6 +26,18 @@ pub trait ProfileSource {
     fn specs(&mut self, profile: &str) -> Result<Arc<Specs>, String>;
     /// The CMDB with eDeploy's tolerance: missing, empty or unparsable is "no CMDB".
     fn cmdb(&mut self, profile: &str) -> Result<Option<&Cmdb>, CmdbError>;
+    /// Matches the inventory against a profile's specs within `budget` steps. A source may
+    /// answer from a match made earlier with the same specs (the server matches before
+    /// the writer's turn, see `snapshot::Prematch`).
+    fn match_specs(
+        &mut self,
+        _profile: &str,
+        specs: &Arc<Specs>,
+        inventory: &Inventory,
+        budget: u64,
+    ) -> MatchResult {
+        match_all_with_budget(inventory, specs, budget)
+    }
 }
 
 /// What an upload gets.
@@ -63,8 +79,6 @@ pub enum Skip {
         line: u32,
         why: Vec<String>,
     },
-    /// The search was abandoned (see [`NoMatch::GaveUp`]).
-    GaveUp { steps: u64 },
 }
 
 impl fmt::Display for Skip {
@@ -88,10 +102,6 @@ impl fmt::Display for Skip {
                 }
                 Ok(())
             }
-            Skip::GaveUp { steps } => write!(
-                f,
-                "gave up after {steps} matching steps (the specs backtrack too much for this inventory)"
-            ),
         }
     }
 }
@@ -122,6 +132,22 @@ pub enum MatchError {
         #[source]
         source: CmdbError,
     },
+    /// Matching spent the upload's whole budget (a search that backtracks too much, or a
+    /// regular expression too costly on this inventory): the upload is refused.
+    #[error(
+        "matching this inventory spent its budget of {budget} steps on profile '{profile}', spec #{} {spec}{}: refused (the specs backtrack too much for this inventory, or a regular expression is too costly on it)",
+        .index + 1,
+        if *.line > 0 { format!(" (line {})", .line) } else { String::new() }
+    )]
+    TooCostly {
+        profile: String,
+        /// The spec being matched (0-based).
+        index: usize,
+        spec: String,
+        line: u32,
+        budget: u64,
+        tried: Vec<(String, Skip)>,
+    },
 }
 
 fn available(tried: &[(String, Skip)]) -> String {
@@ -139,7 +165,8 @@ impl MatchError {
         match self {
             MatchError::NoMoreRole { tried }
             | MatchError::UnableToMatch { tried }
-            | MatchError::Cmdb { tried, .. } => tried,
+            | MatchError::Cmdb { tried, .. }
+            | MatchError::TooCostly { tried, .. } => tried,
             MatchError::CmdbFile { .. } => &[],
         }
     }
@@ -154,12 +181,25 @@ impl MatchError {
     }
 }
 
-/// eDeploy's `State.find_match`, planned without changing anything.
+/// eDeploy's `State.find_match`, planned without changing anything, within
+/// [`DEFAULT_STEP_BUDGET`] matching steps for the whole upload.
 pub fn find_match(
     state: &State,
     inventory: &Inventory,
     source: &mut dyn ProfileSource,
 ) -> Result<Plan, MatchError> {
+    find_match_with_budget(state, inventory, source, DEFAULT_STEP_BUDGET)
+}
+
+/// [`find_match`] with `budget` matching steps for the whole upload (every profile tried
+/// takes its share); an upload that spends it is refused ([`MatchError::TooCostly`]).
+pub fn find_match_with_budget(
+    state: &State,
+    inventory: &Inventory,
+    source: &mut dyn ProfileSource,
+    budget: u64,
+) -> Result<Plan, MatchError> {
+    let mut left = budget;
     let mut tried = Vec::new();
     let mut any_available = false;
     for (index, entry) in state.entries.iter().enumerate() {
@@ -179,27 +219,16 @@ pub fn find_match(
                 continue;
             }
         };
-        let result = match_all(inventory, &specs);
+        let result = source.match_specs(&entry.profile, &specs, inventory, left);
+        left = left.saturating_sub(result.steps);
         let vars = match result.outcome {
             Ok(v) => v,
-            Err(NoMatch::Spec { index: spec_index }) => {
-                let line = specs.lines().get(spec_index);
-                tried.push((
-                    entry.profile.clone(),
-                    Skip::Spec {
-                        index: spec_index,
-                        spec: line
-                            .map(|l| rdeploy_specs::matcher::display_line(&l.elems))
-                            .unwrap_or_default(),
-                        line: line.map_or(0, |l| l.pos.line),
-                        why: explain_spec(inventory, &specs, spec_index, 3),
-                    },
-                ));
+            Err(NoMatch::Spec { index }) => {
+                tried.push((entry.profile.clone(), spec_skip(inventory, &specs, index)));
                 continue;
             }
-            Err(NoMatch::GaveUp { steps }) => {
-                tried.push((entry.profile.clone(), Skip::GaveUp { steps }));
-                continue;
+            Err(NoMatch::GaveUp { spec, .. }) => {
+                return Err(too_costly(&entry.profile, &specs, spec, budget, tried));
             }
         };
         let forced = result.forced;
@@ -237,6 +266,36 @@ pub fn find_match(
         Err(MatchError::UnableToMatch { tried })
     } else {
         Err(MatchError::NoMoreRole { tried })
+    }
+}
+
+/// Why a profile whose spec `index` matched no line was passed over.
+pub fn spec_skip(inventory: &Inventory, specs: &Specs, index: usize) -> Skip {
+    let line = specs.lines().get(index);
+    Skip::Spec {
+        index,
+        spec: line.map(|l| display_line(&l.elems)).unwrap_or_default(),
+        line: line.map_or(0, |l| l.pos.line),
+        why: explain_spec(inventory, specs, index, 3),
+    }
+}
+
+/// The refusal of an upload whose matching spent `budget` on spec `index` of `profile`.
+pub fn too_costly(
+    profile: &str,
+    specs: &Specs,
+    index: usize,
+    budget: u64,
+    tried: Vec<(String, Skip)>,
+) -> MatchError {
+    let line = specs.lines().get(index);
+    MatchError::TooCostly {
+        profile: profile.to_owned(),
+        index,
+        spec: line.map(|l| display_line(&l.elems)).unwrap_or_default(),
+        line: line.map_or(0, |l| l.pos.line),
+        budget,
+        tried,
     }
 }
 
@@ -341,6 +400,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("done: quota used up"), "{text}");
+    }
+
+    #[test]
+    fn an_upload_that_spends_the_budget_is_refused_at_its_spec() {
+        // Issue 11: a backtracking pattern tried on many lines; later profiles are not tried.
+        let mut src = source();
+        src.add(
+            "bench",
+            Some("[('disk', '$disk', 'size', '$s'),\n ('bench', '$b', 'score', 'regexp(^(\\\\w+\\\\s?)*\\\\1$)')]"),
+            None,
+        );
+        let mut hw = vec!["('disk', 'sda', 'size', '100')".to_owned()];
+        for i in 0..200 {
+            hw.push(format!(
+                "('bench', 'b{i}', 'score', 'aaaa aaaa aaaa aaaa aaaa aaaa!')"
+            ));
+        }
+        let inv = Inventory::parse(&format!("[{}]", hw.join(", "))).unwrap();
+        let state = State::parse("[('big', 1), ('bench', 1), ('vm', '*')]").unwrap();
+        let err = find_match_with_budget(&state, &inv, &mut src, 40_000_000).unwrap_err();
+        let MatchError::TooCostly {
+            profile,
+            index,
+            line,
+            tried,
+            ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!((profile.as_str(), *index, *line), ("bench", 1, 2));
+        assert_eq!(tried.len(), 1, "big was tried before: {tried:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("profile 'bench', spec #2 ('bench', '$b', 'score'"),
+            "{text}"
+        );
+        assert!(text.contains("(line 2)"), "{text}");
     }
 
     #[test]

@@ -32,10 +32,12 @@
 
 use crate::cmdb::{Allocated, Cmdb, CmdbError};
 use crate::ledger::{Change as LedgerChange, Hold, Ledger};
-use crate::pipeline::{find_match, MatchError, Plan, ProfileSource};
+use crate::pipeline::{find_match, spec_skip, too_costly, MatchError, Plan, ProfileSource};
 use crate::state::{check_profile_name, Quota, State};
 use crate::store::{ConfigDir, StoreError, Write};
-use rdeploy_specs::matcher::Severity;
+use rdeploy_specs::matcher::{
+    match_all_with_budget, MatchResult, NoMatch, Severity, DEFAULT_STEP_BUDGET,
+};
 use rdeploy_specs::{Inventory, Pos, Specs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -567,6 +569,32 @@ impl Snapshot {
         }
     }
 
+    /// The specs an upload would be matched against now, for matching it before its
+    /// batch ([`SpecsView::prematch`]).
+    pub fn specs_view(&self) -> SpecsView {
+        let mut view = SpecsView {
+            profiles: Vec::new(),
+            all: self
+                .profiles
+                .iter()
+                .filter_map(|(name, p)| Some((name.clone(), Arc::clone(p.specs.value.as_ref()?))))
+                .collect(),
+        };
+        let Some(state) = &self.state.value else {
+            return view;
+        };
+        for entry in state.entries.iter().filter(|e| e.quota.available()) {
+            if view.profiles.iter().any(|(p, _)| *p == entry.profile) {
+                continue;
+            }
+            if let Some(specs) = view.all.get(&entry.profile) {
+                view.profiles
+                    .push((entry.profile.clone(), Arc::clone(specs)));
+            }
+        }
+        view
+    }
+
     /// Plans an upload without changing anything (`rdeploy check`).
     pub fn plan(&mut self, inventory: &Inventory) -> Result<Plan, Refusal> {
         let Some(state) = self.state.value.as_ref() else {
@@ -574,6 +602,7 @@ impl Snapshot {
         };
         let mut source = SnapshotSource {
             profiles: &self.profiles,
+            prematch: None,
         };
         find_match(state, inventory, &mut source).map_err(|e| Refusal::Match(Box::new(e)))
     }
@@ -1015,10 +1044,21 @@ impl Batch<'_> {
         inventory: &Inventory,
         node: Option<&str>,
     ) -> Result<Allocation, Refusal> {
+        self.upload_prematched(inventory, node, None)
+    }
+
+    /// [`Batch::upload`] reusing the matches of `prematch` made with the specs the snapshot
+    /// still has (the rest is matched here, within what is left of the upload's budget).
+    pub fn upload_prematched(
+        &mut self,
+        inventory: &Inventory,
+        node: Option<&str>,
+        prematch: Option<&Prematch>,
+    ) -> Result<Allocation, Refusal> {
         self.snap.uploads += 1;
         if let Some(node) = node {
             if let Some(hold) = self.snap.hold(node).cloned() {
-                if let Some(alloc) = self.held_again(inventory, &hold) {
+                if let Some(alloc) = self.held_again(inventory, &hold, prematch)? {
                     return Ok(alloc);
                 }
                 tracing::info!(%node, profile = %hold.profile, "the machine no longer matches the profile it holds: its install is given back");
@@ -1031,6 +1071,7 @@ impl Batch<'_> {
         };
         let mut source = SnapshotSource {
             profiles: &snap.profiles,
+            prematch,
         };
         let plan =
             find_match(state, inventory, &mut source).map_err(|e| Refusal::Match(Box::new(e)))?;
@@ -1088,15 +1129,46 @@ impl Batch<'_> {
         })
     }
 
-    /// The allocation a machine holds, answered again if its profile still matches.
-    fn held_again(&mut self, inventory: &Inventory, hold: &Hold) -> Option<Allocation> {
+    /// The allocation a machine holds, answered again if its profile still matches
+    /// (`None` if it no longer does). The match made before the batch is used if it was
+    /// made with these specs; else it is made here, within what is left of the upload's
+    /// budget, and an upload that spends it is refused (its hold stays as it is).
+    fn held_again(
+        &mut self,
+        inventory: &Inventory,
+        hold: &Hold,
+        prematch: Option<&Prematch>,
+    ) -> Result<Option<Allocation>, Refusal> {
         let snap = &*self.snap;
-        let specs = SnapshotSource {
+        let Ok(specs) = (SnapshotSource {
             profiles: &snap.profiles,
+            prematch: None,
+        })
+        .specs(&hold.profile) else {
+            return Ok(None);
+        };
+        let result = match prematch.and_then(|p| p.get(&hold.profile, &specs)) {
+            Some(done) => done.clone(),
+            None => {
+                let spent = prematch.map_or(0, |p| p.steps);
+                match_all_with_budget(inventory, &specs, DEFAULT_STEP_BUDGET.saturating_sub(spent))
+            }
+        };
+        if let Err(NoMatch::GaveUp { spec, .. }) = result.outcome {
+            return Err(Refusal::Match(Box::new(too_costly(
+                &hold.profile,
+                &specs,
+                spec,
+                DEFAULT_STEP_BUDGET,
+                Vec::new(),
+            ))));
         }
-        .specs(&hold.profile)
-        .ok()?;
-        let result = rdeploy_specs::match_all(inventory, &specs);
+        Ok(self.held_allocation(hold, result))
+    }
+
+    /// The allocation of `hold` from a match of its profile's specs, if it matched.
+    fn held_allocation(&self, hold: &Hold, result: MatchResult) -> Option<Allocation> {
+        let snap = &*self.snap;
         let matched = result.outcome.ok()?;
         let (vars, cmdb) = match &hold.entry {
             None => (matched, None),
@@ -1250,9 +1322,11 @@ fn vars_of(entry: &rdeploy_specs::Value) -> Option<rdeploy_specs::Vars> {
     Some(vars)
 }
 
-/// A [`ProfileSource`] over the snapshot (the last good version of each file).
+/// A [`ProfileSource`] over the snapshot (the last good version of each file), and the
+/// matches made before the batch.
 struct SnapshotSource<'a> {
     profiles: &'a HashMap<String, Profile>,
+    prematch: Option<&'a Prematch>,
 }
 
 impl ProfileSource for SnapshotSource<'_> {
@@ -1280,6 +1354,122 @@ impl ProfileSource for SnapshotSource<'_> {
             Some(CmdbFile::Broken(e)) => Err(e.clone()),
             Some(CmdbFile::Absent { .. }) | None => Ok(None),
         }
+    }
+
+    fn match_specs(
+        &mut self,
+        profile: &str,
+        specs: &Arc<Specs>,
+        inventory: &Inventory,
+        budget: u64,
+    ) -> MatchResult {
+        match self.prematch.and_then(|p| p.get(profile, specs)) {
+            Some(done) => done.clone(),
+            None => match_all_with_budget(inventory, specs, budget),
+        }
+    }
+}
+
+/// The specs of the profiles `state` lets an upload try, in the order it tries them, as the
+/// snapshot last read them: what an upload is matched against before its batch (the server
+/// does it on other threads, so a costly upload never holds the writer; see
+/// [`Batch::upload_prematched`]).
+#[derive(Debug, Clone, Default)]
+pub struct SpecsView {
+    profiles: Vec<(String, Arc<Specs>)>,
+    /// Every profile's specs, for the one a machine may hold an install of (its quota may
+    /// be spent since).
+    all: HashMap<String, Arc<Specs>>,
+}
+
+impl SpecsView {
+    /// Matches `inventory` against each profile in turn, until one matches or the budget
+    /// is spent. `held`, the profile the machine was last given (a hint: the batch's ledger
+    /// decides), is matched first, whatever its quota, as the batch will try it first.
+    /// Pure: the batch decides (quotas, CMDB) and redoes what changed since.
+    pub fn prematch(&self, inventory: &Inventory, budget: u64, held: Option<&str>) -> Prematch {
+        let mut done = Prematch {
+            budget,
+            ..Prematch::default()
+        };
+        if let Some((profile, specs)) = held.and_then(|h| self.all.get_key_value(h)) {
+            let result = match_all_with_budget(inventory, specs, budget);
+            done.steps += result.steps;
+            let gave_up = matches!(result.outcome, Err(NoMatch::GaveUp { .. }));
+            done.results
+                .push((profile.clone(), Arc::clone(specs), result));
+            if gave_up {
+                return done;
+            }
+        }
+        for (profile, specs) in &self.profiles {
+            let result = match done.get(profile, specs) {
+                Some(r) => r.clone(),
+                None => {
+                    let r =
+                        match_all_with_budget(inventory, specs, budget.saturating_sub(done.steps));
+                    done.steps += r.steps;
+                    r
+                }
+            };
+            let failed = matches!(result.outcome, Err(NoMatch::Spec { .. }));
+            done.results
+                .push((profile.clone(), Arc::clone(specs), result));
+            if !failed {
+                break;
+            }
+        }
+        done
+    }
+}
+
+/// The matches of one upload made before its batch, each with the specs it used.
+#[derive(Debug, Clone, Default)]
+pub struct Prematch {
+    results: Vec<(String, Arc<Specs>, MatchResult)>,
+    /// Matching steps spent.
+    pub steps: u64,
+    budget: u64,
+}
+
+impl Prematch {
+    /// The result for `profile` if it was matched with these very specs.
+    fn get(&self, profile: &str, specs: &Arc<Specs>) -> Option<&MatchResult> {
+        self.results
+            .iter()
+            .find(|(p, s, _)| p == profile && Arc::ptr_eq(s, specs))
+            .map(|(_, _, r)| r)
+    }
+
+    /// Whether matching spent the whole budget.
+    pub fn gave_up(&self) -> bool {
+        self.results
+            .last()
+            .is_some_and(|(_, _, r)| matches!(r.outcome, Err(NoMatch::GaveUp { .. })))
+    }
+
+    /// The refusal of an upload whose matching spent the budget: the profile and spec it
+    /// was matching, and why the profiles before it did not match.
+    pub fn too_costly(&self, inventory: &Inventory) -> Option<Refusal> {
+        let (profile, specs, result) = self.results.last()?;
+        let Err(NoMatch::GaveUp { spec, .. }) = result.outcome else {
+            return None;
+        };
+        let tried = self
+            .results
+            .iter()
+            .filter_map(|(p, s, r)| match r.outcome {
+                Err(NoMatch::Spec { index }) => Some((p.clone(), spec_skip(inventory, s, index))),
+                _ => None,
+            })
+            .collect();
+        Some(Refusal::Match(Box::new(too_costly(
+            profile,
+            specs,
+            spec,
+            self.budget,
+            tried,
+        ))))
     }
 }
 
@@ -1329,6 +1519,45 @@ mod tests {
     ) -> Result<Result<Allocation, Refusal>, Box<dyn std::error::Error>> {
         let inv = kvm(i)?;
         Ok(snap.batch(|b| b.upload(&inv, None))?)
+    }
+
+    #[test]
+    fn a_cmdb_over_the_limit_is_expanded_once_until_the_file_changes(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("vm.cmdb");
+        // 1,000,001 entries: over generate()'s limit.
+        fs::write(&path, "generate({'h': 'n1-1000001'})\n")?;
+        let mut t: Tracked<String> = Tracked::default();
+        let expanded = std::cell::Cell::new(0);
+        let parse = |text: &str| {
+            expanded.set(expanded.get() + 1);
+            match Cmdb::parse(text) {
+                Ok(_) => Ok(text.to_owned()),
+                Err(e) => Err(vec![(None, e.to_string())]),
+            }
+        };
+        // Read at once (within the racy window, where the text is read again) and later.
+        for _ in 0..5 {
+            refresh_file(&mut t, &path, parse);
+        }
+        t.read_at = Some(SystemTime::now() + RACY);
+        refresh_file(&mut t, &path, parse);
+        let error = t.error.as_ref().map(|p| p[0].1.clone()).unwrap_or_default();
+        assert!(
+            error.contains("cannot expand this generate() call"),
+            "{error}"
+        );
+        assert_eq!(
+            expanded.get(),
+            1,
+            "the failure is kept while the file is the same"
+        );
+        fs::write(&path, "generate({'h': 'n1-100000'})\n")?;
+        refresh_file(&mut t, &path, parse);
+        assert_eq!(expanded.get(), 2, "a changed file is read again");
+        assert!(t.error.is_none() && t.value.is_some());
+        Ok(())
     }
 
     #[test]
@@ -1447,6 +1676,43 @@ mod tests {
                 "{text}: {h:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_match_made_before_the_batch_is_used_only_with_the_same_specs(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let p = tmp.path();
+        fs::write(p.join("state"), "[('hp', 0), ('vm', 3)]\n")?;
+        fs::write(p.join("hp.specs"), "[('disk', '$disk', 'size', '$size')]\n")?;
+        fs::write(p.join("vm.specs"), "[('disk', '$disk', 'size', '$size')]\n")?;
+        let mut snap = Snapshot::new(ConfigDir::new(p));
+        snap.refresh();
+        let view = snap.specs_view();
+        assert_eq!(
+            view.profiles.len(),
+            1,
+            "hp has no installs left: not matched ahead"
+        );
+        let pre = view.prematch(&kvm(1)?, 1_000_000, None);
+        assert!(!pre.gave_up());
+        assert!(pre.steps > 0);
+        let inv = kvm(1)?;
+        let a = snap.batch(|b| b.upload_prematched(&inv, None, Some(&pre)))??;
+        assert_eq!(a.plan.profile, "vm");
+        // The specs change before the next batch: the earlier match is not reused.
+        std::thread::sleep(Duration::from_millis(10));
+        fs::write(
+            p.join("vm.specs"),
+            "[('disk', '$disk', 'size', 'gt(100)')]\n",
+        )?;
+        let pre = view.prematch(&inv, 1_000_000, None);
+        let r = snap.batch(|b| b.upload_prematched(&inv, None, Some(&pre)))?;
+        assert!(
+            matches!(&r, Err(Refusal::Match(m)) if matches!(**m, MatchError::UnableToMatch { .. })),
+            "{r:?}"
+        );
         Ok(())
     }
 

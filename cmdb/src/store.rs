@@ -21,8 +21,10 @@ use crate::state::State;
 use rdeploy_specs::Problems;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 const LOCK_FILE: &str = ".rdeploy.lock";
 const JOURNAL: &str = ".rdeploy-journal";
@@ -55,14 +57,34 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 /// A config dir (`state`, `<profile>.specs`, `<profile>.cmdb`, `<profile>.configure`).
+///
+/// The lock file is opened by the first transaction and kept open (clones share it): a
+/// server out of descriptors can still take the lock. It is opened again if someone
+/// replaced it.
 #[derive(Clone, Debug)]
 pub struct ConfigDir {
     dir: PathBuf,
+    lock: Arc<Mutex<Option<LockFile>>>,
+}
+
+/// The open lock file and the inode it was opened at.
+struct LockFile {
+    lock: fd_lock::RwLock<File>,
+    ino: u64,
+}
+
+impl std::fmt::Debug for LockFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LockFile(inode {})", self.ino)
+    }
 }
 
 impl ConfigDir {
     pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
-        ConfigDir { dir: dir.into() }
+        ConfigDir {
+            dir: dir.into(),
+            lock: Arc::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -80,15 +102,29 @@ impl ConfigDir {
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let lock_path = self.file(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        let mut lock = fd_lock::RwLock::new(file);
-        let _guard = lock.write().map_err(io_err(&lock_path))?;
+        let mut held = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let on_disk = fs::metadata(&lock_path).ok().map(|m| m.ino());
+        let lock = match held.take() {
+            Some(open) if Some(open.ino) == on_disk => held.insert(open),
+            _ => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io_err(&lock_path))?;
+                let ino = file.metadata().map_err(io_err(&lock_path))?.ino();
+                held.insert(LockFile {
+                    lock: fd_lock::RwLock::new(file),
+                    ino,
+                })
+            }
+        };
+        let _guard = lock.lock.write().map_err(io_err(&lock_path))?;
         recover(&self.dir)?;
         let mut tx = Transaction { dir: self };
         f(&mut tx)
@@ -411,6 +447,30 @@ mod journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lock_inode(dir: &ConfigDir) -> Option<u64> {
+        dir.lock.lock().ok()?.as_ref().map(|l| l.ino)
+    }
+
+    #[test]
+    fn the_lock_file_stays_open_across_transactions_and_is_reopened_when_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::new(tmp.path());
+        let clone = dir.clone();
+        dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
+        let first = lock_inode(&dir);
+        assert!(first.is_some());
+        clone.transaction(|_| Ok::<_, StoreError>(())).unwrap();
+        assert_eq!(lock_inode(&dir), first, "clones share the open lock file");
+        // Someone replaced the lock file: a lock on the old one would exclude nobody.
+        let path = tmp.path().join(LOCK_FILE);
+        fs::write(tmp.path().join("other"), "").unwrap();
+        fs::rename(tmp.path().join("other"), &path).unwrap();
+        dir.transaction(|_| Ok::<_, StoreError>(())).unwrap();
+        let now = fs::metadata(&path).unwrap().ino();
+        assert_eq!(lock_inode(&dir), Some(now));
+        assert_ne!(Some(now), first);
+    }
 
     #[test]
     fn multi_file_commit_is_all_or_nothing() {

@@ -543,7 +543,22 @@ fn ipmi_user_on(s: &Rc<RefCell<Session>>, ch: INT, id: INT, user: &str, password
     )
 }
 
+/// Deepest value the API converts (a value nested deeper would recurse that deep).
+const MAX_API_DEPTH: usize = 64;
+
+/// Refuses a value nested deeper than [`MAX_API_DEPTH`] ([`ErrorKind::Limit`]).
+fn shallow<'a>(what: &str, items: impl Iterator<Item = &'a Dynamic>) -> Res<()> {
+    if crate::convert::items_nesting(items, MAX_API_DEPTH) > MAX_API_DEPTH {
+        return Err(throw(
+            ErrorKind::Limit,
+            format!("{what}: a value with more than {MAX_API_DEPTH} levels of arrays and maps inside each other"),
+        ));
+    }
+    Ok(())
+}
+
 fn network_of(net: &Map) -> Res<Network> {
+    shallow("network", net.values())?;
     let json = to_json(&Dynamic::from_map(net.clone()));
     serde_json::from_value(json)
         .map_err(|e| throw(ErrorKind::InvalidArgument, format!("network: {e}")))
@@ -644,6 +659,7 @@ pub fn register(engine: &mut Engine, session: &Rc<RefCell<Session>>) {
     });
     let s = Rc::clone(session);
     engine.register_fn("inject_facts", move |facts: Map| -> Res<()> {
+        shallow("inject_facts", facts.values())?;
         let mut s = s.borrow_mut();
         for (k, v) in &facts {
             let v = to_json(v);

@@ -27,6 +27,36 @@ pub fn object_to_map(o: &serde_json::Map<String, Value>) -> Map {
         .collect()
 }
 
+/// How many levels of arrays and maps `v` has (a scalar: 0), looked at no deeper than
+/// `limit + 1` (so measuring a value nested thousands deep recurses at most that far).
+pub fn nesting(v: &Dynamic, limit: usize) -> usize {
+    if !(v.is_array() || v.is_map()) {
+        return 0;
+    }
+    if limit == 0 {
+        return 1;
+    }
+    if let Some(a) = v.read_lock::<rhai::Array>() {
+        items_nesting(a.iter(), limit)
+    } else if let Some(m) = v.read_lock::<Map>() {
+        items_nesting(m.values(), limit)
+    } else {
+        0
+    }
+}
+
+/// [`nesting`] of an array or a map given by its elements.
+pub fn items_nesting<'a>(items: impl Iterator<Item = &'a Dynamic>, limit: usize) -> usize {
+    let mut deepest = 0;
+    for x in items {
+        if deepest >= limit {
+            break;
+        }
+        deepest = deepest.max(nesting(x, limit.saturating_sub(1)));
+    }
+    1 + deepest
+}
+
 /// A Rhai value as JSON: `()` is null, non-finite floats null, other types their string form.
 pub fn to_json(v: &Dynamic) -> Value {
     if v.is_unit() {
@@ -66,5 +96,20 @@ mod tests {
             "disks": ["sda", "sdb"], "nested": {"a": {"b": [1, 2]}}
         });
         assert_eq!(to_json(&to_dynamic(&v)), v);
+        assert_eq!(nesting(&to_dynamic(&v), 64), 4);
+    }
+
+    #[test]
+    fn nesting_is_measured_no_deeper_than_asked() {
+        let mut v = Dynamic::from_array(Vec::new());
+        for _ in 0..100_000 {
+            v = Dynamic::from_array(vec![v]);
+        }
+        assert_eq!(nesting(&v, 64), 65);
+        assert_eq!(nesting(&Dynamic::from_int(1), 64), 0);
+        // Dropping a value nested that deep recurses too: take it apart by hand.
+        while let Ok(mut a) = v.into_array() {
+            v = a.pop().unwrap_or(Dynamic::UNIT);
+        }
     }
 }

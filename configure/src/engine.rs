@@ -50,7 +50,48 @@ fn engine(limits: &Limits, var: Dynamic) -> Engine {
     // Until a run replaces them, print and debug go nowhere (never to the process's stdout).
     e.on_print(|_| {});
     e.on_debug(|_, _, _| {});
+    register_printing(&mut e, limits.max_value_depth);
     e
+}
+
+/// Printing arrays and maps (`print`, `debug`, `to_string`, `to_debug`, and so string
+/// interpolation): Rhai's own functions recurse once per level of the value, and a value
+/// nested a few thousand levels deep would overflow the stack. These measure the value
+/// first (no deeper than `limit`) and refuse one nested deeper ([`ErrorKind::Limit`]).
+fn register_printing(e: &mut Engine, limit: usize) {
+    fn too_deep(limit: usize) -> Box<EvalAltResult> {
+        EvalAltResult::ErrorRuntime(
+            Dynamic::from(ApiError {
+                kind: ErrorKind::Limit,
+                message: format!(
+                    "a value with more than {limit} levels of arrays and maps inside each other cannot be printed"
+                ),
+                failure: None,
+            }),
+            Position::NONE,
+        )
+        .into()
+    }
+    for name in ["print", "debug", "to_string", "to_debug"] {
+        e.register_fn(
+            name,
+            move |a: &mut rhai::Array| -> Result<String, Box<EvalAltResult>> {
+                if crate::convert::items_nesting(a.iter(), limit) > limit {
+                    return Err(too_deep(limit));
+                }
+                Ok(format!("{a:?}"))
+            },
+        );
+        e.register_fn(
+            name,
+            move |m: &mut rhai::Map| -> Result<String, Box<EvalAltResult>> {
+                if crate::convert::items_nesting(m.values(), limit) > limit {
+                    return Err(too_deep(limit));
+                }
+                Ok(format!("#{m:?}"))
+            },
+        );
+    }
 }
 
 /// Parses a script without running it (`rdeploy check`): syntax errors come back located.

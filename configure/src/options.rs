@@ -25,6 +25,16 @@ pub struct Limits {
     pub max_variables: usize,
     /// Functions a script may define.
     pub max_functions: usize,
+    /// Levels of arrays and maps inside each other a value may have to be printed
+    /// (`print`, `debug`, `to_string`, interpolation) or handed to the configure API.
+    /// (How deep a value can nest at all is bounded by `max_array_size` and
+    /// `max_map_size`: every level is an element.)
+    #[serde(default = "default_value_depth")]
+    pub max_value_depth: usize,
+}
+
+fn default_value_depth() -> usize {
+    64
 }
 
 impl Default for Limits {
@@ -38,6 +48,7 @@ impl Default for Limits {
             max_map_size: 10_000,
             max_variables: 1_000,
             max_functions: 256,
+            max_value_depth: default_value_depth(),
         }
     }
 }

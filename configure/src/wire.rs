@@ -58,14 +58,107 @@ pub enum StepStatus {
     Failed,
 }
 
-/// When an event happened: an RFC 3339 string or Unix seconds (serialized untagged).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// When an event happened: an RFC 3339 string or Unix seconds (serialized untagged). Read
+/// only when it is a time: Unix seconds from 0 to the end of year 9999, or an RFC 3339
+/// date and time with its offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EventTime {
     /// Seconds since the Unix epoch.
     Unix(i64),
     /// RFC 3339 (`2024-05-01T12:00:00Z`), passed through as given.
     Rfc3339(String),
+}
+
+/// The last second of year 9999, in Unix seconds.
+const MAX_UNIX: i64 = 253_402_300_799;
+
+impl<'de> Deserialize<'de> for EventTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EventTime, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Unix(i64),
+            Text(String),
+            Other(serde_json::Value),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Unix(s) if (0..=MAX_UNIX).contains(&s) => Ok(EventTime::Unix(s)),
+            Raw::Text(t) if is_rfc3339(&t) => Ok(EventTime::Rfc3339(t)),
+            Raw::Unix(s) => Err(D::Error::custom(format!(
+                "time {s} is not a time: Unix seconds go from 0 to {MAX_UNIX} (year 9999)"
+            ))),
+            Raw::Text(t) => Err(D::Error::custom(format!(
+                "time {:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z",
+                t.chars().take(64).collect::<String>()
+            ))),
+            Raw::Other(v) => Err(D::Error::custom(format!(
+                "time {} is neither Unix seconds nor an RFC 3339 string",
+                v.to_string().chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// Whether `t` is an RFC 3339 date and time: `YYYY-MM-DDTHH:MM:SS`, optional fraction,
+/// then `Z` or `±HH:MM` (`t`/`z` and a space for `T` accepted, as RFC 3339 allows).
+pub fn is_rfc3339(t: &str) -> bool {
+    let b = t.as_bytes();
+    let num = |from: usize, len: usize, max: u32| -> Option<u32> {
+        let part = t.get(from..from + len)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok().filter(|n| *n <= max)
+    };
+    let days_in = |y: u32, m: u32| match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    let date = (|| {
+        let y = num(0, 4, 9999)?;
+        let m = num(5, 2, 12).filter(|m| *m >= 1)?;
+        let d = num(8, 2, 31).filter(|d| *d >= 1 && *d <= days_in(y, m))?;
+        num(11, 2, 23)?;
+        num(14, 2, 59)?;
+        num(17, 2, 60)?;
+        Some(d)
+    })();
+    if date.is_none()
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return false;
+    }
+    let mut rest = &t[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &frac[digits..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', ..] if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let offset = &rest[1..];
+            let h = offset.get(0..2).and_then(|h| h.parse::<u32>().ok());
+            let m = offset.get(3..5).and_then(|m| m.parse::<u32>().ok());
+            offset
+                .bytes()
+                .enumerate()
+                .all(|(i, c)| i == 2 || c.is_ascii_digit())
+                && h.is_some_and(|h| h <= 23)
+                && m.is_some_and(|m| m <= 59)
+        }
+        _ => false,
+    }
 }
 
 /// One progress report from an agent.
@@ -216,6 +309,37 @@ mod tests {
         )?;
         assert_eq!(reply.var.get("ip"), Some(&json!("10.0.0.5")));
         Ok(())
+    }
+
+    #[test]
+    fn event_times_must_be_times() {
+        let time = |v: serde_json::Value| serde_json::from_value::<EventTime>(v);
+        assert_eq!(time(json!(0)).ok(), Some(EventTime::Unix(0)));
+        assert!(time(json!("2024-05-01T12:00:00Z")).is_ok());
+        assert!(time(json!("2024-02-29T23:59:60.123+05:30")).is_ok());
+        assert!(time(json!("2024-05-01 12:00:00-01:00")).is_ok());
+        for bad in [
+            json!("yesterday"),
+            json!("2023-02-29T00:00:00Z"),
+            json!("2024-13-01T00:00:00Z"),
+            json!("2024-05-01T24:00:00Z"),
+            json!("2024-05-01T12:00:00"),
+            json!("2024-05-01T12:00:00.Z"),
+            json!("2024-05-01T12:00:00+5:30"),
+            json!("２０２４-05-01T12:00:00Z"),
+            json!(-1),
+            json!(1e12),
+            json!(MAX_UNIX + 1),
+            json!(null),
+            json!([1]),
+        ] {
+            assert!(time(bad.clone()).is_err(), "{bad}");
+        }
+        let e = time(json!("yesterday"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not an RFC 3339 time"), "{e}");
     }
 
     #[test]

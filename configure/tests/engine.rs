@@ -223,6 +223,56 @@ fn limits_stop_runaway_scripts() {
     );
 }
 
+/// Issue 11: a value nested thousands of levels deep once overflowed the stack when printed
+/// (the process aborted and its node stayed `configuring`). Printing it is a clean limit
+/// error; a value nested deeper than the element limits cannot be built. The binaries run
+/// scripts on a thread with a large stack, as this test does: comparing, copying or dropping
+/// such a value recurses once per level.
+#[test]
+fn deeply_nested_values_hit_a_limit_instead_of_the_stack() {
+    let checks = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            let printed = fails("let a = [];\nfor i in 0..1500 { a = [a]; }\nprint(a);");
+            let map = fails("let m = #{};\nfor i in 0..1500 { m = #{x: m}; }\ndebug(m);");
+            let small = Options {
+                limits: Limits {
+                    max_array_size: 1_000,
+                    ..Limits::default()
+                },
+                ..Options::default()
+            };
+            let built = fails_on(
+                RecordingHost::new(),
+                "let a = [];\nfor i in 0..1500 { a = [a]; }",
+                &small,
+            );
+            let facts = fails("let a = [];\nfor i in 0..100 { a = [a]; }\ninject_facts(#{a: a});");
+            let (_, compared) = ok("let a = [];\nfor i in 0..1500 { a = [a]; }\nprint(a == a);");
+            (printed, map, built, facts, compared.log)
+        })
+        .map(|t| t.join());
+    let Ok(Ok((printed, map, built, facts, compared))) = checks else {
+        panic!("the test thread failed");
+    };
+    assert_eq!(
+        at(&printed),
+        (Some(3), Some(1), ErrorKind::Limit),
+        "{printed}"
+    );
+    assert!(printed.message.contains("more than 64 levels"), "{printed}");
+    assert_eq!(map.kind, ErrorKind::Limit, "{map}");
+    assert_eq!(built.kind, ErrorKind::Limit, "{built}");
+    assert_eq!(facts.kind, ErrorKind::Limit, "{facts}");
+    assert_eq!(compared, ["true"]);
+    // A value of ordinary depth prints as Rhai prints it.
+    let (_, o) = ok("let a = [1, [2, #{\"k\": \"v\"}]];\nprint(a);\nprint(`${a}`);");
+    assert_eq!(
+        o.log,
+        ["[1, [2, #{\"k\": \"v\"}]]", "[1, [2, #{\"k\": \"v\"}]]"]
+    );
+}
+
 #[test]
 fn thrown_values_and_caught_failures() {
     let e = fails("throw \"no disks\";");

@@ -10,7 +10,7 @@ use crate::commands::{read_inventory, Outcome};
 use anyhow::{Context, Result};
 use rdeploy_cmdb::snapshot::{Finding, Level};
 use rdeploy_cmdb::store::ConfigDir;
-use rdeploy_cmdb::{Refusal, Snapshot};
+use rdeploy_cmdb::{MatchError, Refusal, Snapshot};
 use rdeploy_specs::matcher::Severity;
 use rdeploy_specs::Pos;
 use std::path::Path;
@@ -89,6 +89,12 @@ pub fn run(args: &CheckArgs) -> Result<Outcome> {
                 );
                 let vars = vars.as_object().cloned().unwrap_or_default();
                 dry_run_profile(&dir, &plan.profile, &vars, &mut report)?;
+            }
+            Err(Refusal::Match(e)) if matches!(*e, MatchError::TooCostly { .. }) => {
+                // The specs (or a regular expression) cost too much on this inventory: a
+                // problem of the config dir the server would answer `422 too_costly`.
+                report.errors += 1;
+                println!("{}: refused: {}", hw.display(), e.explain());
             }
             Err(Refusal::Match(e)) => {
                 unmatched += 1;

@@ -551,6 +551,16 @@ pub struct ServeArgs {
     /// (docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// At most N connections at once (default 8192); never more than the descriptor limit
+    /// allows (two per connection, 512 kept for the server's files). Beyond, new clients
+    /// wait in the listen backlog.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client may stall: sending a request head (or idle between requests on a
+    /// kept-alive connection), between two pieces of a request body, or reading an answer.
+    /// A whole request body must arrive within 6 times this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub client_timeout: std::time::Duration,
     /// File holding a bearer token for reading node details (GET /nodes, /nodes/ID);
     /// the admin token works too. Needed only on a non-loopback listener.
     #[arg(long, value_name = "FILE")]

@@ -16,6 +16,9 @@ pub enum Outcome {
     Ok,
     NoMatch,
     Error,
+    /// Matching the inventory spent its whole budget: refused (`422 too_costly` in the
+    /// server).
+    TooCostly,
 }
 
 impl From<Outcome> for ExitCode {
@@ -24,6 +27,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::NoMatch => ExitCode::from(1),
             Outcome::Error => ExitCode::from(2),
+            Outcome::TooCostly => ExitCode::from(3),
         }
     }
 }
@@ -104,13 +108,16 @@ pub fn try_match(args: &TryMatchArgs) -> Result<Outcome> {
             );
             Ok(Outcome::NoMatch)
         }
-        Err(NoMatch::GaveUp { steps }) => {
+        Err(NoMatch::GaveUp { steps, spec }) => {
+            let at = specs.lines().get(spec).map_or_else(String::new, |l| {
+                format!(":{} (spec #{} {})", l.pos, spec + 1, display_line(&l.elems))
+            });
             eprintln!(
-                "no match: gave up after {steps} matching steps: {} backtracks too much on {} (eDeploy would search for minutes here)",
+                "refused: matching {} spent its budget ({steps} steps) at {}{at}: the specs backtrack too much for this inventory, or a regular expression is too costly on it (eDeploy would search for minutes here)",
+                args.hw.display(),
                 args.specs.display(),
-                args.hw.display()
             );
-            Ok(Outcome::NoMatch)
+            Ok(Outcome::TooCostly)
         }
     }
 }
@@ -156,6 +163,10 @@ pub fn match_cmd(args: &MatchArgs) -> Result<Outcome> {
             if refusal.is_config_error() {
                 eprintln!("rdeploy: cannot match {}: {why}", hw.display());
                 Ok(Outcome::Error)
+            } else if matches!(&refusal, Refusal::Match(m) if matches!(**m, MatchError::TooCostly { .. }))
+            {
+                eprintln!("rdeploy: {} refused: {why}", hw.display());
+                Ok(Outcome::TooCostly)
             } else {
                 eprintln!("rdeploy: no match for {}: {why}", hw.display());
                 Ok(Outcome::NoMatch)

@@ -8,7 +8,8 @@ use rdeploy_specs::{Inventory, Value};
 pub struct Identity {
     /// eDeploy's name for the `.hw` file, sanitized: also the node id.
     pub name: String,
-    /// Every `('network', IFACE, 'serial', MAC)`, lowercased, in inventory order.
+    /// Every `('network', IFACE, 'serial', MAC)`, lowercased, in inventory order (the first
+    /// [`MAX_MACS`]).
     pub macs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -28,10 +29,20 @@ pub struct Identity {
 /// Longest node name kept (file names stay well under the 255-byte limit).
 const MAX_NAME: usize = 128;
 
+/// Most MACs kept of one inventory (each gets PXELINUX files).
+pub const MAX_MACS: usize = 64;
+
+/// Longest DMI name or MAC kept (characters).
+const MAX_FIELD: usize = 256;
+
 fn text(v: &Value) -> String {
-    match v {
+    let full = match v {
         Value::Str(s) => s.clone(),
         other => other.to_string(),
+    };
+    match full.char_indices().nth(MAX_FIELD) {
+        Some((end, _)) => full[..end].to_owned(),
+        None => full,
     }
 }
 
@@ -70,6 +81,7 @@ impl Identity {
             .iter()
             .filter(|l| l[0].as_str() == Some("network") && l[2].as_str() == Some("serial"))
             .map(|l| text(&l[3]).to_ascii_lowercase())
+            .take(MAX_MACS)
             .collect();
         let mut name = String::new();
         if let Some(v) = &vendor {

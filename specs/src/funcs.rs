@@ -14,7 +14,7 @@
 
 use crate::value::Value;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A known function name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +120,7 @@ pub struct Arg {
     /// Set when the text is itself a call of a known function.
     pub call: Option<Call>,
     /// The compiled pattern, when this argument is used as a `regexp` pattern.
-    regex: OnceLock<Result<fancy_regex::Regex, String>>,
+    regex: OnceLock<Result<Arc<Pattern>, String>>,
 }
 
 /// The shape eDeploy recognises as a call.
@@ -212,17 +212,23 @@ impl Obj<'_> {
 impl Call {
     /// Evaluates the call against one inventory value and returns its truth.
     pub fn test(&self, value: &Value) -> Result<bool, EvalError> {
+        self.test_metered(value, &mut Meter::unlimited())
+    }
+
+    /// [`Call::test`], adding what regular expressions cost to the meter (matcher steps, see
+    /// [`LINEAR_BYTES_PER_STEP`]); a search the meter cannot afford fails.
+    pub fn test_metered(&self, value: &Value, meter: &mut Meter) -> Result<bool, EvalError> {
         if let (Some(fast), Value::Str(raw)) = (&self.fast, value) {
             let v = strip_quotes(raw);
             // A value that itself looks like a call takes the general path.
             if !(v.ends_with(')') || v.ends_with(")\n")) {
-                return self.fast_test(fast, v);
+                return self.fast_test(fast, v, meter);
             }
         }
-        Ok(self.eval(value, 0)?.truthy())
+        Ok(self.eval(value, 0, meter)?.truthy())
     }
 
-    fn fast_test(&self, fast: &Fast, v: &str) -> Result<bool, EvalError> {
+    fn fast_test(&self, fast: &Fast, v: &str, meter: &mut Meter) -> Result<bool, EvalError> {
         let num = || {
             python_float(v)
                 .ok_or_else(|| EvalError(format!("could not convert string to float: '{v}'")))
@@ -245,7 +251,9 @@ impl Call {
             Fast::Regexp => {
                 let a = &self.args[0];
                 let re = a.regex.get_or_init(|| compile_python_regex(&a.text));
-                search(re.as_ref().map_err(|e| EvalError(e.clone()))?, v)?
+                re.as_ref()
+                    .map_err(|e| EvalError(e.clone()))?
+                    .search(v, meter)?
             }
             Fast::Network(net, prefix) => {
                 let addr = parse_ipv4(v).ok_or_else(|| {
@@ -256,7 +264,12 @@ impl Call {
         })
     }
 
-    fn eval<'a>(&'a self, implicit: &'a Value, depth: u32) -> Result<Obj<'a>, EvalError> {
+    fn eval<'a>(
+        &'a self,
+        implicit: &'a Value,
+        depth: u32,
+        meter: &mut Meter,
+    ) -> Result<Obj<'a>, EvalError> {
         if depth > MAX_EVAL_DEPTH {
             // eDeploy recurses until Python's RecursionError (a value that looks like a call).
             return Err(EvalError("maximum recursion depth exceeded".into()));
@@ -269,16 +282,21 @@ impl Call {
                 implicit
             )));
         };
-        let first = extract(implicit, Obj::Str(strip_quotes(raw).into()), depth + 1)?;
+        let first = extract(
+            implicit,
+            Obj::Str(strip_quotes(raw).into()),
+            depth + 1,
+            meter,
+        )?;
         let mut args = Vec::with_capacity(self.args.len() + 1);
         args.push(first);
         for a in &self.args {
             args.push(match &a.call {
-                Some(c) => c.eval(implicit, depth + 1)?,
+                Some(c) => c.eval(implicit, depth + 1, meter)?,
                 None => Obj::Str(a.text.as_str().into()),
             });
         }
-        self.apply(args, depth)
+        self.apply(args, depth, meter)
     }
 
     fn arity(&self, args: &[Obj<'_>], want: usize) -> Result<(), EvalError> {
@@ -295,7 +313,12 @@ impl Call {
         }
     }
 
-    fn apply<'a>(&'a self, args: Vec<Obj<'a>>, depth: u32) -> Result<Obj<'a>, EvalError> {
+    fn apply<'a>(
+        &'a self,
+        args: Vec<Obj<'a>>,
+        depth: u32,
+        meter: &mut Meter,
+    ) -> Result<Obj<'a>, EvalError> {
         let b = |x: bool| Ok(Obj::Bool(x));
         match self.func {
             Func::Gt | Func::Ge | Func::Lt | Func::Le => {
@@ -349,9 +372,16 @@ impl Call {
                 let found = match self.args.first().filter(|a| a.call.is_none()) {
                     Some(a) => {
                         let re = a.regex.get_or_init(|| compile_python_regex(&a.text));
-                        search(re.as_ref().map_err(|e| EvalError(e.clone()))?, text)?
+                        re.as_ref()
+                            .map_err(|e| EvalError(e.clone()))?
+                            .search(text, meter)?
                     }
-                    None => search(&compile_python_regex(pattern).map_err(EvalError)?, text)?,
+                    None => {
+                        meter.spent += COMPILE_STEPS;
+                        compile_python_regex(pattern)
+                            .map_err(EvalError)?
+                            .search(text, meter)?
+                    }
                 };
                 b(found)
             }
@@ -363,7 +393,7 @@ impl Call {
                     return Err(EvalError("extract_result() needs a string".into()));
                 };
                 // eDeploy re-evaluates the argument with the stripped value as implicit.
-                extract(&Value::Str(first.into_owned()), expr, depth + 1)
+                extract(&Value::Str(first.into_owned()), expr, depth + 1, meter)
             }
             Func::Raises => Err(EvalError(format!(
                 "{}() is an internal name of eDeploy's matcher and cannot be called from a spec",
@@ -375,7 +405,12 @@ impl Call {
 
 /// eDeploy's `_extract_result(implicit, expr)`: evaluate `expr` when it looks like a call
 /// of a known function, else return it unchanged.
-fn extract<'a>(implicit: &Value, expr: Obj<'a>, depth: u32) -> Result<Obj<'a>, EvalError> {
+fn extract<'a>(
+    implicit: &Value,
+    expr: Obj<'a>,
+    depth: u32,
+    meter: &mut Meter,
+) -> Result<Obj<'a>, EvalError> {
     let Obj::Str(text) = &expr else {
         return Err(EvalError(
             "expected a string where a boolean was given".into(),
@@ -386,7 +421,7 @@ fn extract<'a>(implicit: &Value, expr: Obj<'a>, depth: u32) -> Result<Obj<'a>, E
         return Ok(expr);
     }
     match parse_call(text) {
-        Parsed::Call(call) => match call.eval(implicit, depth + 1)? {
+        Parsed::Call(call) => match call.eval(implicit, depth + 1, meter)? {
             Obj::Str(s) => Ok(Obj::Str(s.into_owned().into())),
             Obj::Bool(b) => Ok(Obj::Bool(b)),
         },
@@ -534,23 +569,255 @@ fn ipv4_network(o: &Obj<'_>) -> Result<(u32, u32), EvalError> {
     Ok((addr, prefix))
 }
 
-/// Translates a Python regular expression to one `fancy_regex` runs the same way: `$`
-/// (outside a class, unescaped) also matches before a final newline, `\Z` is the end.
-pub fn compile_python_regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<fancy_regex::Regex, String>>>> =
-        OnceLock::new();
+/// Matching cost, in the matcher's steps (one step: one line checked against one spec,
+/// about 10–20 ns), of what `regexp()` does. A search with the linear-time engine costs one
+/// step per [`LINEAR_BYTES_PER_STEP`] bytes of text; a backtracking search costs
+/// [`STEPS_PER_BACKTRACK`] steps per backtrack it was allowed (the measured cost of a
+/// backtrack that calls the inner engine is ~170 ns on a busy 2-core machine).
+pub const LINEAR_BYTES_PER_STEP: u64 = 4;
+/// See [`LINEAR_BYTES_PER_STEP`].
+pub const STEPS_PER_BACKTRACK: u64 = 16;
+/// What a test may spend, and has spent, in matcher steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meter {
+    pub spent: u64,
+    /// What may be spent (the matcher's budget left).
+    pub limit: u64,
+}
+
+impl Meter {
+    /// A meter allowing `limit` steps.
+    pub fn new(limit: u64) -> Meter {
+        Meter { spent: 0, limit }
+    }
+
+    /// A meter that only counts.
+    pub fn unlimited() -> Meter {
+        Meter::new(u64::MAX)
+    }
+}
+
+/// What compiling a computed pattern (a `regexp()` whose argument is itself a call) costs.
+const COMPILE_STEPS: u64 = 1_000;
+
+/// The backtracking limits tried in turn: a search is charged for the limit it finished
+/// under, so an ordinary pattern costs little and a catastrophic one at most the last.
+/// Past the last one the search fails (an element that does not match, as a pattern that
+/// raised in eDeploy).
+const BACKTRACK_LIMITS: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
+
+/// A compiled `regexp()` pattern (Python syntax), searched with the linear-time engine
+/// whenever that gives Python's answer, else with a backtracking engine under a limit.
+#[derive(Debug)]
+pub struct Pattern {
+    /// The same pattern for the linear-time `regex` engine: when it has no look-around,
+    /// backreference, atomic group or conditional. Python's `$` is `(?m:$)` there.
+    linear: Option<regex::Regex>,
+    /// The pattern has a `$`: `(?m:$)` is Python's `$` only in a text with no newline
+    /// before its last character; other texts take the backtracking engine.
+    dollar: bool,
+    /// The exact translation (`$` as `(?=\n?\z)`) for `fancy_regex`, compiled per limit of
+    /// [`BACKTRACK_LIMITS`] on first use.
+    exact: String,
+    backtracking: [OnceLock<Result<fancy_regex::Regex, String>>; BACKTRACK_LIMITS.len()],
+}
+
+impl Pattern {
+    fn compile(pattern: &str) -> Result<Pattern, String> {
+        let invalid =
+            |e: &dyn std::fmt::Display| format!("invalid regular expression '{pattern}': {e}");
+        let (exact, dollar) = translate_regex(pattern, false)?;
+        let (lineable, _) = translate_regex(pattern, true)?;
+        let first = fancy_regex::RegexBuilder::new(&exact)
+            .backtrack_limit(BACKTRACK_LIMITS[0])
+            .build()
+            .map_err(|e| invalid(&e))?;
+        let linear = fancy_regex::Expr::parse_tree(&lineable)
+            .ok()
+            .and_then(|tree| {
+                let mut text = String::new();
+                linear_text(&tree.expr, &mut text).then_some(text)
+            })
+            .and_then(|text| regex::Regex::new(&text).ok());
+        let backtracking = std::array::from_fn(|i| {
+            let cell = OnceLock::new();
+            if i == 0 {
+                let _ = cell.set(Ok(first.clone()));
+            }
+            cell
+        });
+        Ok(Pattern {
+            linear,
+            dollar,
+            exact,
+            backtracking,
+        })
+    }
+
+    /// The answer of the backtracking engine alone (no limit beyond the last): what every
+    /// search gave before the linear-time engine, kept for differential tests.
+    #[doc(hidden)]
+    pub fn search_backtracking(&self, text: &str) -> Result<bool, EvalError> {
+        fancy_regex::RegexBuilder::new(&self.exact)
+            .backtrack_limit(BACKTRACK_LIMITS[BACKTRACK_LIMITS.len() - 1])
+            .build()
+            .map_err(|e| EvalError(e.to_string()))?
+            .is_match(text)
+            .map_err(|e| EvalError(e.to_string()))
+    }
+
+    /// Whether this pattern is searched with the linear-time engine in a text without
+    /// newlines (for tests and `rdeploy check`).
+    pub fn is_linear(&self) -> bool {
+        self.linear.is_some()
+    }
+
+    /// `re.search(pattern, text)`, adding what it cost to the meter (see
+    /// [`LINEAR_BYTES_PER_STEP`]). A backtracking search is not tried under a limit the
+    /// meter cannot afford: it fails, charged as if tried (so the matcher sees its budget
+    /// spent).
+    pub fn search(&self, text: &str, meter: &mut Meter) -> Result<bool, EvalError> {
+        let scan = 1 + text.len() as u64 / LINEAR_BYTES_PER_STEP;
+        if let Some(linear) = &self.linear {
+            let inner_newline = text.strip_suffix('\n').unwrap_or(text).contains('\n');
+            if !(self.dollar && inner_newline) {
+                meter.spent += scan;
+                return Ok(linear.is_match(text));
+            }
+        }
+        for (i, limit) in BACKTRACK_LIMITS.iter().enumerate() {
+            let charge = scan + *limit as u64 * STEPS_PER_BACKTRACK;
+            meter.spent += charge;
+            if meter.spent > meter.limit {
+                return Err(EvalError(
+                    "regular expression not tried: the matching budget is spent".into(),
+                ));
+            }
+            let re = self.backtracking[i].get_or_init(|| {
+                fancy_regex::RegexBuilder::new(&self.exact)
+                    .backtrack_limit(*limit)
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+            let re = re.as_ref().map_err(|e| EvalError(e.clone()))?;
+            match re.is_match(text) {
+                Ok(found) => return Ok(found),
+                Err(fancy_regex::Error::RuntimeError(
+                    fancy_regex::RuntimeError::BacktrackLimitExceeded,
+                )) => continue,
+                Err(e) => return Err(EvalError(format!("regular expression failed: {e}"))),
+            }
+        }
+        Err(EvalError(format!(
+            "regular expression failed: more than {} backtracking steps",
+            BACKTRACK_LIMITS[BACKTRACK_LIMITS.len() - 1]
+        )))
+    }
+}
+
+/// The regular expression `expr` (as `fancy_regex` parsed it) for the `regex` crate, when
+/// it has nothing that needs backtracking. Every node is written explicitly (`\A`, `\z`,
+/// non-capturing groups around everything), so no flag of the surroundings changes it.
+fn linear_text(expr: &fancy_regex::Expr, out: &mut String) -> bool {
+    use fancy_regex::{Assertion as A, Expr as E};
+    match expr {
+        E::Empty => {}
+        E::Any { newline } => out.push_str(if *newline { "(?s:.)" } else { "(?-s:.)" }),
+        E::Literal { val, casei } => {
+            out.push_str(if *casei { "(?i:" } else { "(?-i:" });
+            out.push_str(&regex::escape(val));
+            out.push(')');
+        }
+        E::Assertion(a) => out.push_str(match a {
+            A::StartText => r"\A",
+            A::EndText => r"\z",
+            A::StartLine { crlf: false } => "(?m:^)",
+            A::EndLine { crlf: false } => "(?m:$)",
+            A::StartLine { crlf: true } => "(?Rm:^)",
+            A::EndLine { crlf: true } => "(?Rm:$)",
+            A::LeftWordBoundary => r"\b{start}",
+            A::RightWordBoundary => r"\b{end}",
+            A::WordBoundary => r"\b",
+            A::NotWordBoundary => r"\B",
+        }),
+        E::Concat(children) => {
+            out.push_str("(?:");
+            for c in children {
+                if !linear_text(c, out) {
+                    return false;
+                }
+            }
+            out.push(')');
+        }
+        E::Alt(children) => {
+            out.push_str("(?:");
+            for (i, c) in children.iter().enumerate() {
+                if i > 0 {
+                    out.push('|');
+                }
+                if !linear_text(c, out) {
+                    return false;
+                }
+            }
+            out.push(')');
+        }
+        E::Group(child) => {
+            out.push('(');
+            if !linear_text(child, out) {
+                return false;
+            }
+            out.push(')');
+        }
+        E::Repeat {
+            child,
+            lo,
+            hi,
+            greedy,
+        } => {
+            out.push_str("(?:");
+            if !linear_text(child, out) {
+                return false;
+            }
+            out.push(')');
+            if *hi == usize::MAX {
+                out.push_str(&format!("{{{lo},}}"));
+            } else {
+                out.push_str(&format!("{{{lo},{hi}}}"));
+            }
+            if !greedy {
+                out.push('?');
+            }
+        }
+        E::Delegate { inner, casei, .. } => {
+            out.push_str(if *casei { "(?i:" } else { "(?-i:" });
+            out.push_str(inner);
+            out.push(')');
+        }
+        E::Backref(_)
+        | E::LookAround(..)
+        | E::AtomicGroup(_)
+        | E::KeepOut
+        | E::ContinueFromPreviousMatchEnd
+        | E::BackrefExistsCondition(_)
+        | E::Conditional { .. } => return false,
+    }
+    true
+}
+
+/// A compiled pattern, or why it does not compile.
+type Compiled = Result<Arc<Pattern>, String>;
+
+/// Compiles a Python regular expression (cached: specs use few patterns, evaluated on many
+/// lines).
+pub fn compile_python_regex(pattern: &str) -> Result<Arc<Pattern>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(map) = cache.lock() {
         if let Some(r) = map.get(pattern) {
             return r.clone();
         }
     }
-    let result = translate_regex(pattern).and_then(|t| {
-        fancy_regex::RegexBuilder::new(&t)
-            .backtrack_limit(1_000_000)
-            .build()
-            .map_err(|e| format!("invalid regular expression '{pattern}': {e}"))
-    });
+    let result = Pattern::compile(pattern).map(Arc::new);
     if let Ok(mut map) = cache.lock() {
         if map.len() < 4096 {
             map.insert(pattern.to_owned(), result.clone());
@@ -559,10 +826,15 @@ pub fn compile_python_regex(pattern: &str) -> Result<fancy_regex::Regex, String>
     result
 }
 
-fn translate_regex(pattern: &str) -> Result<String, String> {
+/// Translates a Python regular expression to one `fancy_regex` parses the same way: `\Z`
+/// is the end; `$` (outside a class, unescaped) also matches before a final newline:
+/// `(?=\n?\z)` exactly, or `(?m:$)` for `lineable` (the same in a text without a newline
+/// before its last character). Returns the translation and whether it had a `$`.
+fn translate_regex(pattern: &str, lineable: bool) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut chars = pattern.chars().peekable();
     let mut in_class = false;
+    let mut dollar = false;
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
@@ -596,16 +868,14 @@ fn translate_regex(pattern: &str) -> Result<String, String> {
                 in_class = false;
                 out.push(']');
             }
-            '$' if !in_class => out.push_str("(?=\\n?\\z)"),
+            '$' if !in_class => {
+                dollar = true;
+                out.push_str(if lineable { "(?m:$)" } else { "(?=\\n?\\z)" });
+            }
             c => out.push(c),
         }
     }
-    Ok(out)
-}
-
-fn search(re: &fancy_regex::Regex, text: &str) -> Result<bool, EvalError> {
-    re.is_match(text)
-        .map_err(|e| EvalError(format!("regular expression failed: {e}")))
+    Ok((out, dollar))
 }
 
 #[cfg(test)]
@@ -682,6 +952,72 @@ mod tests {
         );
         assert_eq!(t("regexp([$]x)", "$x"), Ok(true));
         assert!(t("regexp(()", "x").is_err());
+    }
+
+    #[test]
+    fn patterns_take_the_linear_engine_when_they_can() {
+        for (pattern, linear) in [
+            (r"^(\w+\s?)*$", true),
+            (r"\bGen(9|10)\b", true),
+            (r"(?i)^dell", true),
+            (r"(?m)^b$", true),
+            (r"[$]x\Z", true),
+            (r"(a)\1", false),
+            (r"^(?!SSD)", false),
+            (r"(?>a+)b", false),
+        ] {
+            let re = compile_python_regex(pattern).unwrap();
+            assert_eq!(re.is_linear(), linear, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn a_catastrophic_pattern_is_cheap_on_the_linear_engine() {
+        // Issue 11: eDeploy's engine (and the backtracking one) takes exponential time here.
+        let value = format!("{}!", "aaaa ".repeat(20_000));
+        let mut m = Meter::unlimited();
+        let re = compile_python_regex(r"^(\w+\s?)*$").unwrap();
+        assert_eq!(re.search(&value, &mut m), Ok(false));
+        assert!(m.spent < 100_000, "{m:?}");
+        // The same shape with a backreference needs backtracking: bounded, and charged.
+        let mut m = Meter::unlimited();
+        let re = compile_python_regex(r"^(\w+\s?)*\1$").unwrap();
+        assert!(re.search("aaaa aaaa aaaa aaaa aaaa aaaa!", &mut m).is_err());
+        assert!(m.spent >= 1_000_000 * STEPS_PER_BACKTRACK, "{m:?}");
+        // An ordinary one is charged for what it needed, not for the worst case.
+        let mut m = Meter::unlimited();
+        let re = compile_python_regex(r"^(?!SSD)").unwrap();
+        assert_eq!(re.search("HDD 4TB", &mut m), Ok(true));
+        assert!(m.spent <= 1_000 * STEPS_PER_BACKTRACK + 10, "{m:?}");
+        // A budget too small for the next limit: not tried, charged, failed.
+        let mut m = Meter::new(200_000);
+        let re = compile_python_regex(r"^(\w+\s?)*\1$").unwrap();
+        assert!(re.search("aaaa aaaa aaaa aaaa aaaa aaaa!", &mut m).is_err());
+        assert!(m.spent > m.limit && m.spent < 2_000_000, "{m:?}");
+    }
+
+    #[test]
+    fn dollar_is_pythons_on_both_engines() {
+        // (pattern, text, Python's re.search answer)
+        let cases = [
+            ("a$", "a", true),
+            ("a$", "a\n", true),
+            ("a$", "a\nb", false),
+            ("a$", "a\n\n", false),
+            ("a\\n$", "a\n", true),
+            ("^a$", "b\na", false),
+            ("(?m)^a$", "b\na", true),
+            ("a\\Z", "a\n", false),
+            ("a$|x", "a\nx", true),
+        ];
+        for (pattern, text, python) in cases {
+            let re = compile_python_regex(pattern).unwrap();
+            assert_eq!(
+                re.search(text, &mut Meter::unlimited()),
+                Ok(python),
+                "{pattern} on {text:?}"
+            );
+        }
     }
 
     #[test]

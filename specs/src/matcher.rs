@@ -18,7 +18,11 @@
 //! same answers but prunes a retry point when no assignment of the remaining specs to
 //! distinct remaining lines exists even ignoring variables not bound yet (a bipartite
 //! matching test, which every successful continuation satisfies), and remembers retry
-//! states that already failed at a given depth. A step budget bounds what is left.
+//! states that already failed at a given depth. A step budget bounds what is left: every
+//! line checked is a step, and a test adds what it cost (a regular expression: its text's
+//! length on the linear-time engine, the backtracking it was allowed otherwise; see
+//! [`funcs::LINEAR_BYTES_PER_STEP`]). The search that spends its budget stops at once and
+//! says which spec it was matching ([`NoMatch::GaveUp`]).
 //!
 //! Before any retry the lines are still in inventory order, so that first pass looks only
 //! at the lines of a spec's (category, key) and rebuilds retry points only when needed;
@@ -431,9 +435,9 @@ impl Vars {
 pub enum NoMatch {
     /// The search (before any retry) stopped at this spec: no remaining line satisfied it.
     Spec { index: usize },
-    /// The search was abandoned after the step budget (eDeploy would have searched for a
-    /// very long time); treated as no match.
-    GaveUp { steps: u64 },
+    /// The search was abandoned when it had spent its step budget (eDeploy would have
+    /// searched for a very long time), while matching spec `spec` (0-based).
+    GaveUp { steps: u64, spec: usize },
 }
 
 /// The result of [`match_all`].
@@ -481,7 +485,10 @@ pub fn match_all_with_budget(inventory: &Inventory, specs: &Specs, budget: u64) 
         Ok(false) => Err(NoMatch::Spec {
             index: ctx.first_failure.unwrap_or(0),
         }),
-        Err(GaveUp) => Err(NoMatch::GaveUp { steps: ctx.steps }),
+        Err(GaveUp) => Err(NoMatch::GaveUp {
+            steps: ctx.steps,
+            spec: ctx.exhausted_at.unwrap_or(0),
+        }),
     };
     MatchResult {
         forced: if outcome.is_ok() {
@@ -578,6 +585,9 @@ struct Ctx<'a> {
     memo: HashMap<StateKey<'a>, u32>,
     steps: u64,
     budget: u64,
+    /// The spec being matched when the budget ran out: from then on every check fails at
+    /// once and the search unwinds.
+    exhausted_at: Option<usize>,
 }
 
 const NO_CATEGORY: u32 = u32::MAX;
@@ -682,6 +692,7 @@ impl<'a> Ctx<'a> {
             memo: HashMap::new(),
             steps: 0,
             budget,
+            exhausted_at: None,
         }
     }
 
@@ -689,13 +700,18 @@ impl<'a> Ctx<'a> {
         &self.inv[li as usize][ei as usize]
     }
 
-    /// The variable-independent part of matching spec `s` against line `l`.
+    /// The variable-independent part of matching spec `s` against line `l`. What tests
+    /// cost (regular expressions) is added to the steps; past the budget every check fails.
     fn static_check(&mut self, s: usize, l: u32) -> u8 {
         let idx = s * self.inv.len() + l as usize;
         let cached = self.cache[idx];
         if cached != UNKNOWN {
             return cached;
         }
+        if self.exhausted_at.is_some() {
+            return NEVER;
+        }
+        let mut meter = funcs::Meter::new(self.budget.saturating_sub(self.steps));
         let spec = &self.specs[s];
         let line = &self.inv[l as usize];
         let mut mask = 0u8;
@@ -710,9 +726,9 @@ impl<'a> Ctx<'a> {
                     mask |= 1 << i;
                     true
                 }
-                Elem::Test(call) => matches!(call.test(&line[i]), Ok(true)),
+                Elem::Test(call) => matches!(call.test_metered(&line[i], &mut meter), Ok(true)),
                 Elem::VarTest(_, call) => {
-                    if matches!(call.test(&line[i]), Ok(true)) {
+                    if matches!(call.test_metered(&line[i], &mut meter), Ok(true)) {
                         mask |= 1 << i;
                         true
                     } else {
@@ -727,6 +743,10 @@ impl<'a> Ctx<'a> {
         }
         let code = if ok { OK_BASE + mask } else { NEVER };
         self.cache[idx] = code;
+        self.steps += meter.spent;
+        if self.steps > self.budget {
+            self.exhausted_at = Some(s);
+        }
         code
     }
 
@@ -934,6 +954,7 @@ impl<'a> Ctx<'a> {
             return Ok(false);
         }
         if self.steps > self.budget {
+            self.exhausted_at.get_or_insert(start);
             return Err(GaveUp);
         }
         let mut copy_len = arr.0.len();
@@ -941,7 +962,11 @@ impl<'a> Ctx<'a> {
         let mut points: Vec<(Retry, usize, usize)> =
             Vec::with_capacity(self.specs.len().saturating_sub(start));
         for s in start..self.specs.len() {
-            match self.match_spec(s, &mut lines, arr, level0) {
+            let matched = self.match_spec(s, &mut lines, arr, level0);
+            if self.exhausted_at.is_some() {
+                return Err(GaveUp);
+            }
+            match matched {
                 Some(line) => {
                     // A retry point when the bindings changed (only new keys can change them).
                     if arr.0.len() != copy_len {
@@ -971,7 +996,11 @@ impl<'a> Ctx<'a> {
                             }
                         };
                         let mut retry_arr = Arr(arr.0[..len].to_vec());
-                        if !self.feasible(&retry_lines, retry_spec, &retry_arr) {
+                        let feasible = self.feasible(&retry_lines, retry_spec, &retry_arr);
+                        if self.exhausted_at.is_some() {
+                            return Err(GaveUp);
+                        }
+                        if !feasible {
                             continue;
                         }
                         let key: StateKey<'a> = (retry_lines, retry_spec, canonical(&retry_arr));
@@ -1074,6 +1103,10 @@ fn canonical<'a>(arr: &Arr<'a>) -> Vec<(&'a str, u32, u8)> {
     v
 }
 
+/// What explaining a failed spec may cost, in steps: its tests are not run on every line
+/// again when they are costly.
+const EXPLAIN_BUDGET: u64 = 1_000_000;
+
 /// Why each line of the spec's category failed it, for "why didn't it match" reports.
 /// Returns at most `limit` lines of explanation.
 pub fn explain_spec(
@@ -1086,6 +1119,7 @@ pub fn explain_spec(
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut meter = funcs::Meter::new(EXPLAIN_BUDGET);
     let same_category: Vec<&Line> = inventory
         .lines
         .iter()
@@ -1102,7 +1136,7 @@ pub fn explain_spec(
         return out;
     }
     for line in same_category {
-        if out.len() >= limit {
+        if out.len() >= limit || meter.spent > meter.limit {
             break;
         }
         for (i, elem) in spec.elems.iter().enumerate() {
@@ -1111,7 +1145,9 @@ pub fn explain_spec(
                     Some(format!("{} != {}", line[i], spec.raw[i]))
                 }
                 Elem::Never => Some(format!("{} can never match", spec.raw[i])),
-                Elem::Test(call) | Elem::VarTest(_, call) => match call.test(&line[i]) {
+                Elem::Test(call) | Elem::VarTest(_, call) => match call
+                    .test_metered(&line[i], &mut meter)
+                {
                     Ok(true) => None,
                     Ok(false) if matches!(elem, Elem::VarTest(..)) && line[i] == spec.raw[i] => {
                         None
@@ -1340,6 +1376,42 @@ mod tests {
         let s = Specs::compile(crate::model::parse_specs(specs).unwrap());
         let r = match_all_with_budget(&inv, &s, 1_000_000);
         assert!(!r.matched());
+    }
+
+    #[test]
+    fn a_costly_pattern_spends_the_budget_and_names_its_spec() {
+        // Issue 11: a backtracking pattern and many lines it is tried on. The first spec
+        // is cheap; the second spends the budget within a few lines and the search stops.
+        let mut hw = vec!["('system','product','name','x')".to_owned()];
+        for i in 0..1_000 {
+            hw.push(format!(
+                "('bench','b{i}','score','aaaa aaaa aaaa aaaa aaaa aaaa!')"
+            ));
+        }
+        let specs =
+            r"[('system','product','name','x'), ('bench','$b','score','regexp(^(\\w+\\s?)*\\1$)')]";
+        let inv = Inventory::parse(&format!("[{}]", hw.join(","))).unwrap();
+        let s = Specs::compile(crate::model::parse_specs(specs).unwrap());
+        let r = match_all_with_budget(&inv, &s, DEFAULT_STEP_BUDGET);
+        match r.outcome {
+            Err(NoMatch::GaveUp { spec, steps }) => {
+                assert_eq!(spec, 1);
+                assert!(
+                    steps > DEFAULT_STEP_BUDGET && steps < 3 * DEFAULT_STEP_BUDGET,
+                    "{steps}"
+                );
+            }
+            other => panic!("{other:?} after {} steps", r.steps),
+        }
+        // The linear engine answers the same shape without a backreference at once.
+        let linear = r"[('bench','$b','score','regexp(^(\\w+\\s?)*$)')]";
+        let s = Specs::compile(crate::model::parse_specs(linear).unwrap());
+        let r = match_all_with_budget(&inv, &s, DEFAULT_STEP_BUDGET);
+        assert!(
+            matches!(r.outcome, Err(NoMatch::Spec { index: 0 })),
+            "{r:?}"
+        );
+        assert!(r.steps < 100_000, "{}", r.steps);
     }
 
     #[test]

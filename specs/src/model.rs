@@ -67,9 +67,31 @@ impl fmt::Display for Problems {
 
 impl Inventory {
     /// Reads an inventory: a Python-literal or JSON list of 4-element lists.
+    ///
+    /// Every value read can be written back (`.hw` files, CMDB entries, node records) and
+    /// read again by rdeploy and by Python; a value nested deeper than
+    /// [`MAX_VALUE_DEPTH`] is refused at its position (a node record is JSON, which
+    /// readers stop reading at 128 levels).
     pub fn parse(text: &str) -> Result<Inventory, Problems> {
         let node = syntax::parse(text).map_err(|e| Problems(vec![e.into()]))?;
         let lines = four_tuples(&node, "inventory", false)?;
+        let deep: Vec<Problem> = node
+            .seq()
+            .into_iter()
+            .flatten()
+            .filter_map(Node::seq)
+            .flatten()
+            .filter(|e| depth(e) > MAX_VALUE_DEPTH)
+            .map(|e| Problem {
+                pos: e.pos,
+                message: format!(
+                    "this value is nested more than {MAX_VALUE_DEPTH} levels deep (lists, tuples and dicts inside each other)"
+                ),
+            })
+            .collect();
+        if !deep.is_empty() {
+            return Err(Problems(deep));
+        }
         Ok(Inventory {
             lines: lines.into_iter().map(|s| s.elems).collect(),
         })
@@ -105,6 +127,44 @@ impl Inventory {
                     && l[2].as_str() == Some(key)
             })
             .map(|l| &l[3])
+    }
+}
+
+/// Most levels of lists, tuples and dicts inside one inventory value.
+pub const MAX_VALUE_DEPTH: usize = 32;
+
+/// How many levels of containers a node holds (a plain value: 0).
+fn depth(node: &Node) -> usize {
+    use crate::syntax::NodeKind;
+    match &node.kind {
+        NodeKind::Tuple(items) | NodeKind::List(items) => {
+            1 + items.iter().map(depth).max().unwrap_or(0)
+        }
+        NodeKind::Dict(items) => {
+            1 + items
+                .iter()
+                .map(|(k, v)| depth(k).max(depth(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        NodeKind::Value(v) => value_depth(v),
+        NodeKind::Call { .. } | NodeKind::Add(..) => 0,
+    }
+}
+
+fn value_depth(v: &Value) -> usize {
+    match v {
+        Value::Tuple(items) | Value::List(items) => {
+            1 + items.iter().map(value_depth).max().unwrap_or(0)
+        }
+        Value::Dict(items) => {
+            1 + items
+                .iter()
+                .map(|(k, v)| value_depth(k).max(value_depth(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
     }
 }
 
@@ -190,6 +250,26 @@ mod tests {
         );
         assert!(err.0[0].message.contains("3-tuple"), "{err}");
         assert_eq!(err.0[1].pos, Pos { line: 4, col: 2 });
+    }
+
+    #[test]
+    fn values_nested_too_deep_are_refused_where_they_are() {
+        let ok = format!("[('a', 'b', 'c', {}1{})]", "[".repeat(32), "]".repeat(32));
+        assert!(Inventory::parse(&ok).is_ok());
+        let deep = format!(
+            "[('a', 'b', 'c', 'd'),\n ('a', 'b', 'c', {}1{})]",
+            "[".repeat(33),
+            "]".repeat(33)
+        );
+        let err = Inventory::parse(&deep).unwrap_err();
+        assert_eq!(err.0[0].pos, Pos { line: 2, col: 18 }, "{err}");
+        assert!(err.0[0].message.contains("nested more than 32"), "{err}");
+        let json = format!(
+            r#"[["a", "b", "c", {}1{}]]"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(Inventory::parse(&json).is_err());
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Node {
             NodeKind::Dict(items) => Value::Dict(
                 items
                     .iter()
-                    .map(|(k, v)| Ok((k.to_value()?, v.to_value()?)))
+                    .map(|(k, v)| Ok((k.to_key()?, v.to_value()?)))
                     .collect::<Result<_, SyntaxError>>()?,
             ),
             NodeKind::Call { name, .. } => {
@@ -85,6 +85,23 @@ impl Node {
                 })
             }
         })
+    }
+
+    /// A dict key: a value Python can hash (a list or a dict, even inside a tuple, is
+    /// refused as `literal_eval` refuses it, so nothing read here is unreadable there).
+    fn to_key(&self) -> Result<Value, SyntaxError> {
+        let key = self.to_value()?;
+        if hashable(&key) {
+            Ok(key)
+        } else {
+            Err(SyntaxError {
+                pos: self.pos,
+                message: format!(
+                    "a dict key must be a string, a number, True, False, None or a tuple of those (Python cannot hash {})",
+                    self.describe()
+                ),
+            })
+        }
     }
 
     /// The elements when this node is a list or a tuple.
@@ -114,6 +131,15 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         let cut: String = s.chars().take(max).collect();
         format!("{cut}...")
+    }
+}
+
+/// Whether Python can hash the value (use it as a dict key).
+fn hashable(v: &Value) -> bool {
+    match v {
+        Value::List(_) | Value::Dict(_) => false,
+        Value::Tuple(items) => items.iter().all(hashable),
+        _ => true,
     }
 }
 
@@ -309,41 +335,49 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A value with any number of signs before it (`-5`, `- -5`, `+1.5`). Signs are read in
+    /// a loop (a long run of them is no deeper than one), and a sign before a literal
+    /// number is part of it, so `-9223372036854775808` (i64's minimum) reads back.
     fn unary(&mut self) -> Result<Node, SyntaxError> {
         self.skip_blanks();
         let pos = self.pos();
-        match self.peek() {
-            Some('-') | Some('+') => {
-                let neg = self.bump() == Some('-');
-                self.skip_blanks();
-                let inner = self.unary()?;
-                match inner.kind {
-                    NodeKind::Value(Value::Int(i)) if neg => i
-                        .checked_neg()
-                        .map(|n| Node {
-                            pos,
-                            kind: NodeKind::Value(Value::Int(n)),
-                        })
-                        .ok_or_else(|| SyntaxError {
-                            pos,
-                            message: "integer out of range".into(),
-                        }),
-                    NodeKind::Value(Value::Float(f)) => Ok(Node {
-                        pos,
-                        kind: NodeKind::Value(Value::Float(if neg { -f } else { f })),
-                    }),
-                    NodeKind::Value(Value::Int(i)) => Ok(Node {
-                        pos,
-                        kind: NodeKind::Value(Value::Int(i)),
-                    }),
-                    _ => Err(SyntaxError {
-                        pos,
-                        message: "a sign must be followed by a number".into(),
-                    }),
-                }
-            }
-            _ => self.atom(),
+        let mut neg = false;
+        let mut signed = false;
+        while let Some(c @ ('-' | '+')) = self.peek() {
+            self.bump();
+            neg ^= c == '-';
+            signed = true;
+            self.skip_blanks();
         }
+        if !signed {
+            return self.atom();
+        }
+        let number_follows = match self.peek() {
+            Some(c) if c.is_ascii_digit() => true,
+            Some('.') => self.peek2().is_some_and(|d| d.is_ascii_digit()),
+            _ => false,
+        };
+        if number_follows {
+            return self.number(pos, neg);
+        }
+        let inner = self.atom()?;
+        let value = match inner.kind {
+            NodeKind::Value(Value::Int(i)) if neg => {
+                Value::Int(i.checked_neg().ok_or_else(|| SyntaxError {
+                    pos,
+                    message: "integer out of range".into(),
+                })?)
+            }
+            NodeKind::Value(Value::Float(f)) if neg => Value::Float(-f),
+            NodeKind::Value(v @ (Value::Int(_) | Value::Float(_))) => v,
+            _ => {
+                return Err(SyntaxError {
+                    pos,
+                    message: "a sign must be followed by a number".into(),
+                })
+            }
+        };
+        Ok(value_node(pos, value))
     }
 
     fn atom(&mut self) -> Result<Node, SyntaxError> {
@@ -396,7 +430,7 @@ impl<'a> Parser<'a> {
             c if c.is_ascii_digit()
                 || (c == '.' && self.peek2().is_some_and(|d| d.is_ascii_digit())) =>
             {
-                self.number(pos)
+                self.number(pos, false)
             }
             c if c.is_alphabetic() || c == '_' => {
                 let word = self.word();
@@ -553,7 +587,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self, pos: Pos) -> Result<Node, SyntaxError> {
+    /// A number literal; `neg` when a `-` came before it (applied before the range check).
+    fn number(&mut self, pos: Pos, neg: bool) -> Result<Node, SyntaxError> {
         let start = self.at;
         let rest = self.rest();
         let radix = if rest.len() > 1 && rest.starts_with('0') {
@@ -577,6 +612,7 @@ impl<'a> Parser<'a> {
                 self.bump();
             }
             let digits: String = self.src[digits_start..self.at].replace('_', "");
+            let digits = if neg { format!("-{digits}") } else { digits };
             return i64::from_str_radix(&digits, radix)
                 .map(|i| value_node(pos, Value::Int(i)))
                 .map_err(|_| SyntaxError {
@@ -620,7 +656,7 @@ impl<'a> Parser<'a> {
         if is_float {
             clean
                 .parse::<f64>()
-                .map(|f| value_node(pos, Value::Float(f)))
+                .map(|f| value_node(pos, Value::Float(if neg { -f } else { f })))
                 .map_err(|_| SyntaxError {
                     pos,
                     message: format!("invalid number '{text}'"),
@@ -634,7 +670,8 @@ impl<'a> Parser<'a> {
                     ),
                 });
             }
-            clean
+            let signed = if neg { format!("-{clean}") } else { clean };
+            signed
                 .parse::<i64>()
                 .map(|i| value_node(pos, Value::Int(i)))
                 .map_err(|_| SyntaxError {
@@ -929,5 +966,35 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let text = "[".repeat(10_000);
         assert!(parse(&text).unwrap_err().message.contains("too deep"));
+        // Python's parser stops at 200 nested brackets too.
+        let ok = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}{}", "[".repeat(201), "]".repeat(201));
+        assert!(parse(&deep).is_err());
+        // A long run of signs is read in a loop, not by recursion.
+        let signs = format!("{}5", "-".repeat(1_000_000));
+        assert_eq!(v(&signs), Value::Int(5));
+    }
+
+    #[test]
+    fn extreme_numbers_read_back() {
+        assert_eq!(v("-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(v("- 9223372036854775807"), Value::Int(-i64::MAX));
+        assert_eq!(v("-0x8000000000000000"), Value::Int(i64::MIN));
+        assert!(parse("9223372036854775808").is_err());
+        assert!(parse("--9223372036854775808").is_err());
+        assert_eq!(v("-(5)"), Value::Int(-5));
+        assert_eq!(v("1e999"), Value::Float(f64::INFINITY));
+        assert_eq!(v("-1e999"), Value::Float(f64::NEG_INFINITY));
+        assert!(parse("-'a'").is_err());
+    }
+
+    #[test]
+    fn dict_keys_python_cannot_hash_are_refused_where_they_are() {
+        let e = parse_value("{'a': 1,\n [1]: 2}").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 2 });
+        assert!(e.message.contains("cannot hash a list"), "{}", e.message);
+        assert!(parse_value("{(1, [2]): 3}").is_err());
+        assert!(parse_value("{(1, (2, 'x')): 3, None: 1, 1.5: 2}").is_ok());
     }
 }

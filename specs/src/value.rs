@@ -5,7 +5,9 @@
 //! types. Comparisons follow Python: `2 == 2.0 == True` (numbers compare across types),
 //! `'2' != 2`, and — as the semantics page fixes — lists and tuples compare as sequences
 //! (JSON arrays stand for tuples). [`to_python`] and [`to_python_lines`] write values back
-//! as Python literals eDeploy's own tools read (dict keys sorted as `pprint` sorts them).
+//! as Python literals eDeploy's own tools read (dict keys sorted as `pprint` sorts them);
+//! every value the reader gives is written in a form both readers give back (an infinity
+//! is `1e999`, not Python's unreadable `inf`).
 
 use std::fmt::{self, Write as _};
 
@@ -207,6 +209,12 @@ fn write_python(out: &mut String, v: &Value) {
         Value::Bool(false) => out.push_str("False"),
         Value::Int(i) => {
             let _ = write!(out, "{i}");
+        }
+        // Python writes an infinity as `inf`, which neither `literal_eval` nor rdeploy reads
+        // back; `1e999` reads back as the same infinity in both. (A NaN has no literal: no
+        // reader produces one.)
+        Value::Float(f) if f.is_infinite() => {
+            out.push_str(if *f > 0.0 { "1e999" } else { "-1e999" });
         }
         Value::Float(f) => out.push_str(&python_float_repr(*f)),
         Value::Str(s) => write_python_str(out, s),
@@ -417,6 +425,8 @@ mod tests {
         assert_eq!(python_float_repr(2.0), "2.0");
         assert_eq!(python_float_repr(1e16), "1e+16");
         assert_eq!(python_float_repr(123456789012345.6), "123456789012345.6");
+        assert_eq!(to_python(&Value::Float(f64::INFINITY)), "1e999");
+        assert_eq!(to_python(&Value::Float(f64::NEG_INFINITY)), "-1e999");
     }
 
     #[test]

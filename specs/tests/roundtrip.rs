@@ -32,9 +32,17 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(Value::None),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
+        prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0)].prop_map(Value::Int),
         any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
+            .prop_filter("a number (no reader gives a NaN)", |f| !f.is_nan())
             .prop_map(Value::Float),
+        prop_oneof![
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(-0.0),
+            Just(5e-324)
+        ]
+        .prop_map(Value::Float),
         ".*".prop_map(Value::Str),
         "[a-z0-9:._$()=-]{0,12}".prop_map(Value::Str),
     ]
@@ -45,8 +53,24 @@ fn value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Tuple),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::List),
-            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..5).prop_map(|m| {
+            prop::collection::btree_map("[a-z_]{1,8}", inner.clone(), 0..5).prop_map(|m| {
                 Value::Dict(m.into_iter().map(|(k, v)| (Value::Str(k), v)).collect())
+            }),
+            // Keys of every hashable kind: numbers, None, tuples.
+            prop::collection::vec((any::<i64>(), inner), 0..4).prop_map(|kv| {
+                Value::Dict(
+                    kv.into_iter()
+                        .enumerate()
+                        .map(|(i, (k, v))| {
+                            let key = match i % 3 {
+                                0 => Value::Int(k),
+                                1 => Value::Tuple(vec![Value::Int(k), Value::None]),
+                                _ => Value::Float(k as f64 + 0.5),
+                            };
+                            (key, v)
+                        })
+                        .collect(),
+                )
             }),
         ]
     })

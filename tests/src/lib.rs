@@ -165,11 +165,40 @@ impl Server {
     /// and waits for its `rdeploy: listening on http://ADDR` line. Its stderr goes to
     /// `DATA/../server.log` when that directory exists, else nowhere.
     pub fn start(config_dir: &Path, data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Server::start_in(
+            Command::new(binary("rdeploy")?),
+            config_dir,
+            data_dir,
+            extra,
+        )
+    }
+
+    /// [`Server::start`] with at most `nofile` open descriptors (`ulimit -n`, soft and
+    /// hard: the server cannot raise it).
+    pub fn start_with_nofile(
+        config_dir: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        nofile: u32,
+    ) -> Result<Server> {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(binary("rdeploy")?);
+        Server::start_in(sh, config_dir, data_dir, extra)
+    }
+
+    fn start_in(
+        mut command: Command,
+        config_dir: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<Server> {
         let log = data_dir
             .parent()
             .map(|p| p.join("server.log"))
             .and_then(|p| std::fs::File::create(p).ok());
-        let mut child = Command::new(binary("rdeploy")?)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
             .arg(config_dir)
             .arg("--data-dir")
@@ -201,6 +230,19 @@ impl Server {
             config_dir: config_dir.to_owned(),
             data_dir: data_dir.to_owned(),
         })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many descriptors the server has open now.
+    pub fn open_fds(&self) -> Result<usize> {
+        let dir = format!("/proc/{}/fd", self.child.id());
+        Ok(std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {dir}"))?
+            .count())
     }
 
     /// Kills the server and waits for it to be gone (a restart: start another on the same

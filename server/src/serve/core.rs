@@ -29,6 +29,7 @@ pub mod testing;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::matching::Matching;
 use rdeploy_cmdb::snapshot::{Allocation, ConfigHealth, FailureOutcome};
 use rdeploy_configure::tree_wire::TreeReport;
 use rdeploy_configure::wire::ProgressEvent;
@@ -46,7 +47,7 @@ use super::record::Node;
 use super::slots::Slots;
 use super::store::{Change, Sqlite, Store};
 use super::systems::{System, Systems, SITE_DEFAULT};
-use super::writer::{UploadJob, Writer};
+use super::writer::{UploadJob, WriteError, Writer};
 use crate::wire::{
     BootChange, DhcpHost, DhcpHosts, NodeList, QuotaReport, QuotaRow, SystemInfo, SystemList,
 };
@@ -113,6 +114,7 @@ pub const MAX_UNMATCHED: usize = 10_000;
 #[derive(Debug)]
 pub struct Core {
     writer: Writer,
+    matching: Matching,
     nodes: Nodes,
     systems: Systems,
     slots: Arc<Slots>,
@@ -189,6 +191,15 @@ impl Core {
         let nodes_dir = data_dir.join("nodes");
         std::fs::create_dir_all(&nodes_dir)
             .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        let mut scratch = vec![data_dir.clone(), hw.clone(), nodes_dir.clone()];
+        scratch.extend(boot.tftp_root.as_ref().map(|t| t.join("pxelinux.cfg")));
+        let removed = super::disk::remove_leftovers(&scratch);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temporary files left by an interrupted write"
+            );
+        }
         let disk = Disk::default();
         let slots = Arc::new(slots);
         let (store, loaded) = Store::open(Sqlite::open(&data_dir)?)
@@ -206,6 +217,7 @@ impl Core {
         let tests = testing::Tests::open(tests, &data_dir, disk.clone())?;
         Ok(Core {
             writer,
+            matching: Matching::default(),
             nodes,
             systems,
             slots,
@@ -436,7 +448,7 @@ impl Core {
         let hw_text = inventory.to_python();
         let (saved, result) = tokio::join!(
             self.save_hw(&identity, hw_text),
-            self.writer.upload(UploadJob { inventory, node })
+            self.allocate(Arc::new(inventory), node)
         );
         self.metrics.allocation(started.elapsed());
         if saved.is_err() {
@@ -487,6 +499,32 @@ impl Core {
             node,
             token,
         })
+    }
+
+    /// Matches an upload before its batch (off the writer thread: [`Matching`]), then has
+    /// the writer allocate it. An upload whose matching spends its budget is refused
+    /// without reaching the writer. `node` names the machine (the writer's ledger answers an
+    /// install it holds again); the profile its record was last given is matched first.
+    async fn allocate(
+        &self,
+        inventory: Arc<Inventory>,
+        node: Option<String>,
+    ) -> Result<Allocation, WriteError> {
+        let held = node.as_deref().and_then(|n| self.nodes.profile_of(n));
+        let prematch = self
+            .matching
+            .prematch(self.writer.specs(), Arc::clone(&inventory), held)
+            .await;
+        if let Some(refusal) = prematch.too_costly(&inventory) {
+            return Err(WriteError::Refused(refusal));
+        }
+        self.writer
+            .upload(UploadJob {
+                inventory,
+                prematch: Some(prematch),
+                node,
+            })
+            .await
     }
 
     /// Saves an inventory: in the store (answered once durable), then as

@@ -11,7 +11,8 @@
 //!
 //! A crash at any point leaves every target either as it was or as written: a write is
 //! answered only after its rename is durable. Leftover temporary files start with `.` and
-//! end in `.rdeploy-tmp`; readers skip them.
+//! end in `.rdeploy-tmp`; readers skip them, and the server removes them when it starts
+//! ([`remove_leftovers`]).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -110,6 +111,32 @@ impl Disk {
             .map_err(|_| DiskError::Gone)?
             .map_err(DiskError::Write)
     }
+}
+
+/// Removes the temporary files an interrupted write left in `dirs` (`.NAME.PID.SEQ` ending
+/// in `.rdeploy-tmp`: a server killed between writing one and renaming it). A missing
+/// directory is skipped. Returns how many were removed.
+pub fn remove_leftovers(dirs: &[PathBuf]) -> usize {
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with('.') && name.ends_with(".rdeploy-tmp")) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a leftover temporary file");
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// Replaces `dir/name` atomically but without syncing (a copy of data kept durably
@@ -249,6 +276,25 @@ mod tests {
             let i: usize = text.trim().parse()?;
             assert_eq!(i % 50, n);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_removed_and_nothing_else() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let tmp = tempfile::tempdir()?;
+        let d = tmp.path();
+        std::fs::write(d.join(".n1.json.4242.7.rdeploy-tmp"), "half")?;
+        std::fs::write(d.join("n1.json"), "{}")?;
+        std::fs::write(d.join(".hidden"), "")?;
+        std::fs::write(d.join("x.rdeploy-tmp"), "not ours: no leading dot")?;
+        let removed = remove_leftovers(&[d.to_owned(), d.join("missing")]);
+        assert_eq!(removed, 1);
+        let mut left: Vec<String> = std::fs::read_dir(d)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        left.sort();
+        assert_eq!(left, [".hidden", "n1.json", "x.rdeploy-tmp"]);
         Ok(())
     }
 

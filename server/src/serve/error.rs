@@ -224,13 +224,14 @@ impl From<WriteError> for ApiError {
 
 /// No match: `404 no_match` when no profile matches, `409` when a matching profile is out of
 /// installs or CMDB entries (an operator must act), `503 config_broken` for a CMDB that
-/// cannot be expanded.
+/// cannot be expanded, `422 too_costly` when matching spent the upload's budget.
 fn match_error(e: &MatchError) -> ApiError {
     let (status, code) = match e {
         MatchError::UnableToMatch { .. } => (StatusCode::NOT_FOUND, "no_match"),
         MatchError::NoMoreRole { .. } => (StatusCode::CONFLICT, "no_more_role"),
         MatchError::Cmdb { .. } => (StatusCode::CONFLICT, "cmdb_exhausted"),
         MatchError::CmdbFile { .. } => (StatusCode::SERVICE_UNAVAILABLE, "config_broken"),
+        MatchError::TooCostly { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_costly"),
     };
     ApiError {
         status,

@@ -8,12 +8,13 @@
 //! names are served: nothing else of the directory is reachable.
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::error::ApiError;
+use super::http::extract::UrlPath;
 use super::AppState;
 
 /// The files served, by URL name.

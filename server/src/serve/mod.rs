@@ -7,7 +7,8 @@
 //! - the state modules the core owns: [`writer`] (the one thread that owns the config
 //!   dir's snapshot, group commit), [`nodes`] (the store of [`record`]s, moved by the
 //!   [`lifecycle`] table),
-//!   [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
+//!   [`matching`] (uploads matched before the writer's turn, in a cheap and a costly
+//!   lane), [`systems`] (machines registered by MAC), [`slots`] (install slots), [`boot`]
 //!   (iPXE/PXELINUX rendering and the TFTP files), [`disk`] (the group-committing file
 //!   writer).
 //!
@@ -19,13 +20,15 @@
 //! Who may do what (node tokens, the admin and read tokens, secret variables) is
 //! [`access`], applied by `core/guard.rs`.
 //!
-//! Beside them: [`error`] (`ApiError`, the one error answer: every module's error becomes
+//! Beside them: [`conn`] (the accept loop: connection cap, slow-client timeouts, TLS
+//! handshakes), [`error`] (`ApiError`, the one error answer: every module's error becomes
 //! HTTP there), [`metrics`] (`GET /metrics`), [`identity`] (eDeploy's machine names and
 //! MACs), [`images`] (`--images-dir`), [`roles`] (role trees and upgrade metadata), and
 //! [`demo`] (the embedded demo config dir used when no `--config-dir` is given).
 
 pub mod access;
 pub mod boot;
+pub mod conn;
 pub mod core;
 pub mod demo;
 pub mod disk;
@@ -37,6 +40,7 @@ pub mod images;
 pub mod lab;
 pub mod lifecycle;
 pub mod markup;
+pub mod matching;
 pub mod metrics;
 pub mod nodes;
 pub mod omf;
@@ -205,6 +209,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::not_found("no_such_endpoint", "no such endpoint; see docs/http-api.md")
         })
         .layer(DefaultBodyLimit::max(UPLOAD_LIMIT))
+        .layer(axum::middleware::from_fn(http::guard::guard))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 tracing::info_span!(
@@ -228,6 +233,7 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
 }
 
 async fn serve(args: &ServeArgs) -> Result<Outcome> {
+    let nofile = conn::raise_nofile();
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -341,7 +347,15 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
             }
         });
     }
-    tracing::info!(%addr, scheme, "serving");
+    let max_connections = conn::connection_cap(nofile, args.max_connections);
+    let cap = conn::Cap::new(max_connections);
+    let timeouts = conn::Timeouts {
+        header: args.client_timeout,
+        body_stall: args.client_timeout,
+        body_total: args.client_timeout * 6,
+        write_stall: args.client_timeout * 6,
+    };
+    tracing::info!(%addr, scheme, nofile, max_connections, "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -352,43 +366,24 @@ async fn serve(args: &ServeArgs) -> Result<Outcome> {
     let boot_server = boot_listener.map(|(l, _)| {
         let router = boot_app(state.clone());
         let stop = stopped();
-        tokio::spawn(async move {
-            axum::serve(
-                l,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop)
-            .await
-        })
+        let cap = cap.clone();
+        tokio::spawn(async move { conn::serve(l, None, router, cap, timeouts, stop).await })
     });
     tokio::spawn(async move {
         shutdown().await;
         let _ = stop_tx.send(true);
     });
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        Some(id) => {
-            use axum::serve::ListenerExt as _;
-            // tap_io: axum gives the peer's address (ConnectInfo) through it.
-            let listener = tls::TlsListener::new(listener, id.config)
-                .context("cannot start the TLS listener")?
-                .tap_io(|_| ());
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped())
-                .await
-                .context("server error")?;
-        }
-        None => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped())
-                .await
-                .context("server error")?;
-        }
-    }
+    conn::serve(
+        listener,
+        tls.map(|id| id.config),
+        app(state),
+        cap,
+        timeouts,
+        stopped(),
+    )
+    .await;
     if let Some(b) = boot_server {
-        b.await
-            .context("the boot listener failed")?
-            .context("boot listener error")?;
+        b.await.context("the boot listener failed")?;
     }
     Ok(Outcome::Ok)
 }

@@ -224,6 +224,12 @@ impl Nodes {
         counts
     }
 
+    /// The profile node `id` was last given (a hint for matching: the writer's ledger
+    /// decides what it holds).
+    pub fn profile_of(&self, id: &str) -> Option<String> {
+        self.records.lock().ok()?.map.get(id)?.profile.clone()
+    }
+
     pub fn get(&self, id: &str) -> Option<Node> {
         self.records.lock().ok()?.map.get(id).cloned()
     }

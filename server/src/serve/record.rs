@@ -1,6 +1,10 @@
 //! A node's record as data: the machine's identity, its state with the time of every
 //! transition, its profile and CMDB entry, its events and its next boot. Pure types; the
 //! [`lifecycle`](super::lifecycle) table moves them and [`nodes`](super::nodes) stores them.
+//!
+//! A record is bounded whatever its agent sends: [`MAX_EVENTS`] events, the newest
+//! [`FULL_EVENTS`] with messages of at most [`MAX_MESSAGE`] bytes and the older ones
+//! compacted to [`COMPACT_MESSAGE`], and [`MAX_HISTORY`] state changes.
 
 use std::collections::VecDeque;
 
@@ -10,6 +14,19 @@ use super::identity::Identity;
 
 /// Most events kept per node (the oldest are dropped).
 pub const MAX_EVENTS: usize = 200;
+
+/// The newest events keep their whole message; older ones are compacted to
+/// [`COMPACT_MESSAGE`] bytes.
+pub const FULL_EVENTS: usize = 20;
+
+/// Longest message of an event (an agent's report with its log tail fits).
+pub const MAX_MESSAGE: usize = 8 * 1024;
+
+/// Longest message of an event older than the [`FULL_EVENTS`] newest.
+pub const COMPACT_MESSAGE: usize = 256;
+
+/// Most state changes kept in a node's history (the oldest are dropped).
+pub const MAX_HISTORY: usize = 100;
 
 pub use rdeploy_configure::wire::NodeState;
 
@@ -81,6 +98,20 @@ pub struct Node {
     pub updated_at: String,
 }
 
+/// Cuts `text` to at most `max` bytes (at a character boundary), saying how much was cut.
+fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let note = format!(" [... {} bytes cut]", text.len());
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&note);
+}
+
 impl Node {
     /// A record for a machine seen for the first time: `discovered`, booting `install`.
     pub(in crate::serve) fn new(identity: &Identity, at: &str) -> Node {
@@ -104,7 +135,8 @@ impl Node {
         }
     }
 
-    /// Moves to `state` (recorded in the history with its time), if not already there.
+    /// Moves to `state` (recorded in the history with its time), if not already there;
+    /// the history keeps the [`MAX_HISTORY`] latest changes.
     pub(in crate::serve) fn enter(&mut self, state: NodeState, at: &str) {
         if self.state != state {
             self.state = state;
@@ -112,12 +144,25 @@ impl Node {
                 state,
                 at: at.to_owned(),
             });
+            let extra = self.history.len().saturating_sub(MAX_HISTORY);
+            self.history.drain(..extra);
         }
     }
 
-    /// Adds an event, dropping the oldest beyond [`MAX_EVENTS`].
-    pub(in crate::serve) fn event(&mut self, e: Event) {
+    /// Adds an event (its message cut to [`MAX_MESSAGE`] bytes), compacts the one that
+    /// leaves the [`FULL_EVENTS`] newest, and drops the oldest beyond [`MAX_EVENTS`]: a
+    /// record stays under ~250 KiB whatever its agent sends.
+    pub(in crate::serve) fn event(&mut self, mut e: Event) {
+        cut(&mut e.message, MAX_MESSAGE);
         self.events.push_back(e);
+        if let Some(old) = self
+            .events
+            .len()
+            .checked_sub(FULL_EVENTS + 1)
+            .and_then(|i| self.events.get_mut(i))
+        {
+            cut(&mut old.message, COMPACT_MESSAGE);
+        }
         while self.events.len() > MAX_EVENTS {
             self.events.pop_front();
         }
@@ -139,5 +184,54 @@ impl Node {
             last_event: last.map(|e| format!("{} {}", e.kind, e.message).trim().to_owned()),
             updated_at: self.updated_at.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_small_whatever_its_agent_sends() {
+        let identity = Identity {
+            name: "n1".into(),
+            ..Identity::default()
+        };
+        let mut node = Node::new(&identity, "t0");
+        for i in 0..300 {
+            node.event(Event {
+                at: format!("t{i}"),
+                kind: "progress".into(),
+                step: None,
+                status: None,
+                message: format!("{i} {}", "é".repeat(600_000)),
+                agent_time: None,
+            });
+            node.enter(
+                if i % 2 == 0 {
+                    NodeState::Failed
+                } else {
+                    NodeState::Discovered
+                },
+                "t",
+            );
+        }
+        assert_eq!(node.events.len(), MAX_EVENTS);
+        assert_eq!(node.history.len(), MAX_HISTORY);
+        let newest = node.events.back().map(|e| e.message.len()).unwrap_or(0);
+        assert!(
+            newest <= MAX_MESSAGE && newest > MAX_MESSAGE - 100,
+            "{newest}"
+        );
+        assert!(node.events[0].message.len() <= COMPACT_MESSAGE);
+        assert!(
+            node.events[0].message.starts_with("100 "),
+            "the oldest kept is the 101st"
+        );
+        assert!(node.events[0].message.ends_with("bytes cut]"));
+        let size = serde_json::to_string(&node)
+            .map(|t| t.len())
+            .unwrap_or(usize::MAX);
+        assert!(size < 250 * 1024, "{size}");
     }
 }

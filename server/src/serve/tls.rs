@@ -1,28 +1,18 @@
 //! TLS for `rdeploy serve` (`--tls-cert`/`--tls-key`, `--tls-self-signed`): the rustls
-//! configuration from PEM files, the lab certificate kept in the data dir, and a listener
-//! that hands axum connections whose handshake is done (HTTP/1.1 or HTTP/2, by ALPN).
-//!
-//! Handshakes run in tasks of their own, under a time limit, so a client that connects and
-//! says nothing holds no other client up. A failed handshake (a client that does not trust
-//! the certificate, a scanner) is logged and dropped.
+//! configuration from PEM files (HTTP/1.1 or HTTP/2, by ALPN) and the lab certificate kept
+//! in the data dir. The accept loop ([`super::conn`]) shakes hands with each connection in
+//! a task of its own, under the connection cap and a time limit, so a client that connects
+//! and says nothing holds no other client up. A failed handshake (a client that does not
+//! trust the certificate, a scanner) is logged and dropped.
 
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The certificate the server presents and what operators pin.
 #[derive(Debug)]
@@ -170,65 +160,6 @@ pub fn self_signed(data_dir: &Path, names: &[String]) -> Result<(PathBuf, PathBu
     std::fs::rename(&tmp, &cert_file)
         .with_context(|| format!("cannot write {}", cert_file.display()))?;
     Ok((cert_file, key_file, true))
-}
-
-/// A listener whose connections have finished their TLS handshake.
-#[derive(Debug)]
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `tcp` and shakes hands with `config` in the background.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            while !tx.is_closed() {
-                let (sock, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait, as axum's own loop does.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept task ended (it does not, but then: no more connections).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

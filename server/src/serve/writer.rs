@@ -7,8 +7,15 @@
 //! about files, usability and allocation is the snapshot's (`rdeploy-cmdb`); this module
 //! only owns the thread, the batching and the replies. When idle it refreshes every
 //! [`IDLE_REFRESH`] so `/healthz` sees an operator's edit.
+//!
+//! After every batch it publishes the health and the specs uploads are matched against
+//! ([`SpecsView`]): uploads are matched before they reach it ([`super::matching`]), and a
+//! batch reuses those matches, so the thread every upload waits for spends no time on a
+//! costly one.
 
-use rdeploy_cmdb::snapshot::{Allocation, CmdbHost, ConfigHealth, FailureOutcome, Refusal};
+use rdeploy_cmdb::snapshot::{
+    Allocation, CmdbHost, ConfigHealth, FailureOutcome, Prematch, Refusal, SpecsView,
+};
 use rdeploy_cmdb::Snapshot;
 use rdeploy_specs::Inventory;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -25,7 +32,9 @@ const IDLE_REFRESH: Duration = Duration::from_secs(2);
 /// One upload to match and allocate.
 #[derive(Debug)]
 pub struct UploadJob {
-    pub inventory: Inventory,
+    pub inventory: Arc<Inventory>,
+    /// Its matches made before the batch (reused where the specs did not change).
+    pub prematch: Option<Prematch>,
     /// The machine (node id): an install it holds is answered again, uncounted (the
     /// snapshot's ledger).
     pub node: Option<String>,
@@ -61,7 +70,14 @@ enum Request {
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::Sender<RequestBox>,
-    health: Arc<Mutex<ConfigHealth>>,
+    published: Arc<Mutex<Published>>,
+}
+
+/// What the thread shows of the snapshot after each batch.
+#[derive(Debug, Default)]
+struct Published {
+    health: ConfigHealth,
+    specs: Arc<SpecsView>,
 }
 
 /// `Request` boxed so the handle can be `Debug` without exposing the channel types.
@@ -78,15 +94,18 @@ impl Writer {
     /// CGI, for comparison: one request per lock, every file read again for each.
     pub fn start(snapshot: Snapshot, baseline: bool) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let health = Arc::new(Mutex::new(ConfigHealth {
-            config_dir: snapshot.dir().path().display().to_string(),
-            ..ConfigHealth::default()
+        let published = Arc::new(Mutex::new(Published {
+            health: ConfigHealth {
+                config_dir: snapshot.dir().path().display().to_string(),
+                ..ConfigHealth::default()
+            },
+            specs: Arc::default(),
         }));
-        let shared = Arc::clone(&health);
+        let shared = Arc::clone(&published);
         std::thread::Builder::new()
             .name("rdeploy-writer".into())
             .spawn(move || run(snapshot, baseline, rx, shared))?;
-        Ok(Writer { tx, health })
+        Ok(Writer { tx, published })
     }
 
     /// Matches and allocates one upload (waits for its batch to commit).
@@ -133,7 +152,18 @@ impl Writer {
 
     /// The health as of the last batch.
     pub fn health(&self) -> ConfigHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        self.published
+            .lock()
+            .map(|p| p.health.clone())
+            .unwrap_or_default()
+    }
+
+    /// The specs uploads are matched against, as of the last batch.
+    pub fn specs(&self) -> Arc<SpecsView> {
+        self.published
+            .lock()
+            .map(|p| Arc::clone(&p.specs))
+            .unwrap_or_default()
     }
 
     fn send(&self, r: Request) -> Result<(), WriteError> {
@@ -145,8 +175,12 @@ fn run(
     mut snap: Snapshot,
     baseline: bool,
     rx: Receiver<RequestBox>,
-    health: Arc<Mutex<ConfigHealth>>,
+    health: Arc<Mutex<Published>>,
 ) {
+    // The files as they are at start (and an interrupted commit finished), so the first
+    // uploads are matched ahead of their batch too.
+    let _ = snap.batch(|_| ());
+    publish(&snap, &health);
     loop {
         let first = match rx.recv_timeout(IDLE_REFRESH) {
             Ok(RequestBox(r)) => r,
@@ -175,9 +209,12 @@ fn run(
     }
 }
 
-fn publish(snap: &Snapshot, health: &Mutex<ConfigHealth>) {
-    if let Ok(mut h) = health.lock() {
-        *h = snap.health();
+fn publish(snap: &Snapshot, published: &Mutex<Published>) {
+    let health = snap.health();
+    let specs = Arc::new(snap.specs_view());
+    if let Ok(mut p) = published.lock() {
+        p.health = health;
+        p.specs = specs;
     }
 }
 
@@ -196,9 +233,11 @@ fn run_batch(snap: &mut Snapshot, requests: Vec<Request>) {
         requests
             .iter()
             .map(|r| match r {
-                Request::Upload(job, _) => {
-                    Outcome::Upload(b.upload(&job.inventory, job.node.as_deref()))
-                }
+                Request::Upload(job, _) => Outcome::Upload(b.upload_prematched(
+                    &job.inventory,
+                    job.node.as_deref(),
+                    job.prematch.as_ref(),
+                )),
                 Request::Failure(profile, node, _) => {
                     Outcome::Failure(b.failure(profile, node.as_deref()))
                 }

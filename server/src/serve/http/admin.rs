@@ -2,7 +2,7 @@
 //! and the `pxemngr` verbs call. Every change needs the admin token ([`Admin`]) when the
 //! server has one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::super::core::LabRequest;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{Admin, Body, Cred, Shape};
+use super::extract::{Admin, Body, Cred, Shape, UrlPath as Path};
 
 /// `GET /quota`: each profile in `state` order with its quota, CMDB use and nodes.
 pub async fn quota(State(app): State<AppState>) -> Response {

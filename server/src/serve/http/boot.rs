@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::super::core::Machine;
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::{parse_mac, Admin, Body, Cred, Mac, NodeId, Shape};
+use super::extract::{parse_mac, Admin, Body, Cred, Mac, NodeId, Shape, UrlPath as Path};
 use super::{accepts_json, text};
 use crate::wire::NodeBoot;
 

@@ -7,7 +7,9 @@
 //! - [`NodeId`]: a node id from the URL (it names a file: letters, digits, `.`, `_`, `-`);
 //! - [`Mac`]: a MAC address from the URL, normalized (`52:54:00:12:34:56`);
 //! - [`Body`]: a JSON body of a known shape, read whatever the `Content-Type` (PXE Pilot's
-//!   users send it with curl's default form type).
+//!   users send it with curl's default form type);
+//! - [`Query`], [`UrlPath`]: axum's extractors answering the one [`ApiError`] (`bad_query`,
+//!   `bad_path`) instead of plain text.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
@@ -150,6 +152,37 @@ impl FromRequestParts<AppState> for Mac {
         let mac = parse_mac(&text)?;
         tracing::Span::current().record("node", mac.as_str());
         Ok(Mac(mac))
+    }
+}
+
+/// A query string of shape `T` (`400 bad_query` when it is not one).
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Query<T>, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+    }
+}
+
+/// The path parameters of a route as `T` (`400 bad_path` when they are not: a non-UTF-8
+/// segment, a wrong count).
+#[derive(Debug, Clone)]
+pub struct UrlPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for UrlPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<UrlPath<T>, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| UrlPath(p))
+            .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))
     }
 }
 

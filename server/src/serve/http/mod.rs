@@ -11,11 +11,13 @@
 //! - [`testing`]: PXE Manager's test system (`/nexttest/`, `/upload/<testid>/`,
 //!   `/testnames`, `/testruns`); [`pages`]: the web console (`/`, `/ui/...`, `/tests/...`);
 //! - [`events`]: `GET /events`, node changes as server-sent events.
+//! - [`guard`]: around every route: request size limits, and every error answered as JSON.
 
 pub mod admin;
 pub mod boot;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod nodes;
 pub mod omf;
 pub mod pages;

@@ -92,7 +92,12 @@ pub async fn log(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
+    // The whole body first (read on and dropped past the limit, so a client still sending
+    // gets its `413 too_large`), then the form in it.
+    let (parts, body) = request.into_parts();
+    let body = super::upload::read_limited(body).await?;
     let bytes = if multipart {
+        let request = Request::from_parts(parts, axum::body::Body::from(body));
         let mut mp = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::bad_request("bad_multipart", format!("malformed multipart form: {e}"))
         })?;
@@ -113,7 +118,7 @@ pub async fn log(
         }
         file.ok_or_else(|| ApiError::bad_request("missing_file", "no multipart field `file`"))?
     } else {
-        super::upload::read_limited(request.into_body()).await?
+        body
     };
     let len = bytes.len();
     let name = app.core.save_log(&id, bytes).await?;

@@ -11,7 +11,7 @@
 //! `format=xml`), JSON otherwise. Changes need the admin token when the server has one.
 
 use crate::serve::markup::escape as attr;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::super::error::ApiError;
 use super::super::AppState;
-use super::extract::Admin;
+use super::extract::{Admin, Query};
 use crate::wire::OmfNode;
 
 /// The query OMF's calls carry (its `domain`, the testbed, is accepted and ignored: one

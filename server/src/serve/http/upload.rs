@@ -3,7 +3,7 @@
 //! `GET /healthz`.
 
 use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ use rdeploy_cmdb::snapshot::FailureOutcome;
 use super::super::access::Credential;
 use super::super::error::ApiError;
 use super::super::{AppState, UPLOAD_LIMIT};
-use super::extract::Cred;
+use super::extract::{Cred, Query};
 use super::{accepts_json, text};
 
 #[derive(Debug, Deserialize)]
@@ -144,9 +144,7 @@ pub async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError>
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
-        })?;
+        let frame = frame.map_err(|e| body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -166,9 +164,25 @@ pub async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError>
 /// How much of an oversized body is read and dropped before the connection is closed.
 const DRAIN_LIMIT: usize = 16 * UPLOAD_LIMIT;
 
+/// A request body that could not be read: `408 request_timeout` when the client was too
+/// slow sending it (`conn.rs`), else `400 bad_body`.
+pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if super::super::conn::is_body_timeout(e) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("{e}: send the body without pausing"),
+        )
+    } else {
+        ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
+    }
+}
+
 pub fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large()
+    } else if super::super::conn::is_body_timeout(e) {
+        body_error(e)
     } else {
         ApiError::bad_request(
             "bad_multipart",

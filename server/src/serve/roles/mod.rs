@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,7 +31,7 @@ use rdeploy_configure::tree_wire::{
 };
 
 use super::error::ApiError;
-use super::http::extract::check_id;
+use super::http::extract::{check_id, Query, UrlPath};
 use super::AppState;
 
 /// Files of an upgrade's metadata directory that agents may fetch.
