@@ -1161,6 +1161,13 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         run.seconds
     ));
 
+    // The ESP as the install left it (the booted Debian mounts it, and QEMU is stopped
+    // without unmounting: its dirty flag would be set).
+    let files = esp_files(&vm.disks[2], s.dir.path())?;
+    for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
+        assert!(files.contains(f), "{f} not on the ESP: {files}");
+    }
+
     let hostname = node["var"]["hostname"]
         .as_str()
         .unwrap_or_default()
@@ -1178,10 +1185,5 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         "uefi local boot: Debian's login prompt and SSH after {:.1} s",
         run2.seconds
     ));
-
-    let files = esp_files(&vm.disks[2], s.dir.path())?;
-    for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
-        assert!(files.contains(f), "{f} not on the ESP: {files}");
-    }
     Ok(())
 }
