@@ -429,6 +429,9 @@ impl Run {
             node: self.reporter.node().map(str::to_owned),
             token: reply.token.clone(),
             jobs: 0,
+            // A stream that receives nothing for as long as any HTTP call may take is broken
+            // off and asked for again from the file it stopped at.
+            stall: self.s.http_timeout,
         };
         let console = self.console.clone();
         let mut progress_lines = String::new();

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod conf;
+pub mod fetch;
 pub mod filter;
 mod install;
 pub mod local;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdeploy_configure::tree_wire::{TreeAction, TreeReport, TreeStatus};
@@ -54,6 +56,10 @@ pub struct UpgradeArgs {
     /// Parallel transfers.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS, global = true)]
     pub jobs: usize,
+    /// A transfer that receives nothing for this long (`60`, `2m`) is broken off and asked
+    /// for again from the file it stopped at.
+    #[arg(long, value_name = "DURATION", value_parser = crate::run::cmdline::parse_duration, default_value = "60s", global = true)]
+    pub stall_timeout: Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: UpgradeCommand,
@@ -204,6 +210,7 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
             // The node's token, to report the install on it (RDEPLOY_NODE_TOKEN).
             token: std::env::var("RDEPLOY_NODE_TOKEN").ok(),
             jobs: args.jobs,
+            stall: args.stall_timeout,
         };
         install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
         return Ok(ExitCode::SUCCESS);
@@ -248,17 +255,17 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         UpgradeCommand::Role => println!("{}", conf.role),
         UpgradeCommand::Profile => println!("{}", conf.profile),
         UpgradeCommand::List => {
-            let client = Client::new(&server)?;
+            let client = Client::new(&server, args.stall_timeout)?;
             for v in client.upgrades(&conf.role, &conf.version)?.to {
                 println!("{v}");
             }
         }
-        UpgradeCommand::Verify => return verify(root, &conf, &server),
+        UpgradeCommand::Verify => return verify(root, &conf, &server, args.stall_timeout),
         UpgradeCommand::TestUpgrade(v) => {
-            return run_upgrade(root, &conf, &server, &v.version, args.jobs, None)
+            return run_upgrade(root, &conf, &server, &v.version, args, None)
         }
         UpgradeCommand::Upgrade(u) => {
-            return run_upgrade(root, &conf, &server, &u.version, args.jobs, Some(u))
+            return run_upgrade(root, &conf, &server, &u.version, args, Some(u))
         }
         UpgradeCommand::Install(_)
         | UpgradeCommand::Shorthand(_)
@@ -278,8 +285,8 @@ fn saved_rules(root: &Path) -> Rules {
     )
 }
 
-fn verify(root: &Path, conf: &Conf, server: &str) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+fn verify(root: &Path, conf: &Conf, server: &str, stall: Duration) -> Result<ExitCode> {
+    let client = Client::new(server, stall)?;
     let m = client.manifest(&conf.role, &conf.version)?;
     let rules = saved_rules(root);
     let as_root = rustix::process::geteuid().is_root();
@@ -328,12 +335,13 @@ fn run_upgrade(
     conf: &Conf,
     server: &str,
     to: &str,
-    jobs: usize,
+    args: &UpgradeArgs,
     run: Option<&UpgradeRun>,
 ) -> Result<ExitCode> {
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server)?.with_token(conf::load_token(root));
+    let jobs = args.jobs;
+    let client = Client::new(server, args.stall_timeout)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
@@ -538,6 +546,9 @@ pub struct InstallSpec {
     pub token: Option<String>,
     /// Parallel streams (0: [`DEFAULT_JOBS`]).
     pub jobs: usize,
+    /// The longest a transfer may go without receiving anything before it is broken off and
+    /// asked for again from the file it stopped at (zero: [`client::DEFAULT_STALL`]).
+    pub stall: Duration,
 }
 
 /// What an install moved.
