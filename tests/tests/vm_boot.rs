@@ -766,16 +766,38 @@ fn booted_installed_debian(run: &Run, banner: &str, hostname: &str, ip: &str) ->
     Ok(())
 }
 
+/// On failure: the tail of each console, and a copy of the whole of it kept in
+/// `target/vm-consoles/` (the test's directory goes away with it).
 fn on_failure<T>(result: Result<T>, consoles: &[&Path]) -> Result<T> {
     if result.is_err() {
+        let keep = workspace_path("target/vm-consoles");
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         for c in consoles {
             let text = read_lossy(c);
             if !text.is_empty() {
                 eprintln!("--- {} (last lines)\n{}", c.display(), tail(&text, 40));
+                let name = c
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let copy = keep.join(format!("{stamp}-{name}"));
+                if std::fs::create_dir_all(&keep).is_ok() && std::fs::copy(c, &copy).is_ok() {
+                    eprintln!("--- the whole console: {}", copy.display());
+                }
             }
         }
     }
     result
+}
+
+/// The agent's lines about transfers it broke off and asked for again (none on a good
+/// network).
+fn transfer_retries(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter(|l| l.contains("transfer failed at file"))
+        .collect()
 }
 
 /// Install, then local boot, then the disks read from the host.
@@ -797,6 +819,9 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         vm.boot(&p, accel, s.port, "install", INSTALL_LIMIT),
         &consoles,
     )?;
+    for line in transfer_retries(&run.console) {
+        say(&format!("{}: the agent asked again: {line}", vm.name));
+    }
     on_failure(
         powered_off_after(
             &run,
@@ -1140,6 +1165,9 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         vm.boot(&p, accel, s.port, "install", UEFI_INSTALL_LIMIT),
         &consoles,
     )?;
+    for line in transfer_retries(&run.console) {
+        say(&format!("{}: the agent asked again: {line}", vm.name));
+    }
     on_failure(
         powered_off_after(
             &run,
