@@ -1,7 +1,9 @@
 //! Role trees end to end: the real `rdeploy serve` serving `install/<version>/<role>/`, the real
 //! `rdeploy-agent` installing version 1 into a temporary root, then `upgrade list`,
-//! `test-upgrade`, `upgrade`, `verify` against it, and an upgrade killed half way and run
-//! again. Every assertion is on files and exit codes; nothing is timed.
+//! `test-upgrade`, `upgrade`, `verify` against it, an upgrade killed half way and run
+//! again, and an install whose transfers stall (a relay that stops forwarding) and go on
+//! from where they stopped. Every assertion is on files and exit codes; nothing is timed
+//! but the stalling install's bound.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -837,5 +839,157 @@ fn pre_can_refuse_and_post_can_ask_for_a_reboot() -> Result<()> {
         "{events:?}"
     );
     assert_eq!(node["version"], "4");
+    Ok(())
+}
+
+/// A TCP relay to the server that stalls the answers to the first `stalls` tree content
+/// requests (stream parts, blobs): after `budget` bytes of the answer it forwards nothing
+/// more and holds the connection open, as a relay or a network that stops moving would.
+struct StallingRelay {
+    base: String,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StallingRelay {
+    fn start(server: &str, stalls: usize, budget: u64) -> Result<StallingRelay> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let upstream = server
+            .strip_prefix("http://")
+            .context("server URL")?
+            .to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let count = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (count, armed, closed) = (
+                    count.clone(),
+                    Arc::new(AtomicU64::new(u64::MAX)),
+                    Arc::new(AtomicBool::new(false)),
+                );
+                let sent = Arc::new(AtomicU64::new(0));
+                // Client to server: arms the stall when a content request goes by.
+                let (Ok(mut from), Ok(mut to)) = (client.try_clone(), server.try_clone()) else {
+                    return;
+                };
+                let (armed_w, closed_w, sent_w) = (armed.clone(), closed.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read as _, Write as _};
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if text.contains("/stream?") || text.contains("/blobs") {
+                            armed_w.store(sent_w.load(Ordering::SeqCst), Ordering::SeqCst);
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    closed_w.store(true, Ordering::SeqCst);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+                // Server to client: forwards, or stalls past the budget.
+                let (mut from, mut to) = (server, client);
+                std::thread::spawn(move || {
+                    use std::io::{Read as _, Write as _};
+                    let mut buf = [0u8; 1024];
+                    let mut stalling = false;
+                    loop {
+                        let at = armed.load(Ordering::SeqCst);
+                        let now = sent.load(Ordering::SeqCst);
+                        if !stalling && at != u64::MAX && now - at >= budget {
+                            stalling = count.fetch_add(1, Ordering::SeqCst) < stalls;
+                            armed.store(u64::MAX, Ordering::SeqCst);
+                        }
+                        if stalling {
+                            if closed.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            continue;
+                        }
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Ok(StallingRelay { base, stalled })
+    }
+}
+
+#[test]
+fn an_install_whose_transfers_stall_goes_on_from_where_they_stopped() -> Result<()> {
+    let env = Env::new()?;
+    // The two stream parts stall after 6 KB, and the first request for what was left too.
+    let relay = StallingRelay::start(&env.server.base, 3, 6000)?;
+    let root = env.root.to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let out = run_binary_env(
+        "rdeploy-agent",
+        &[
+            "upgrade",
+            "--root",
+            root.as_str(),
+            "--server",
+            &relay.base,
+            "--jobs",
+            "2",
+            "--stall-timeout",
+            "2s",
+            "install",
+            "--role",
+            "base",
+            "--version",
+            "1",
+            "--profile",
+            "kvm",
+            "--node",
+            &env.node,
+        ],
+        &[("RDEPLOY_NODE_TOKEN", env.token.as_str())],
+    )?;
+    ensure!(out.code == Some(0), "install: {}", show(&out));
+    let stalls = relay.stalled.load(std::sync::atomic::Ordering::SeqCst);
+    ensure!(stalls >= 3, "{stalls} transfers stalled, 3 expected");
+    let retries = out.stdout.matches("transfer failed at file").count();
+    ensure!(
+        retries == 3,
+        "{retries} transfers asked again for, 3 expected: {}",
+        show(&out)
+    );
+    ensure!(
+        out.stdout.contains("no data within the stall time-out"),
+        "the stall is not named: {}",
+        show(&out)
+    );
+    // Three stalls of 2 s and waits of 1 s, 1 s, 2 s (or so): well under a minute.
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the install took {:?}",
+        started.elapsed()
+    );
+    // The tree is version 1's exactly, as after an unbroken transfer.
+    let got = describe(&env.root, &["var/lib"])?;
+    let want = describe(&env.data("install/1/base"), &[])?;
+    let diff = differences(&want, &got);
+    ensure!(diff.is_empty(), "install differs:\n{}", diff.join("\n"));
     Ok(())
 }

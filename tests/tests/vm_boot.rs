@@ -5,23 +5,27 @@
 //! `rdeploy serve` on loopback. iPXE chains to the machine's script, loads the kernel and the
 //! initramfs built by `rdeploy-initrd` (`scripts/build-boot-images`), the agent detects the
 //! VM, uploads its inventory, gets the `kvm` profile of `examples/vm-config` (a RAID1 mirror
-//! of two disks, a GPT on the third), installs the role tree `vmtest` served by rdeploy and
-//! GRUB, reports success and powers off. The second boot of the same VM asks the server
-//! again, is sent to its disk, and the GRUB installed there prints a line and ends QEMU
-//! through `isa-debug-exit`. The disks are then read from the host (`sfdisk`, `mdadm
-//! --examine`, `debugfs`, never mounted). A second VM with one disk matches no profile: it
-//! says so, the server records it, and its disk stays blank. A third VM does the install and
-//! the local boot under UEFI (OVMF): GRUB x86_64-efi on the EFI system partition. A fourth
-//! VM is the QEMU script `rdeploy vm create --like NODE` writes (`docs/labs.md`): it installs,
-//! and its agent's inventory has the CPU count and memory asked for. A fifth boots through
-//! real DHCP: dnsmasq with the config of `rdeploy dhcp-config --dnsmasq`, in a network
-//! namespace with a bridge, the VM on a tap device (needs root, `ip netns`).
+//! of two disks, a GPT on the third), installs the role tree `base` served by rdeploy (the
+//! Debian 12 of `examples/roles/base.toml`, built by `rdeploy role build` in
+//! `scripts/build-roles`) and GRUB from that tree, reports success and powers off. The second
+//! boot of the same VM asks the server again, is sent to its disk, and boots the installed
+//! Debian: the serial console shows systemd reaching `multi-user.target` and a login prompt
+//! with the hostname and address of the node's CMDB entry, and the VM's SSH server (host keys
+//! made at first boot) answers through a QEMU port forward to that address. The disks are
+//! then read from the host (`sfdisk`, `mdadm --examine`, `debugfs`, never mounted). A second
+//! VM with one disk matches no profile: it says so, the server records it, and its disk stays
+//! blank. A third VM does the install and the local boot under UEFI (OVMF): GRUB x86_64-efi on
+//! the EFI system partition, then the same Debian. A fourth VM is the QEMU script `rdeploy
+//! vm create --like NODE` writes (`docs/labs.md`): it installs, and its agent's inventory has
+//! the CPU count and memory asked for. A fifth boots through real DHCP: dnsmasq with the
+//! config of `rdeploy dhcp-config --dnsmasq`, in a network namespace with a bridge, the VM
+//! on a tap device (needs root, `ip netns`).
 //!
 //! Every QEMU run has a hard time limit (it is killed); the serial console goes to a file
 //! whose tail is printed on failure. The accelerator is chosen by booting a probe (KVM when
 //! it really works, else TCG). Missing prerequisites fail the test with the command to run.
-//! Needs: `bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images`
-//! (which `bash scripts/test` runs first).
+//! Needs: `bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images &&
+//! bash scripts/build-roles` (which `bash scripts/test` runs first).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -38,21 +42,24 @@ static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// What QEMU reaches the server at (`--public-url`); the guest's DHCP lease is 10.0.2.15.
 const GUEST_SERVER: &str = "10.0.2.100";
-/// The line the installed GRUB prints (tests/fixtures/vm-role/vmtest/boot/grub/grub.cfg).
-const LOCAL_BOOT_MARKER: &str = "rdeploy-vm-test: local boot: GRUB started from the installed disk";
-/// QEMU's exit status after `outb 0xf4 0x10` (isa-debug-exit: (0x10 << 1) | 1).
-const DEBUG_EXIT_STATUS: i32 = 33;
+/// The role the VM installs (examples/roles/base.toml) and where scripts/build-roles puts it.
+const ROLE: &str = "base";
+const ROLE_VERSION: &str = "D12-1.0";
+const BUILT_ROLES: &str = "target/roles";
+/// systemd's console line when the installed Debian reached its default target (the base
+/// role sets multi-user.target).
+const DEFAULT_TARGET_REACHED: &str = "Reached target multi-user.target";
 /// The line `/init` prints for `rdeploy.probe` (initrd/src/init.rs).
 const PROBE_OK: &str = "rdeploy-init: probe ok";
 /// Time limits of one QEMU run under TCG (KVM is much faster); the QEMU process is killed
 /// past them.
-const INSTALL_LIMIT: Duration = Duration::from_secs(240);
-const LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(90);
+const INSTALL_LIMIT: Duration = Duration::from_secs(900);
+const LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(400);
 const PROBE_LIMIT: Duration = Duration::from_secs(25);
 /// UEFI firmware (OVMF) is slower to start under TCG, and tries its own network boot
 /// entries before the disk.
-const UEFI_INSTALL_LIMIT: Duration = Duration::from_secs(300);
-const UEFI_LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(180);
+const UEFI_INSTALL_LIMIT: Duration = Duration::from_secs(1000);
+const UEFI_LOCAL_BOOT_LIMIT: Duration = Duration::from_secs(500);
 
 const KERNEL_ARGS: &str = "console=ttyS0 rdeploy.onsuccess=halt rdeploy.onfailure=halt";
 
@@ -94,7 +101,7 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
     best
 }
 
-const SETUP: &str = "bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images";
+const SETUP: &str = "bash scripts/deps && bash scripts/vm-deps && bash scripts/build-boot-images && bash scripts/build-roles";
 
 fn prerequisites() -> Result<Prerequisites> {
     let mut missing = Vec::new();
@@ -151,6 +158,16 @@ fn prerequisites() -> Result<Prerequisites> {
             );
         }
     }
+    let stamp = workspace_path(BUILT_ROLES).join(".base.stamp");
+    let role_built = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("no {}: run `bash scripts/build-roles`", stamp.display()))?;
+    let role_file = workspace_path("examples/roles/base.toml");
+    ensure!(
+        std::fs::metadata(&role_file)?.modified()? <= role_built,
+        "{} changed since the role was built: run `bash scripts/build-roles`",
+        role_file.display()
+    );
     let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64")?;
     Ok(Prerequisites { images, qemu })
 }
@@ -180,7 +197,27 @@ fn read_lossy(path: &Path) -> String {
     if let Ok(mut f) = std::fs::File::open(path) {
         let _ = f.read_to_end(&mut bytes);
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    without_escapes(&String::from_utf8_lossy(&bytes))
+}
+
+/// The text without terminal escape sequences (`ESC [ ... letter`): systemd colours its
+/// status lines (`Reached target \x1b[0;1;39mmulti-user.target\x1b[0m`).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Kills QEMU if the test stops half-way (a failed assertion, a panic).
@@ -198,6 +235,18 @@ impl Drop for Guard {
 /// Runs QEMU with `args` until it exits or `limit` passes (then it is killed and this is an
 /// error with the console's tail). The serial console goes to `console`.
 fn run_qemu(qemu: &Path, args: &[String], console: &Path, limit: Duration) -> Result<Run> {
+    run_qemu_until(qemu, args, console, limit, &|_| false)
+}
+
+/// [`run_qemu`], and QEMU is also stopped (status `None`) as soon as `done` holds for the
+/// console's text.
+fn run_qemu_until(
+    qemu: &Path,
+    args: &[String],
+    console: &Path,
+    limit: Duration,
+    done: &dyn Fn(&str) -> bool,
+) -> Result<Run> {
     let _ = std::fs::remove_file(console);
     let started = SystemTime::now();
     let t0 = Instant::now();
@@ -215,7 +264,12 @@ fn run_qemu(qemu: &Path, args: &[String], console: &Path, limit: Duration) -> Re
     let mut last_report = Instant::now();
     let status = loop {
         if let Some(st) = guard.0.try_wait()? {
-            break st;
+            break Some(st);
+        }
+        if done(&read_lossy(console)) {
+            let _ = guard.0.kill();
+            let _ = guard.0.wait();
+            break None;
         }
         if t0.elapsed() > limit {
             let _ = guard.0.kill();
@@ -234,14 +288,19 @@ fn run_qemu(qemu: &Path, args: &[String], console: &Path, limit: Duration) -> Re
             let last = text
                 .lines()
                 .rev()
-                .find(|l| l.starts_with("rdeploy") || l.contains("iPXE"))
+                .find(|l| {
+                    l.starts_with("rdeploy")
+                        || l.contains("iPXE")
+                        || l.contains("Reached target")
+                        || l.contains("login:")
+                })
                 .unwrap_or("(booting)");
             say(&format!("  {:>4.0} s: {last}", t0.elapsed().as_secs_f64()));
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     Ok(Run {
-        status: status.code(),
+        status: status.and_then(|s| s.code()),
         started,
         seconds: t0.elapsed().as_secs_f64(),
         console: read_lossy(console),
@@ -379,8 +438,6 @@ impl Vm {
             // Entropy: without it the agent's first getrandom() blocks for minutes under TCG.
             "-device".into(),
             "virtio-rng-pci".into(),
-            "-device".into(),
-            "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
         ];
         if accel == "kvm" {
             a.extend(["-cpu".into(), "host".into()]);
@@ -432,6 +489,78 @@ impl Vm {
         ));
         Ok(run)
     }
+
+    /// The boot of the installed Debian: QEMU runs until the console shows the default
+    /// target reached and the login prompt, and the SSH server answered through a port
+    /// forward (`hostfwd`, QEMU user networking) to the guest's address 10.0.2.15, or until
+    /// `limit` (an error). Returns the run and the SSH server's banner.
+    fn boot_installed(
+        &self,
+        p: &Prerequisites,
+        accel: &str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<(Run, String)> {
+        let what = "local-boot";
+        let ssh_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        say(&format!(
+            "{}: {what} (QEMU, {accel}, at most {} s; the guest's SSH at 127.0.0.1:{ssh_port})",
+            self.name,
+            limit.as_secs()
+        ));
+        let args: Vec<String> = self
+            .args(accel, port)
+            .into_iter()
+            .map(|a| {
+                a.replacen(
+                    "user,id=n0,restrict=on,",
+                    &format!(
+                        "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-10.0.2.15:22,"
+                    ),
+                    1,
+                )
+            })
+            .collect();
+        let banner = std::cell::RefCell::new(String::new());
+        let done = |console: &str| {
+            if !(console.contains(DEFAULT_TARGET_REACHED) && console.contains("login:")) {
+                return false;
+            }
+            if banner.borrow().is_empty() {
+                if let Some(b) = ssh_banner(ssh_port) {
+                    *banner.borrow_mut() = b;
+                }
+            }
+            !banner.borrow().is_empty()
+        };
+        let console = self.dir.join(format!("{}-{what}.console", self.name));
+        let run = run_qemu_until(&p.qemu, &args, &console, limit, &done)?;
+        say(&format!(
+            "{}: {what}: {} after {:.1} s",
+            self.name,
+            match run.status {
+                None => "Debian up, QEMU stopped".to_owned(),
+                Some(s) => format!("QEMU exited with status {s}"),
+            },
+            run.seconds
+        ));
+        let banner = banner.into_inner();
+        Ok((run, banner))
+    }
+}
+
+/// The first line an SSH server sends (`SSH-2.0-OpenSSH_...`), if one answers at
+/// 127.0.0.1:`port` within a few seconds.
+fn ssh_banner(port: u16) -> Option<String> {
+    use std::io::BufRead as _;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).ok()?;
+    line.starts_with("SSH-").then(|| line.trim().to_owned())
 }
 
 /// Everything one scenario needs: a server on a copy of examples/vm-config.
@@ -457,9 +586,17 @@ fn setup_with(p: &Prerequisites, public: &str) -> Result<Setup> {
     let config = dir.path().join("config");
     copy_dir(&workspace_path("examples/vm-config"), &config)?;
     let data = dir.path().join("data");
-    copy_dir(
-        &workspace_path("tests/fixtures/vm-role/vmtest"),
-        &data.join("install/1.0/vmtest"),
+    // The built role, hard-linked (the server only reads it): the same manifest, no copy.
+    let built = workspace_path(BUILT_ROLES).join(format!("install/{ROLE_VERSION}/{ROLE}"));
+    let served = data.join(format!("install/{ROLE_VERSION}"));
+    std::fs::create_dir_all(&served)?;
+    command(
+        "cp",
+        &[
+            "-al",
+            &built.display().to_string(),
+            &served.display().to_string(),
+        ],
     )?;
     let tftp = dir.path().join("tftp");
     std::fs::create_dir_all(&tftp)?;
@@ -605,17 +742,30 @@ fn powered_off_after(run: &Run, lines: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The second boot of an installed VM: the installed GRUB printed its line and ended QEMU
-/// through isa-debug-exit, and the installer did not run again.
-fn started_from_disk(run: &Run) -> Result<()> {
+/// The second boot of an installed VM: the installed Debian came up from the disk with the
+/// node's CMDB identity (hostname and address on the login banner the base role's
+/// /etc/issue writes), its SSH server answered, and the installer did not run again.
+fn booted_installed_debian(run: &Run, banner: &str, hostname: &str, ip: &str) -> Result<()> {
     ensure!(
-        run.console.contains(LOCAL_BOOT_MARKER),
-        "the second boot did not start the installed GRUB (no {LOCAL_BOOT_MARKER:?})"
+        run.console.contains(DEFAULT_TARGET_REACHED),
+        "the installed system did not reach its default target (no {DEFAULT_TARGET_REACHED:?})"
     );
     ensure!(
-        run.status == Some(DEBUG_EXIT_STATUS),
-        "QEMU should exit through isa-debug-exit ({DEBUG_EXIT_STATUS}), not {:?}",
-        run.status
+        run.console.contains(&format!("{hostname} login:")),
+        "no login prompt of {hostname} on the console"
+    );
+    let issue = format!("host {hostname} address {ip} role {ROLE} {ROLE_VERSION}");
+    ensure!(
+        run.console.contains(&issue),
+        "the login banner does not say {issue:?}"
+    );
+    ensure!(
+        run.console.contains("Linux version") && run.console.contains("console=ttyS0"),
+        "the kernel did not log its command line with console=ttyS0"
+    );
+    ensure!(
+        banner.starts_with("SSH-2.0-OpenSSH"),
+        "the guest's SSH server did not answer at {ip}:22 ({banner:?})"
     );
     ensure!(
         !run.console.contains("rdeploy-agent"),
@@ -624,16 +774,38 @@ fn started_from_disk(run: &Run) -> Result<()> {
     Ok(())
 }
 
+/// On failure: the tail of each console, and a copy of the whole of it kept in
+/// `target/vm-consoles/` (the test's directory goes away with it).
 fn on_failure<T>(result: Result<T>, consoles: &[&Path]) -> Result<T> {
     if result.is_err() {
+        let keep = workspace_path("target/vm-consoles");
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         for c in consoles {
             let text = read_lossy(c);
             if !text.is_empty() {
                 eprintln!("--- {} (last lines)\n{}", c.display(), tail(&text, 40));
+                let name = c
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let copy = keep.join(format!("{stamp}-{name}"));
+                if std::fs::create_dir_all(&keep).is_ok() && std::fs::copy(c, &copy).is_ok() {
+                    eprintln!("--- the whole console: {}", copy.display());
+                }
             }
         }
     }
     result
+}
+
+/// The agent's lines about transfers it broke off and asked for again (none on a good
+/// network).
+fn transfer_retries(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter(|l| l.contains("transfer failed at file"))
+        .collect()
 }
 
 /// Install, then local boot, then the disks read from the host.
@@ -655,6 +827,9 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         vm.boot(&p, accel, s.port, "install", INSTALL_LIMIT),
         &consoles,
     )?;
+    for line in transfer_retries(&run.console) {
+        say(&format!("{}: the agent asked again: {line}", vm.name));
+    }
     on_failure(
         powered_off_after(
             &run,
@@ -768,14 +943,17 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         run.seconds
     ));
 
-    // 2. The same VM again: the server sends it to its disk, whose GRUB ends QEMU.
-    let run2 = on_failure(
-        vm.boot(&p, accel, s.port, "local-boot", LOCAL_BOOT_LIMIT),
+    // 2. The same VM again: the server sends it to its disk, which boots Debian.
+    let (run2, banner) = on_failure(
+        vm.boot_installed(&p, accel, s.port, LOCAL_BOOT_LIMIT),
         &consoles,
     )?;
-    on_failure(started_from_disk(&run2), &consoles)?;
+    on_failure(
+        booted_installed_debian(&run2, &banner, "rdeploy-vm01", "10.0.2.15"),
+        &consoles,
+    )?;
     say(&format!(
-        "local boot: GRUB's line after {:.1} s",
+        "local boot: Debian's login prompt and SSH ({banner}) after {:.1} s",
         run2.seconds
     ));
     let node = node_by_mac(&s.server, vm.mac)?;
@@ -832,20 +1010,20 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
     assert_eq!(uuids[0], uuids[1], "the two disks are not one array");
 
     // The root file system on the mirror: the role tree and the script's files, on both halves.
-    let numbers = std::fs::read_to_string(workspace_path(
-        "tests/fixtures/vm-role/vmtest/usr/share/rdeploy-vm-test/numbers.txt",
-    ))?;
     for d in [vda, vdb] {
         assert_eq!(
             debugfs_cat(d, data_offset, "/etc/hostname")?,
             "rdeploy-vm01\n"
         );
         assert_eq!(
-            debugfs_cat(d, data_offset, "/usr/share/rdeploy-vm-test/numbers.txt")?,
-            numbers
+            debugfs_cat(d, data_offset, "/etc/rdeploy-release")?,
+            format!("{ROLE} {ROLE_VERSION}\n")
         );
-        let motd = debugfs_cat(d, data_offset, "/etc/motd")?;
-        assert!(motd.contains("vmtest"), "{motd}");
+        let interfaces = debugfs_cat(d, data_offset, "/etc/network/interfaces")?;
+        assert!(
+            interfaces.contains("iface eth0 inet static") && interfaces.contains("10.0.2.15"),
+            "{interfaces}"
+        );
         let fstab = debugfs_cat(d, data_offset, "/etc/fstab")?;
         assert!(
             fstab.contains(" / ext4")
@@ -856,11 +1034,15 @@ fn a_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()> {
         let test = debugfs_cat(d, data_offset, "/etc/rdeploy-test")?;
         assert!(test.contains("ip=10.0.2.15"), "{test}");
     }
-    // /boot on vdc3: the role tree's grub.cfg and the modules grub-install wrote.
-    let grub_cfg = std::fs::read_to_string(workspace_path(
-        "tests/fixtures/vm-role/vmtest/boot/grub/grub.cfg",
-    ))?;
-    assert_eq!(debugfs_cat(vdc, boot_offset, "/grub/grub.cfg")?, grub_cfg);
+    // /boot on vdc3: the kernel of the role tree, the grub.cfg grub-mkconfig wrote in the
+    // installed tree (with the profile's grub_options), the modules grub-install wrote.
+    let grub_cfg = debugfs_cat(vdc, boot_offset, "/grub/grub.cfg")?;
+    assert!(
+        grub_cfg.contains("/vmlinuz-")
+            && grub_cfg.contains("console=ttyS0,115200")
+            && grub_cfg.contains("net.ifnames=0"),
+        "{grub_cfg}"
+    );
     assert!(!debugfs_cat(vdc, boot_offset, "/grub/i386-pc/normal.mod")?.is_empty());
     // GRUB's boot code in vdc's first sector.
     let mut mbr = [0u8; 512];
@@ -991,6 +1173,9 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         vm.boot(&p, accel, s.port, "install", UEFI_INSTALL_LIMIT),
         &consoles,
     )?;
+    for line in transfer_retries(&run.console) {
+        say(&format!("{}: the agent asked again: {line}", vm.name));
+    }
     on_failure(
         powered_off_after(
             &run,
@@ -1012,20 +1197,30 @@ fn a_uefi_vm_installs_through_the_whole_chain_then_boots_its_disk() -> Result<()
         run.seconds
     ));
 
-    let run2 = on_failure(
-        vm.boot(&p, accel, s.port, "local-boot", UEFI_LOCAL_BOOT_LIMIT),
-        &consoles,
-    )?;
-    on_failure(started_from_disk(&run2), &consoles)?;
-    say(&format!(
-        "uefi local boot: GRUB's line after {:.1} s",
-        run2.seconds
-    ));
-
+    // The ESP as the install left it (the booted Debian mounts it, and QEMU is stopped
+    // without unmounting: its dirty flag would be set).
     let files = esp_files(&vm.disks[2], s.dir.path())?;
     for f in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/rdeploy/grubx64.efi"] {
         assert!(files.contains(f), "{f} not on the ESP: {files}");
     }
+
+    let hostname = node["var"]["hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ip = node["var"]["ip"].as_str().unwrap_or_default().to_owned();
+    let (run2, banner) = on_failure(
+        vm.boot_installed(&p, accel, s.port, UEFI_LOCAL_BOOT_LIMIT),
+        &consoles,
+    )?;
+    on_failure(
+        booted_installed_debian(&run2, &banner, &hostname, &ip),
+        &consoles,
+    )?;
+    say(&format!(
+        "uefi local boot: Debian's login prompt and SSH after {:.1} s",
+        run2.seconds
+    ));
     Ok(())
 }
 

@@ -442,6 +442,9 @@ impl Run {
             token: reply.token.clone(),
             jobs: 0,
             trust: self.s.trust.clone(),
+            // A stream that receives nothing for as long as any HTTP call may take is broken
+            // off and asked for again from the file it stopped at.
+            stall: self.s.http_timeout,
         };
         let console = self.console.clone();
         let mut progress_lines = String::new();

@@ -1,5 +1,10 @@
 //! The agent's HTTP client for role trees: manifests, stream parts, blobs, upgrade metadata,
 //! reports (see `docs/roles.md` for the endpoints).
+//!
+//! Every wait has a limit, the stall time-out: connecting, the answer's head, and each read of
+//! a body (the blocking client's time-out applies to each read, not to the whole body, so a
+//! stream of a large tree takes as long as it takes while data keeps coming). A read that
+//! waits longer fails, and [`super::fetch`] asks again for what is missing.
 
 use std::time::Duration;
 
@@ -13,18 +18,55 @@ pub struct Client {
     http: reqwest::blocking::Client,
     /// The node's token, sent with reports.
     token: Option<String>,
+    /// The longest any one wait may take (see the module's documentation).
+    stall: Duration,
+}
+
+/// [`Client::new`]'s stall time-out when the caller gives none.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
+
+/// How long the server may take to answer with a manifest: its first request for a tree
+/// hashes the whole tree (seconds for a 500 MB tree, more on a loaded server).
+const MANIFEST_WAIT: Duration = Duration::from_secs(600);
+
+/// An answer with an error status.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url}: {status}: {detail}")]
+pub struct HttpStatus {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The URL asked for.
+    pub url: String,
+    /// The status.
+    pub status: reqwest::StatusCode,
+    /// The server's `error: message`, or its body.
+    pub detail: String,
+}
+
+impl HttpStatus {
+    /// A status worth asking again for: the server or something on the way failed (5xx), or
+    /// asked to come back later (429).
+    pub fn is_transient(&self) -> bool {
+        self.status.is_server_error() || self.status == reqwest::StatusCode::TOO_MANY_REQUESTS
+    }
 }
 
 impl Client {
     /// A client of the server at `base` (`http://10.0.0.1:8080`), trusting `trust`'s
-    /// certificates over HTTPS.
-    pub fn new(base: &str, trust: &crate::tls::Trust) -> Result<Client> {
+    /// certificates over HTTPS, whose waits (the answer's head, each read of a body) end
+    /// after `stall` ([`DEFAULT_STALL`] when zero).
+    pub fn new(base: &str, trust: &crate::tls::Trust, stall: Duration) -> Result<Client> {
+        let stall = if stall.is_zero() {
+            DEFAULT_STALL
+        } else {
+            stall
+        };
         let http = trust
             .builder()
-            // Streams of a large tree take as long as they take; a dead peer is noticed by
-            // the connect timeout and TCP.
-            .timeout(None::<Duration>)
-            .connect_timeout(Duration::from_secs(10))
+            // The blocking client applies this to each wait: a stream of a large tree takes
+            // as long as it takes, a stream that stops moving fails after `stall`.
+            .timeout(stall)
+            .connect_timeout(stall.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(16)
             .build()
             .context("cannot build the HTTP client")?;
@@ -32,7 +74,13 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
             token: None,
+            stall,
         })
+    }
+
+    /// The stall time-out.
+    pub fn stall(&self) -> Duration {
+        self.stall
     }
 
     /// The same client, sending `token` (`Authorization: Bearer`) with its reports.
@@ -58,7 +106,7 @@ impl Client {
             .get(&url)
             .send()
             .with_context(|| format!("GET {url}"))?;
-        check(resp, &url)
+        check(resp, "GET", &url)
     }
 
     /// GET, `None` on 404.
@@ -72,14 +120,20 @@ impl Client {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        check(resp, &url).map(Some)
+        check(resp, "GET", &url).map(Some)
     }
 
     /// The manifest of `install/<version>/<role>/`, validated.
     pub fn manifest(&self, role: &str, version: &str) -> Result<Manifest> {
         let path = format!("/roles/{role}/{version}/manifest");
-        let m: Manifest = self
-            .get(&path)?
+        let url = self.url(&path);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(MANIFEST_WAIT.max(self.stall))
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        let m: Manifest = check(resp, "GET", &url)?
             .json()
             .with_context(|| format!("{}{path}: not a manifest", self.base))?;
         m.validate()
@@ -124,7 +178,7 @@ impl Client {
             .json(&serde_json::json!({ "sha256": hashes }))
             .send()
             .with_context(|| format!("POST {url}"))?;
-        check(resp, &url)
+        check(resp, "POST", &url)
     }
 
     /// Versions a host at `from` can upgrade to.
@@ -166,11 +220,15 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .send()
             .with_context(|| format!("POST {url}"))?;
-        check(resp, &url).map(|_| ())
+        check(resp, "POST", &url).map(|_| ())
     }
 }
 
-fn check(resp: reqwest::blocking::Response, url: &str) -> Result<reqwest::blocking::Response> {
+fn check(
+    resp: reqwest::blocking::Response,
+    method: &'static str,
+    url: &str,
+) -> Result<reqwest::blocking::Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -186,5 +244,11 @@ fn check(resp: reqwest::blocking::Response, url: &str) -> Result<reqwest::blocki
             ))
         })
         .unwrap_or(body);
-    anyhow::bail!("GET {url}: {status}: {}", detail.trim())
+    Err(HttpStatus {
+        method,
+        url: url.to_owned(),
+        status,
+        detail: detail.trim().to_owned(),
+    }
+    .into())
 }

@@ -1,6 +1,7 @@
 //! A fresh install of a role tree onto a mounted target: directories, links and devices from
 //! the manifest, file contents from N parallel stream parts (each file checked against its
-//! sha256 before it is renamed into place), hard links, then directory modes and times, then
+//! sha256 before it is renamed into place; a part whose transfer fails or stalls goes on
+//! from the file it stopped at, see [`super::fetch`]), hard links, then directory modes and times, then
 //! `/var/lib/rdeploy/conf`.
 //!
 //! An `rsync://` server is handled the eDeploy way: `rsync -aHAXS --numeric-ids` from
@@ -12,10 +13,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdeploy_configure::tree_wire::{EntryKind, Manifest, TreeAction, TreeReport, TreeStatus};
+use rdeploy_configure::tree_wire::{
+    Entry, EntryKind, Manifest, TreeAction, TreeReport, TreeStatus,
+};
 
 use super::client::Client;
 use super::conf::Conf;
+use super::fetch;
 use super::local::Target;
 use super::{InstallSpec, InstallStats};
 
@@ -34,7 +38,7 @@ pub fn install(
     if spec.server.starts_with("rsync://") {
         return install_rsync(spec, dry_run, progress);
     }
-    let client = Client::new(&spec.server, &spec.trust)?.with_token(spec.token.clone());
+    let client = Client::new(&spec.server, &spec.trust, spec.stall)?.with_token(spec.token.clone());
     let manifest = client.manifest(&spec.role, &spec.version)?;
     let tree_bytes = manifest.bytes();
     let entries = manifest.entries.len() as u64;
@@ -149,31 +153,48 @@ fn install_http(
     let total_bytes = m.bytes();
     let started = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<Result<()>>();
+    let (say_tx, say_rx) = mpsc::channel::<String>();
     std::thread::scope(|s| -> Result<()> {
         let n = parts.iter().filter(|p| !p.is_empty()).count();
         for (i, part) in parts.iter().enumerate() {
             if part.is_empty() {
                 continue;
             }
-            let (tx, target, bytes, files) = (done_tx.clone(), &target, &bytes, &files);
+            let (tx, say_tx, target, bytes, files) =
+                (done_tx.clone(), say_tx.clone(), &target, &bytes, &files);
             let count = parts.len();
             s.spawn(move || {
-                let r = (|| -> Result<()> {
-                    let mut body = client.stream(m, i, count)?;
-                    for &k in part {
-                        let n = target.write_file(&m.entries[k], &mut body)?;
+                let entries: Vec<&Entry> = part.iter().map(|&k| &m.entries[k]).collect();
+                let open = || client.stream(m, i, count);
+                let r = fetch::contents(
+                    client,
+                    &m.role,
+                    &m.version,
+                    &entries,
+                    Some(&open),
+                    &mut |j, body| {
+                        let n = target.write_file(entries[j], body)?;
                         bytes.fetch_add(n, Ordering::Relaxed);
                         files.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(())
-                })();
+                        Ok(())
+                    },
+                    &|line| {
+                        let _ = say_tx.send(format!("part {} of {count}: {line}", i + 1));
+                    },
+                )
+                .map(|_| ())
+                .with_context(|| format!("part {} of {count} of the tree", i + 1));
                 let _ = tx.send(r);
             });
         }
         drop(done_tx);
+        drop(say_tx);
         let mut finished = 0;
         let mut first_err = None;
         while finished < n {
+            for line in say_rx.try_iter() {
+                progress(&line);
+            }
             match done_rx.recv_timeout(PROGRESS_EVERY) {
                 Ok(r) => {
                     finished += 1;
@@ -194,6 +215,9 @@ fn install_http(
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
+        }
+        for line in say_rx.try_iter() {
+            progress(&line);
         }
         first_err.map_or(Ok(()), Err)
     })?;

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod conf;
+pub mod fetch;
 pub mod filter;
 mod install;
 pub mod local;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdeploy_configure::tree_wire::{TreeAction, TreeReport, TreeStatus};
@@ -58,6 +60,10 @@ pub struct UpgradeArgs {
     /// /etc/rdeploy/ca.pem under ROOT when it exists, else the system's roots].
     #[arg(long, value_name = "FILE", env = "RDEPLOY_CA", global = true)]
     pub ca: Option<PathBuf>,
+    /// A transfer that receives nothing for this long (`60`, `2m`) is broken off and asked
+    /// for again from the file it stopped at.
+    #[arg(long, value_name = "DURATION", value_parser = crate::run::cmdline::parse_duration, default_value = "60s", global = true)]
+    pub stall_timeout: Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: UpgradeCommand,
@@ -220,6 +226,7 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
             token: std::env::var("RDEPLOY_NODE_TOKEN").ok(),
             jobs: args.jobs,
             trust: trust(args)?,
+            stall: args.stall_timeout,
         };
         install(&spec, i.dry_run, &mut |line| println!("{line}"))?;
         return Ok(ExitCode::SUCCESS);
@@ -264,12 +271,14 @@ pub fn upgrade_main(args: &UpgradeArgs) -> Result<ExitCode> {
         UpgradeCommand::Role => println!("{}", conf.role),
         UpgradeCommand::Profile => println!("{}", conf.profile),
         UpgradeCommand::List => {
-            let client = Client::new(&server, &trust(args)?)?;
+            let client = Client::new(&server, &trust(args)?, args.stall_timeout)?;
             for v in client.upgrades(&conf.role, &conf.version)?.to {
                 println!("{v}");
             }
         }
-        UpgradeCommand::Verify => return verify(root, &conf, &server, &trust(args)?),
+        UpgradeCommand::Verify => {
+            return verify(root, &conf, &server, &trust(args)?, args.stall_timeout)
+        }
         UpgradeCommand::TestUpgrade(v) => {
             return run_upgrade(root, &conf, &server, &v.version, args, None)
         }
@@ -294,8 +303,14 @@ fn saved_rules(root: &Path) -> Rules {
     )
 }
 
-fn verify(root: &Path, conf: &Conf, server: &str, trust: &crate::tls::Trust) -> Result<ExitCode> {
-    let client = Client::new(server, trust)?;
+fn verify(
+    root: &Path,
+    conf: &Conf,
+    server: &str,
+    trust: &crate::tls::Trust,
+    stall: Duration,
+) -> Result<ExitCode> {
+    let client = Client::new(server, trust, stall)?;
     let m = client.manifest(&conf.role, &conf.version)?;
     let rules = saved_rules(root);
     let as_root = rustix::process::geteuid().is_root();
@@ -350,7 +365,8 @@ fn run_upgrade(
     let jobs = args.jobs;
     let from = conf.version.as_str();
     let role = conf.role.as_str();
-    let client = Client::new(server, &trust(args)?)?.with_token(conf::load_token(root));
+    let client =
+        Client::new(server, &trust(args)?, args.stall_timeout)?.with_token(conf::load_token(root));
     let paths = client.upgrades(role, from)?;
     anyhow::ensure!(
         paths.to.iter().any(|v| v == to),
@@ -557,6 +573,9 @@ pub struct InstallSpec {
     pub jobs: usize,
     /// The server certificates trusted.
     pub trust: crate::tls::Trust,
+    /// The longest a transfer may go without receiving anything before it is broken off and
+    /// asked for again from the file it stopped at (zero: [`client::DEFAULT_STALL`]).
+    pub stall: Duration,
 }
 
 /// What an install moved.

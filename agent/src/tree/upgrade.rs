@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use rdeploy_configure::tree_wire::{hash_file, Entry, EntryKind, Manifest};
 
 use super::client::Client;
+use super::fetch;
 use super::filter::Filter;
 use super::local::{Local, Target};
 
@@ -289,14 +290,14 @@ pub fn apply(
             done(c);
         }
     }
-    // Contents: `jobs` parallel requests, each for a run of files of about the same bytes,
-    // at most BATCH files per request.
-    let fetch: Vec<&Change> = plan
+    // Contents: `jobs` parallel transfers, each for a run of files of about the same bytes,
+    // at most `fetch::BATCH` files per request, resumed where one fails or stalls.
+    let wanted: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.op != Op::Meta && entry(c).is_some_and(|e| e.kind == EntryKind::File))
         .collect();
-    let groups = split_by_bytes(&fetch, jobs.clamp(1, 32), |c| {
+    let groups = split_by_bytes(&wanted, jobs.clamp(1, 32), |c| {
         entry(c).map_or(0, |e| e.size)
     });
     let first_err: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -304,29 +305,32 @@ pub fn apply(
         for group in &groups {
             let (first_err, target, bytes) = (&first_err, &target, &bytes);
             s.spawn(move || {
-                for batch in group.chunks(BATCH) {
-                    if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let r = (|| -> Result<()> {
-                        let hashes: Vec<&str> = batch
-                            .iter()
-                            .filter_map(|c| entry(c).and_then(|e| e.sha256.as_deref()))
-                            .collect();
-                        let mut body = client.blobs(&m.role, &m.version, &hashes)?;
-                        for c in batch {
-                            let Some(e) = entry(c) else { continue };
-                            let n = target.write_file(e, &mut body)?;
-                            bytes.fetch_add(n, Ordering::Relaxed);
-                            done(c);
+                let entries: Vec<&Entry> = group.iter().filter_map(|c| entry(c)).collect();
+                let changes: Vec<&Change> = group
+                    .iter()
+                    .copied()
+                    .filter(|c| entry(c).is_some())
+                    .collect();
+                let r = fetch::contents(
+                    client,
+                    &m.role,
+                    &m.version,
+                    &entries,
+                    None,
+                    &mut |j, body| {
+                        if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
+                            anyhow::bail!("stopped: another transfer failed");
                         }
+                        let n = target.write_file(entries[j], body)?;
+                        bytes.fetch_add(n, Ordering::Relaxed);
+                        done(changes[j]);
                         Ok(())
-                    })();
-                    if let Err(err) = r {
-                        if let Ok(mut slot) = first_err.lock() {
-                            slot.get_or_insert(err);
-                        }
-                        return;
+                    },
+                    &|line| item(&format!("# {line}")),
+                );
+                if let Err(err) = r {
+                    if let Ok(mut slot) = first_err.lock() {
+                        slot.get_or_insert(err);
                     }
                 }
             });
@@ -419,9 +423,6 @@ fn under_real_dirs(root: &Path, rel: &str) -> bool {
     }
     true
 }
-
-/// Files per `blobs` request.
-const BATCH: usize = 2000;
 
 /// Splits `items` into at most `n` runs of about the same weight (plus 4 KiB per item), in
 /// order.
@@ -579,7 +580,11 @@ mod tests {
             .map(|c| (c.op, c.path.as_str()))
             .collect();
         assert_eq!(got, [(Op::Update, "lib"), (Op::Delete, "lib/x")]);
-        let client = Client::new("http://127.0.0.1:9", &crate::tls::Trust::system())?;
+        let client = Client::new(
+            "http://127.0.0.1:9",
+            &crate::tls::Trust::system(),
+            std::time::Duration::ZERO,
+        )?;
         apply(&p, &m, &root, &client, 1, &|_| {})?;
         assert_eq!(std::fs::read_link(root.join("lib"))?, Path::new("usr/lib"));
         assert_eq!(std::fs::read_to_string(root.join("usr/lib/x"))?, "keep");

@@ -40,6 +40,12 @@ pub const METADATA_FILES: [&str; 4] = ["exclude", "add_only", "pre", "post"];
 /// Size of the chunks a stream is sent in.
 const CHUNK: usize = 256 * 1024;
 
+/// How long a stream waits for its client to take the next chunk before it ends (the
+/// client stalled or went away without the connection saying so): the thread reading the
+/// tree and the chunks it holds are freed. Agents break off a transfer that receives
+/// nothing for their own stall time-out (60 s by default) and ask again from there.
+const SEND_STALL: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn check(kind: &'static str, name: &str) -> Result<(), ApiError> {
     if check_name(name) {
         Ok(())
@@ -300,8 +306,19 @@ pub async fn stream(
 fn stream_files(s: std::sync::Arc<tree::Served>, files: Vec<usize>) -> Response {
     let len: u64 = files.iter().map(|&i| s.manifest.entries[i].size).sum();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
+        // Hands a chunk to the body; false when the client went away or took nothing for
+        // SEND_STALL.
+        let send = |item: Result<Bytes, std::io::Error>| {
+            runtime.block_on(async {
+                matches!(
+                    tokio::time::timeout(SEND_STALL, tx.send(item)).await,
+                    Ok(Ok(()))
+                )
+            })
+        };
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
         for i in files {
             let path = s.path_of(i);
@@ -318,8 +335,11 @@ fn stream_files(s: std::sync::Arc<tree::Served>, files: Vec<usize>) -> Response 
                 while left > 0 {
                     if buf.len() == CHUNK {
                         let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
-                        if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
-                            return Err(std::io::Error::other("client went away"));
+                        if !send(Ok(Bytes::from(chunk))) {
+                            return Err(std::io::Error::other(format!(
+                                "the client went away or took nothing for {} s",
+                                SEND_STALL.as_secs()
+                            )));
                         }
                     }
                     let room = (CHUNK - buf.len()).min(usize::try_from(left).unwrap_or(CHUNK));
@@ -339,12 +359,13 @@ fn stream_files(s: std::sync::Arc<tree::Served>, files: Vec<usize>) -> Response 
             })();
             if let Err(e) = r {
                 tracing::warn!(file = %path.display(), error = %e, "role tree stream ended early");
-                let _ = tx.blocking_send(Err(e));
+                // The body ends short either way (Content-Length): the client sees it.
+                let _ = tx.try_send(Err(e));
                 return;
             }
         }
         if !buf.is_empty() {
-            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+            let _ = send(Ok(Bytes::from(buf)));
         }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
