@@ -362,13 +362,18 @@ impl Postgres {
 
     /// Runs one SQL statement with `psql` and returns its unaligned rows.
     pub fn psql(&self, sql: &str) -> Result<String> {
+        self.psql_on(&self.url, sql)
+    }
+
+    /// [`Postgres::psql`] on another database of the cluster (`url`).
+    pub fn psql_on(&self, url: &str, sql: &str) -> Result<String> {
         let bin = Command::new("bash")
             .arg(workspace_path("scripts/pg"))
             .arg("bindir")
             .output()?;
         let bin = String::from_utf8_lossy(&bin.stdout).trim().to_owned();
         let out = Command::new(Path::new(&bin).join("psql"))
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", &self.url, "-c", sql])
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
             .output()
             .context("cannot run psql")?;
         if !out.status.success() {
