@@ -43,7 +43,7 @@ pub fn push(args: &ConfigDbArgs) -> Result<Outcome> {
     );
     let db = Database::open(&args.database_url)?;
     let mut client = db.connect()?;
-    let taken = apply(&mut client, &files).with_context(|| format!("{}", db.label()))?;
+    let taken = apply(&mut client, &files).with_context(|| db.label().to_owned())?;
     if taken.is_empty() {
         eprintln!(
             "rdeploy config push: {} is the config of {} ({} files)",

@@ -307,3 +307,81 @@ fn a_server_killed_during_the_storm_loses_no_answered_entry() -> Result<()> {
     ensure!(left == 0, "asking again counted: {left} left");
     Ok(())
 }
+
+/// `rdeploy config pull` writes files `rdeploy check` accepts; `rdeploy config push` of an
+/// edit that takes back an entry given out is refused, naming it, and changes nothing; a
+/// pushed quota is what the running server counts from next.
+#[test]
+fn config_push_and_pull_round_trip() -> Result<()> {
+    let Some(db) = postgres_or_skip()? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("config");
+    write_config(&config)?;
+    std::fs::create_dir_all(tmp.path().join("s"))?;
+    let server = Server::start(
+        &config,
+        &tmp.path().join("s/data"),
+        &["--database-url", &db.url],
+    )?;
+    let client = reqwest::blocking::Client::new();
+    for i in 0..3 {
+        upload(&client, &server.base, i)?;
+    }
+    let dir = tmp.path().join("edit");
+    let (left, used) = pulled(&db, &dir)?;
+    ensure!(
+        left == (QUOTA - 3) as i64 && used.len() == 3,
+        "pulled {left} {used:?}"
+    );
+    for f in ["vm.specs", "vm.configure", "any.specs", "any.configure"] {
+        std::fs::copy(config.join(f), dir.join(f))?;
+    }
+    let d = dir.to_str().context("path")?;
+    let check = run_binary("rdeploy", &["check", "--config-dir", d])?;
+    ensure!(
+        check.code == Some(0),
+        "check of the pulled files: {}",
+        check.stdout
+    );
+
+    // Entry 1 given back by hand: refused, named, nothing changed.
+    let cmdb = std::fs::read_to_string(dir.join("vm.cmdb"))?;
+    let edited: Vec<String> = cmdb
+        .lines()
+        .enumerate()
+        .map(|(n, l)| {
+            if n == 1 {
+                let end = if l.ends_with(',') { "}," } else { "}" };
+                format!(" {{'ip': '10.1.0.2'{end}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("vm.cmdb"), edited.join("\n") + "\n")?;
+    let push = run_binary("rdeploy", &["config", "push", d, "--database-url", &db.url])?;
+    ensure!(
+        push.code == Some(2) && push.stderr.contains("vm.cmdb entry 1 is given out"),
+        "push taking back entry 1: {:?} {}",
+        push.code,
+        push.stderr
+    );
+    let (after, _) = pulled(&db, &tmp.path().join("unchanged"))?;
+    ensure!(after == left, "a refused push changed the quota: {after}");
+
+    // A new quota: accepted, and counted from by the running server.
+    std::fs::write(dir.join("vm.cmdb"), cmdb)?;
+    std::fs::write(dir.join("state"), "[('vm', 50), ('any', '*')]\n")?;
+    let push = run_binary("rdeploy", &["config", "push", d, "--database-url", &db.url])?;
+    ensure!(push.code == Some(0), "push: {}", push.stderr);
+    upload(&client, &server.base, 3)?;
+    let (left, used) = pulled(&db, &tmp.path().join("after"))?;
+    ensure!(
+        left == 49 && used.len() == 4,
+        "after the push: {left} left, {} used",
+        used.len()
+    );
+    Ok(())
+}

@@ -56,7 +56,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Any number that identifies rdeploy's migration lock among advisory locks.
-const MIGRATION_LOCK: i64 = 0x7264_6570_6c6f_79;
+const MIGRATION_LOCK: i64 = 0x0072_6465_706c_6f79;
 
 static DATABASE: OnceLock<Database> = OnceLock::new();
 
