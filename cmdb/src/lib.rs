@@ -10,6 +10,7 @@ pub mod cmdb;
 pub mod generate;
 pub mod ledger;
 pub mod pipeline;
+pub mod shared;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -33,6 +33,7 @@
 use crate::cmdb::{Allocated, Cmdb, CmdbError};
 use crate::ledger::{Change as LedgerChange, Hold, Ledger};
 use crate::pipeline::{find_match, spec_skip, too_costly, MatchError, Plan, ProfileSource};
+use crate::shared::Shared;
 use crate::state::{check_profile_name, Quota, State};
 use crate::store::{ConfigDir, StoreError, Write};
 use rdeploy_specs::matcher::{
@@ -42,7 +43,7 @@ use rdeploy_specs::{Inventory, Pos, Specs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -330,7 +331,18 @@ fn refresh_file<T>(
         return false;
     }
     t.hash = hash;
-    match parse(&text) {
+    take_text(t, path, &text, parse);
+    true
+}
+
+/// Parses a file's new text into its tracked value (the last good one stays on an error).
+fn take_text<T>(
+    t: &mut Tracked<T>,
+    path: &Path,
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, Problems>,
+) {
+    match parse(text) {
         Ok(v) => {
             if t.error.take().is_some() || t.value.is_some() {
                 tracing::info!(file = %path.display(), "config file reloaded");
@@ -347,6 +359,48 @@ fn refresh_file<T>(
             t.error = Some(problems);
         }
     }
+}
+
+/// The fingerprint standing for a shared file's version (`crate::shared`).
+fn version_print(version: u64) -> Fingerprint {
+    Fingerprint {
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: (i64::try_from(version).unwrap_or(i64::MAX), 0),
+        len: 0,
+        ino: 0,
+    }
+}
+
+/// [`refresh_file`] for a file of the shared half: read again when its version changed.
+fn refresh_shared<T>(
+    t: &mut Tracked<T>,
+    shared: &mut dyn Shared,
+    versions: &HashMap<String, u64>,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, Problems>,
+) -> bool {
+    let fp = versions.get(name).map(|v| version_print(*v));
+    if t.seen == Some(fp) {
+        return false;
+    }
+    let path = PathBuf::from(format!("{}#{name}", shared.label()));
+    t.seen = Some(fp);
+    t.ours = false;
+    let text = match shared.read(name) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            t.value = None;
+            t.error = None;
+            return true;
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read config file; keeping the last good version");
+            t.error = Some(vec![(None, format!("cannot read: {e}"))]);
+            t.seen = None;
+            return true;
+        }
+    };
+    take_text(t, &path, &text, parse);
     true
 }
 
@@ -394,6 +448,11 @@ pub struct Snapshot {
     /// an owner (the server's data dir); `None` until read.
     owner: Option<String>,
     ledger: Option<Ledger>,
+    /// The mutable half in a shared store instead of the config dir ([`crate::shared`]),
+    /// the versions its current batch began with, and the ledger's version last read.
+    shared: Option<Box<dyn Shared>>,
+    versions: HashMap<String, u64>,
+    ledger_version: Option<u64>,
     last_error: Option<String>,
     commits: u64,
     uploads: u64,
@@ -425,9 +484,30 @@ impl Snapshot {
             script_check: None,
             owner: None,
             ledger: None,
+            shared: None,
+            versions: HashMap::new(),
+            ledger_version: None,
             last_error: None,
             commits: 0,
             uploads: 0,
+        }
+    }
+
+    /// Keeps `state`, the CMDBs and the ledger in `shared` (a database several servers
+    /// share) instead of the config dir, which is then only read (specs, configure
+    /// scripts). Each batch is one of its transactions (see [`crate::shared`]).
+    pub fn with_shared(mut self, shared: Box<dyn Shared>) -> Snapshot {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Where a file of the config is (the shared store's name for the mutable half).
+    fn file_path(&self, name: &str) -> PathBuf {
+        match &self.shared {
+            Some(s) if crate::shared::is_shared_name(name) => {
+                PathBuf::from(format!("{}#{name}", s.label()))
+            }
+            _ => self.dir.file(name),
         }
     }
 
@@ -464,11 +544,15 @@ impl Snapshot {
         self.state = Tracked::default();
         self.profiles.clear();
         self.ledger = None;
+        self.ledger_version = None;
     }
 
     /// Locks the dir, refreshes, runs `f` over the batch, commits what it changed.
     /// `Err` means the commit failed: nothing of the batch was saved.
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Batch<'_>) -> T) -> Result<T, StoreError> {
+        if let Some(shared) = self.shared.take() {
+            return self.batch_shared(shared, f);
+        }
         let dir = self.dir.clone();
         let result = dir.transaction(|tx| {
             self.refresh();
@@ -498,10 +582,86 @@ impl Snapshot {
         result
     }
 
+    /// [`Snapshot::batch`] in one transaction of the shared store.
+    fn batch_shared<T>(
+        &mut self,
+        mut shared: Box<dyn Shared>,
+        f: impl FnOnce(&mut Batch<'_>) -> T,
+    ) -> Result<T, StoreError> {
+        let result = self.run_shared(&mut *shared, f);
+        if result.is_err() {
+            shared.rollback();
+        }
+        self.shared = Some(shared);
+        match &result {
+            Ok(_) => self.last_error = None,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; reading the shared config again");
+                self.last_error = Some(e.to_string());
+                self.forget();
+            }
+        }
+        result
+    }
+
+    fn run_shared<T>(
+        &mut self,
+        shared: &mut dyn Shared,
+        f: impl FnOnce(&mut Batch<'_>) -> T,
+    ) -> Result<T, StoreError> {
+        self.versions = shared.begin()?;
+        self.refresh_from(Some(&mut *shared));
+        let mut batch = Batch {
+            snap: &mut *self,
+            touched: Touched::default(),
+        };
+        let out = f(&mut batch);
+        let touched = batch.touched;
+        let (writes, ledger_change) = self.writes(&touched);
+        let version = shared.commit(&writes)?;
+        if !writes.is_empty() {
+            self.commits += 1;
+            let print = Some(version_print(version));
+            self.committed_as(&touched, ledger_change, |_| print);
+            if touched.ledger {
+                self.ledger_version = Some(version);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads every file that changed since last time (no lock: reads only).
     pub fn refresh(&mut self) {
+        match self.shared.take() {
+            Some(mut shared) => {
+                self.refresh_from(Some(&mut *shared));
+                self.shared = Some(shared);
+            }
+            None => self.refresh_from(None),
+        }
+    }
+
+    /// [`Snapshot::refresh`], the mutable half from `shared` when there is one.
+    fn refresh_from(&mut self, mut shared: Option<&mut dyn Shared>) {
         let dir = self.dir.clone();
-        if let (Some(owner), None) = (&self.owner, &self.ledger) {
+        if let (Some(owner), Some(shared)) = (&self.owner, shared.as_deref_mut()) {
+            let name = crate::ledger::file_name(owner);
+            let version = self.versions.get(&name).copied();
+            if self.ledger.is_none() || version != self.ledger_version {
+                self.ledger = Some(match shared.read(&name) {
+                    Ok(None) => Ledger::default(),
+                    Ok(Some(text)) => Ledger::parse(&text).unwrap_or_else(|e| {
+                        tracing::error!(store = %shared.label(), error = %e, "the ledger of installs under way is unreadable: starting without (retries will count again)");
+                        Ledger::default()
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the ledger of installs under way");
+                        Ledger::default()
+                    }
+                });
+                self.ledger_version = version;
+            }
+        } else if let (Some(owner), None) = (&self.owner, &self.ledger) {
             let name = crate::ledger::file_name(owner);
             self.ledger = Some(match dir.read(&name) {
                 Ok(None) => Ledger::default(),
@@ -515,11 +675,18 @@ impl Snapshot {
                 }
             });
         }
-        let state_path = dir.file("state");
-        refresh_file(&mut self.state, &state_path, |text| {
+        let parse_state = |text: &str| {
             State::parse(text)
                 .map_err(|p| p.0.into_iter().map(|p| (Some(p.pos), p.message)).collect())
-        });
+        };
+        match shared.as_deref_mut() {
+            Some(sh) => {
+                refresh_shared(&mut self.state, sh, &self.versions, "state", parse_state);
+            }
+            None => {
+                refresh_file(&mut self.state, &dir.file("state"), parse_state);
+            }
+        }
         let names: Vec<String> = match &self.state.value {
             Some(s) => s.entries.iter().map(|e| e.profile.clone()).collect(),
             None => Vec::new(),
@@ -540,7 +707,7 @@ impl Snapshot {
                 p.cmdb.value.as_ref().map(|c| &c.file),
                 Some(CmdbFile::Present(_))
             );
-            refresh_file(&mut p.cmdb, &dir.file(&format!("{name}.cmdb")), |text| {
+            let parse_cmdb = |text: &str| {
                 let file = match Cmdb::parse(text) {
                     Ok(Some(c)) => CmdbFile::Present(c),
                     Ok(None) => CmdbFile::Absent { ignored: None },
@@ -555,7 +722,16 @@ impl Snapshot {
                     text: text.to_owned(),
                     lines: Vec::new(),
                 })
-            });
+            };
+            let cmdb_name = format!("{name}.cmdb");
+            match shared.as_deref_mut() {
+                Some(sh) => {
+                    refresh_shared(&mut p.cmdb, sh, &self.versions, &cmdb_name, parse_cmdb);
+                }
+                None => {
+                    refresh_file(&mut p.cmdb, &dir.file(&cmdb_name), parse_cmdb);
+                }
+            }
             let file = format!("{name}.configure");
             let check = self.script_check;
             if refresh_file(&mut p.configure, &dir.file(&file), |text| {
@@ -608,7 +784,7 @@ impl Snapshot {
     }
 
     fn state_refusal(&self) -> Refusal {
-        let path = self.dir.file("state");
+        let path = self.file_path("state");
         Refusal::ConfigBroken {
             file: "state".into(),
             error: self.state.error_line(&path).unwrap_or_else(|| {
@@ -698,17 +874,28 @@ impl Snapshot {
 
     /// After a commit: the cache now holds what is on disk.
     fn committed(&mut self, touched: &Touched, ledger_change: Option<LedgerChange>) {
+        let dir = self.dir.clone();
+        self.committed_as(touched, ledger_change, |name| fingerprint(&dir.file(name)));
+    }
+
+    /// [`Snapshot::committed`], `seen` giving each written file's new fingerprint.
+    fn committed_as(
+        &mut self,
+        touched: &Touched,
+        ledger_change: Option<LedgerChange>,
+        seen: impl Fn(&str) -> Option<Fingerprint>,
+    ) {
         if let (Some(ledger), Some(change)) = (self.ledger.as_mut(), &ledger_change) {
             ledger.written(change);
         }
         if touched.state {
-            self.state.seen = Some(fingerprint(&self.dir.file("state")));
+            self.state.seen = Some(seen("state"));
             self.state.ours = true;
         }
         for name in touched.cmdbs.keys() {
-            let path = self.dir.file(&format!("{name}.cmdb"));
+            let print = seen(&format!("{name}.cmdb"));
             if let Some(p) = self.profiles.get_mut(name) {
-                p.cmdb.seen = Some(fingerprint(&path));
+                p.cmdb.seen = Some(print);
                 p.cmdb.ours = true;
                 if let Some(c) = p.cmdb.value.as_mut() {
                     if let CmdbFile::Present(cmdb) = &mut c.file {
@@ -1083,8 +1270,8 @@ impl Batch<'_> {
             return Err(snap.state_refusal());
         }
         let mut original = None;
+        let path = snap.file_path(&format!("{}.cmdb", plan.profile));
         if let (Some(alloc), Some(p)) = (&plan.cmdb, snap.profiles.get_mut(&plan.profile)) {
-            let path = snap.dir.file(&format!("{}.cmdb", plan.profile));
             if let Some(error) = p.cmdb.error_line(&path) {
                 return Err(Refusal::ConfigBroken {
                     file: format!("{}.cmdb", plan.profile),
@@ -1221,8 +1408,8 @@ impl Batch<'_> {
                 }
             }
             if let Some((index, original)) = &hold.entry {
+                let path = snap.file_path(&format!("{}.cmdb", hold.profile));
                 if let Some(p) = snap.profiles.get_mut(&hold.profile) {
-                    let path = snap.dir.file(&format!("{}.cmdb", hold.profile));
                     if let Some(error) = p.cmdb.error_line(&path) {
                         return Err(Refusal::ConfigBroken {
                             file: format!("{}.cmdb", hold.profile),

@@ -47,6 +47,9 @@ pub enum StoreError {
     NoState { path: PathBuf },
     #[error("{}: the journal of an interrupted commit cannot be read: {reason}", path.display())]
     Journal { path: PathBuf, reason: String },
+    /// The shared store of the mutable half failed (`crate::shared`; the message names it).
+    #[error("{0}")]
+    Shared(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {

@@ -7,7 +7,12 @@
 //! target/release/examples/storm --rdeploy target/release/rdeploy            # 10,000 × 100
 //! target/release/examples/storm --rdeploy target/release/rdeploy --baseline # one at a time, CGI-like
 //! target/release/examples/storm --rdeploy target/release/rdeploy --console  # then the console
+//! target/release/examples/storm --rdeploy target/release/rdeploy --database-url URL --servers 2
 //! ```
+//!
+//! `--database-url URL` (a fresh database, e.g. from `scripts/pg start`): the servers run in
+//! PostgreSQL mode; `--servers N` starts N of them on it, client k posting to server k mod N.
+//! The check then reads the database's files (`rdeploy config pull`).
 //!
 //! `--console`: after the storm, with the 10,000 nodes in the server, times the console's
 //! pages (median and worst of 20 requests each, bytes per page) and the event stream: 100
@@ -38,6 +43,8 @@ struct Args {
     baseline: bool,
     keep: bool,
     console: bool,
+    database_url: Option<String>,
+    servers: usize,
 }
 
 fn parse_args() -> Res<Args> {
@@ -48,6 +55,8 @@ fn parse_args() -> Res<Args> {
         baseline: false,
         console: false,
         keep: false,
+        database_url: None,
+        servers: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -58,6 +67,8 @@ fn parse_args() -> Res<Args> {
             "--baseline" => a.baseline = true,
             "--keep" => a.keep = true,
             "--console" => a.console = true,
+            "--database-url" => a.database_url = Some(it.next().ok_or("--database-url URL")?),
+            "--servers" => a.servers = it.next().ok_or("--servers N")?.parse()?,
             other => {
                 return Err(format!(
                     "unknown argument {other}; see the doc comment of examples/storm.rs"
@@ -206,42 +217,56 @@ async fn main() -> Res {
     let data = tmp.path().join("data");
     fs::create_dir_all(&config)?;
     write_config(&config, args.nodes)?;
-    let mut cmd = Command::new(&args.rdeploy);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if args.baseline {
-        cmd.arg("--cgi-baseline");
-    }
     // The console's measure posts node events as an operator would: with the admin token.
     const ADMIN: &str = "storm-admin-token";
-    if args.console {
-        let token = tmp.path().join("admin-token");
-        fs::write(&token, ADMIN)?;
-        cmd.arg("--admin-token-file").arg(&token);
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for n in 0..args.servers.max(1) {
+        let mut cmd = Command::new(&args.rdeploy);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(if n == 0 {
+                data.clone()
+            } else {
+                tmp.path().join(format!("data{n}"))
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if args.baseline {
+            cmd.arg("--cgi-baseline");
+        }
+        if let Some(url) = &args.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        if args.console {
+            let token = tmp.path().join("admin-token");
+            fs::write(&token, ADMIN)?;
+            cmd.arg("--admin-token-file").arg(&token);
+        }
+        let mut child = cmd.spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        bases.push(
+            line.trim()
+                .strip_prefix("rdeploy: listening on ")
+                .ok_or_else(|| format!("unexpected first line {line:?}"))?
+                .to_owned(),
+        );
+        children.push(child);
     }
-    let mut child = cmd.spawn()?;
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let base = line
-        .trim()
-        .strip_prefix("rdeploy: listening on ")
-        .ok_or_else(|| format!("unexpected first line {line:?}"))?
-        .to_owned();
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    let base = bases[0].clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.clients {
+    for k in 0..args.clients {
         let http = http.clone();
         let next = Arc::clone(&next);
-        let url = format!("{base}/upload");
+        let url = format!("{}/upload", bases[k % bases.len()]);
         let n = args.nodes;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -292,8 +317,8 @@ async fn main() -> Res {
         errors += e;
     }
     let elapsed = started.elapsed();
-    let rss = peak_rss_kib(pid);
-    let cpu = cpu_seconds(pid);
+    let rss = pids.iter().map(|p| peak_rss_kib(*p)).sum::<Option<u64>>();
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<Option<f64>>();
     if args.console {
         console(&http, &base, ADMIN).await?;
     }
@@ -308,11 +333,29 @@ async fn main() -> Res {
         health["config"]["commits"],
         cpu.map_or("?".to_owned(), |c| format!("{c:.2} s"))
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     lat.sort();
     let answered: HashSet<String> = ips.iter().cloned().collect();
-    let mut problems = verify(&config, &answered)?;
+    // In PostgreSQL mode the database holds the files: check what `config pull` writes.
+    let checked = match &args.database_url {
+        None => config.clone(),
+        Some(url) => {
+            let pulled = tmp.path().join("pulled");
+            let status = Command::new(&args.rdeploy)
+                .args(["config", "pull"])
+                .arg(&pulled)
+                .args(["--database-url", url])
+                .status()?;
+            if !status.success() {
+                return Err("rdeploy config pull failed".into());
+            }
+            pulled
+        }
+    };
+    let mut problems = verify(&checked, &answered)?;
     if answered.len() != ips.len() {
         problems.push(format!(
             "{} answers shared an IP",
@@ -320,8 +363,12 @@ async fn main() -> Res {
         ));
     }
     println!(
-        "storm{}: {} nodes, {} clients: {} allocated, {} errors in {:.2} s ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server peak RSS {} MiB",
+        "storm{}{}: {} nodes, {} clients: {} allocated, {} errors in {:.2} s ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server peak RSS {} MiB (summed over servers)",
         if args.baseline { " (baseline: one request per lock, no cache)" } else { "" },
+        match (&args.database_url, args.servers) {
+            (None, _) => String::new(),
+            (Some(_), n) => format!(" (PostgreSQL, {n} server{})", if n == 1 { "" } else { "s" }),
+        },
         args.nodes,
         args.clients,
         ips.len(),

@@ -99,6 +99,11 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
 
+    /// The config of servers sharing a PostgreSQL database (docs/ha.md): push a config
+    /// dir's state and CMDBs into it, or pull them back as files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
     /// Machines known by name, MACs and addresses before they send an inventory (PXE
     /// Manager's verbs: addsystem, delsystem, dpysystem, syncbootnames, nextboot).
     ///
@@ -229,6 +234,27 @@ pub struct TestListArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check DIR like `rdeploy check`, then make its `state` and CMDBs the database's, in
+    /// one transaction. Refused (exit 2, nothing changed) when DIR has errors or would take
+    /// back an entry given out (each is named). The servers see it at their next batch.
+    Push(ConfigDbArgs),
+    /// Write the database's `state`, `<profile>.cmdb` (entries in use marked `used: 1`) and
+    /// `.cmdb.orig` files into DIR, as eDeploy keeps them (`rdeploy check` reads them).
+    Pull(ConfigDbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigDbArgs {
+    /// The config dir.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The servers' database (as given to `rdeploy serve --database-url`).
+    #[arg(long, value_name = "URL", env = "RDEPLOY_DATABASE_URL")]
+    pub database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -589,6 +615,11 @@ pub struct ServeArgs {
     /// Benchmark baseline: one upload per lock, every file re-read (eDeploy's CGI model).
     #[arg(long, hide = true)]
     pub cgi_baseline: bool,
+    /// Keep node records and the mutable half of the config (quotas, CMDB entries, installs
+    /// under way) in PostgreSQL, shared by every server given the same URL (docs/ha.md);
+    /// the config dir is then read only. Default: SQLite in the data dir.
+    #[arg(long, value_name = "URL", env = "RDEPLOY_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod check;
 mod cli;
 mod commands;
+mod config_db;
 mod dhcp;
 mod ops;
 mod pxemngr;
@@ -65,6 +66,8 @@ fn command() -> ExitCode {
         cli::Command::Generate(args) => commands::generate(&args),
         cli::Command::Check(args) => check::run(&args),
         cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Config(cli::ConfigCommand::Push(args)) => config_db::push(&args),
+        cli::Command::Config(cli::ConfigCommand::Pull(args)) => config_db::pull(&args),
         cli::Command::Nodes(args) => ops::nodes(&args),
         cli::Command::Node(cli::NodeCommand::Show(args)) => ops::node_show(&args),
         cli::Command::System(cmd) => system(cmd),

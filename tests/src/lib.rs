@@ -400,3 +400,77 @@ pub fn run_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Resul
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
+
+/// A throwaway PostgreSQL cluster (`scripts/pg start`), stopped and removed when dropped.
+#[derive(Debug)]
+pub struct Postgres {
+    /// `postgres://postgres@127.0.0.1:PORT/rdeploy`.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Postgres {
+    /// Starts one; `Ok(None)` when PostgreSQL's binaries are not installed (the caller
+    /// skips, saying so: `apt-get install postgresql`, as scripts/apt-packages lists).
+    pub fn start() -> Result<Option<Postgres>> {
+        let script = workspace_path("scripts/pg");
+        let found = Command::new("bash")
+            .arg(&script)
+            .arg("bindir")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("cannot run scripts/pg")?;
+        if !found.success() {
+            return Ok(None);
+        }
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run scripts/pg start")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        match (out.status.success(), lines.next(), lines.next()) {
+            (true, Some(url), Some(dir)) => Ok(Some(Postgres {
+                url: url.to_owned(),
+                dir: PathBuf::from(dir),
+            })),
+            _ => bail!("scripts/pg start failed: {text}"),
+        }
+    }
+
+    /// Runs one SQL statement with `psql` and returns its unaligned rows.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        self.psql_on(&self.url, sql)
+    }
+
+    /// [`Postgres::psql`] on another database of the cluster (`url`).
+    pub fn psql_on(&self, url: &str, sql: &str) -> Result<String> {
+        let bin = Command::new("bash")
+            .arg(workspace_path("scripts/pg"))
+            .arg("bindir")
+            .output()?;
+        let bin = String::from_utf8_lossy(&bin.stdout).trim().to_owned();
+        let out = Command::new(Path::new(&bin).join("psql"))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+            .output()
+            .context("cannot run psql")?;
+        if !out.status.success() {
+            bail!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_path("scripts/pg"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .status();
+    }
+}

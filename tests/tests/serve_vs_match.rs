@@ -307,7 +307,11 @@ fn kind(a: &Answer) -> &'static str {
     }
 }
 
-fn run_scenario(case: &Json, client: &reqwest::blocking::Client) -> Result<ScenarioReport> {
+fn run_scenario(
+    case: &Json,
+    client: &reqwest::blocking::Client,
+    db: Option<&str>,
+) -> Result<ScenarioReport> {
     let id = case["id"].as_str().unwrap_or("?");
     let tmp = tempfile::tempdir()?;
     let (cli_dir, serve_dir) = (tmp.path().join("match"), tmp.path().join("serve"));
@@ -328,11 +332,35 @@ fn run_scenario(case: &Json, client: &reqwest::blocking::Client) -> Result<Scena
         let cli = through_cli(&cli_dir, tmp.path(), upload)
             .with_context(|| format!("{id} step {i}: rdeploy match"))?;
         let serve = {
-            let server = fresh_server(&serve_dir, &step)?;
+            let server = match db {
+                None => fresh_server(&serve_dir, &step)?,
+                Some(url) => {
+                    std::fs::create_dir_all(&step)?;
+                    Server::start(&serve_dir, &step.join("data"), &["--database-url", url])?
+                }
+            };
             through_server(&server, client, upload)
                 .with_context(|| format!("{id} step {i}: rdeploy serve"))?
         };
-        let (cli_files, serve_files) = (visible_files(&cli_dir)?, visible_files(&serve_dir)?);
+        let (cli_files, serve_files) = match db {
+            None => (visible_files(&cli_dir)?, visible_files(&serve_dir)?),
+            Some(url) => {
+                // Each upload a new machine, as with a fresh data dir: no install held.
+                forget_holds(url)?;
+                let pulled = step.join("pulled");
+                pull(url, &pulled)?;
+                (visible_files(&cli_dir)?, visible_files(&pulled)?)
+            }
+        };
+        // PostgreSQL mode keeps only the mutable files: compare those.
+        let cli_compared = match db {
+            None => cli_files.clone(),
+            Some(_) => cli_files
+                .iter()
+                .filter(|(name, _)| is_shared_name(name))
+                .map(|(n, b)| (n.clone(), b.clone()))
+                .collect(),
+        };
         *report.kinds.entry(kind(&cli.answer)).or_default() += 1;
         let mut same = true;
         if cli.answer != serve.answer {
@@ -350,7 +378,7 @@ fn run_scenario(case: &Json, client: &reqwest::blocking::Client) -> Result<Scena
                 files_differ(&before, &cli_files).unwrap_or_default()
             ));
         }
-        if let Some(diff) = files_differ(&cli_files, &serve_files) {
+        if let Some(diff) = files_differ(&cli_compared, &serve_files) {
             same = false;
             // The first divergence says it all; later steps start from different files.
             if !files_diverged {
@@ -364,6 +392,46 @@ fn run_scenario(case: &Json, client: &reqwest::blocking::Client) -> Result<Scena
     }
     Ok(report)
 }
+
+/// The files PostgreSQL mode keeps in the database (`rdeploy config pull` writes them).
+fn is_shared_name(name: &str) -> bool {
+    name == "state" || name.ends_with(".cmdb") || name.ends_with(".cmdb.orig")
+}
+
+/// `rdeploy config pull DIR --database-url URL`.
+fn pull(url: &str, dir: &Path) -> Result<()> {
+    let out = rdeploy_tests::run_binary_env(
+        "rdeploy",
+        &["config", "pull", path_str(dir)?, "--database-url", url],
+        &[("RDEPLOY_LOG", "off")],
+    )?;
+    ensure!(out.code == Some(0), "rdeploy config pull: {}", out.stderr);
+    Ok(())
+}
+
+/// Ends every install under way in the database (a new server on a fresh data dir holds
+/// none in file mode).
+fn forget_holds(url: &str) -> Result<()> {
+    PG.get().context("no cluster")?.psql_on(
+        url,
+        "DELETE FROM config_files WHERE name LIKE '.rdeploy-holds-%'",
+    )?;
+    Ok(())
+}
+
+/// A new database for scenario `n` in the cluster, its URL.
+fn scenario_database(n: usize) -> Result<String> {
+    let pg = PG.get().context("no cluster")?;
+    pg.psql(&format!("CREATE DATABASE s{n}"))?;
+    let base = pg
+        .url
+        .strip_suffix("/rdeploy")
+        .context("the cluster's URL does not end in /rdeploy")?;
+    Ok(format!("{base}/s{n}"))
+}
+
+/// The cluster of the PostgreSQL-mode run.
+static PG: std::sync::OnceLock<rdeploy_tests::Postgres> = std::sync::OnceLock::new();
 
 /// The recorded scenarios, in file order.
 fn scenarios() -> Result<Vec<Json>> {
@@ -425,6 +493,24 @@ fn parallel<T: Sync, R: Send>(
 
 #[test]
 fn serve_answers_every_recorded_scenario_like_match() -> Result<()> {
+    compare_all(false)
+}
+
+/// The same in PostgreSQL mode: each scenario in a database of its own (the first server
+/// imports the scenario's files), each step a new server on it; the files compared are the
+/// database's, as `rdeploy config pull` writes them.
+#[test]
+fn serve_on_postgres_answers_every_recorded_scenario_like_match() -> Result<()> {
+    let Some(db) = rdeploy_tests::Postgres::start()? else {
+        println!("SKIPPED: PostgreSQL is not installed (apt-get install postgresql; scripts/apt-packages lists it)");
+        return Ok(());
+    };
+    PG.set(db)
+        .map_err(|_| anyhow::anyhow!("the cluster is already started"))?;
+    compare_all(true)
+}
+
+fn compare_all(postgres: bool) -> Result<()> {
     let started = Instant::now();
     let all = scenarios()?;
     for (id, why) in NOT_COMPARED {
@@ -437,9 +523,18 @@ fn serve_answers_every_recorded_scenario_like_match() -> Result<()> {
         .iter()
         .filter(|c| !NOT_COMPARED.iter().any(|(id, _)| c["id"] == *id))
         .collect();
-    let reports = parallel(&compared, |case, client| {
+    let numbered: Vec<(usize, &Json)> = compared.iter().copied().enumerate().collect();
+    let reports = parallel(&numbered, |(n, case), client| {
         let id = case["id"].as_str().unwrap_or("?").to_owned();
-        run_scenario(case, client).map_err(|e| (id, e))
+        let db = if postgres {
+            match scenario_database(*n) {
+                Ok(url) => Some(url),
+                Err(e) => return Err((id, e)),
+            }
+        } else {
+            None
+        };
+        run_scenario(case, client, db.as_deref()).map_err(|e| (id, e))
     })?;
     let (mut steps, mut identical, mut problems) = (0, 0, Vec::new());
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -458,7 +553,8 @@ fn serve_answers_every_recorded_scenario_like_match() -> Result<()> {
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "serve vs match: {} scenarios ({} not compared), {steps} steps ({}), {identical} identical, {} problems, {:.1}s",
+        "serve{} vs match: {} scenarios ({} not compared), {steps} steps ({}), {identical} identical, {} problems, {:.1}s",
+        if postgres { " (PostgreSQL)" } else { "" },
         compared.len(),
         NOT_COMPARED.len(),
         kinds.join(", "),

@@ -202,7 +202,11 @@ impl Core {
         }
         let disk = Disk::default();
         let slots = Arc::new(slots);
-        let (store, loaded) = Store::open(Sqlite::open(&data_dir)?)
+        let backend: Box<dyn super::store::Backend> = match super::pg::database() {
+            Some(db) => Box::new(db.store()?),
+            None => Box::new(Sqlite::open(&data_dir)?),
+        };
+        let (store, loaded) = Store::open(backend)
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let nodes = Nodes::new(loaded.nodes, store.clone(), Arc::clone(&slots));
         let systems = Systems::new(loaded.systems, store.clone());

@@ -44,6 +44,7 @@ pub mod matching;
 pub mod metrics;
 pub mod nodes;
 pub mod omf;
+pub mod pg;
 pub mod record;
 pub mod roles;
 pub mod slots;
@@ -123,7 +124,12 @@ impl AppState {
         let owner = core::data_dir_id(&data_dir)?;
         let mut snapshot = Snapshot::new(ConfigDir::new(config_dir))
             .with_script_check(crate::check::script_errors);
-        if !baseline {
+        if let Some(db) = pg::database() {
+            // Servers of one database share the mutable half of the config and the holds.
+            let shared = db.shared(snapshot.dir().path())?;
+            snapshot = snapshot.with_shared(Box::new(shared));
+            snapshot = snapshot.with_owner(pg::OWNER).map_err(anyhow::Error::msg)?;
+        } else if !baseline {
             // The eDeploy CGI model counts every upload; the server remembers installs.
             snapshot = snapshot.with_owner(&owner).map_err(anyhow::Error::msg)?;
         }
@@ -225,6 +231,9 @@ pub fn app(state: AppState) -> Router {
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: &ServeArgs) -> Result<Outcome> {
+    if let Some(url) = &args.database_url {
+        pg::set_database(pg::Database::open(url)?)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
