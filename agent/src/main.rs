@@ -2,7 +2,7 @@
 //! deployed hosts (upgrades).
 //!
 //! Thin: parse the command line, set up logging, run one function per subcommand, turn the
-//! outcome into an exit code. The command runs on a thread with a large stack (see [`STACK`]).
+//! outcome into an exit code. The command runs on a thread with a large stack (`rdeploy_configure::run_on_command_stack`).
 //! Invoked as `edeploy` (a symlink), it takes eDeploy's host verbs (`edeploy upgrade
 //! VERSION`, `list`, `verify` ...): see `tree::edeploy_args`.
 
@@ -19,25 +19,8 @@ fn program_name() -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
-/// Stack of the thread the command runs on. A configure script's value may nest as deep as
-/// its element limits allow (10,000 arrays and 10,000 map entries); comparing, copying or
-/// dropping it recurses once per level. The memory is only reserved.
-const STACK: usize = 256 << 20;
-
 fn main() -> ExitCode {
-    let spawned = std::thread::Builder::new()
-        .name("rdeploy-agent".into())
-        .stack_size(STACK)
-        .spawn(command);
-    match spawned.map(std::thread::JoinHandle::join) {
-        Ok(Ok(code)) => code,
-        // The panic message is printed already; 101 is Rust's exit status for a panic.
-        Ok(Err(_)) => ExitCode::from(101),
-        Err(e) => {
-            eprintln!("rdeploy-agent: cannot start: {e}");
-            ExitCode::from(2)
-        }
-    }
+    rdeploy_configure::run_on_command_stack("rdeploy-agent", command)
 }
 
 fn command() -> ExitCode {

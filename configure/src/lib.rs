@@ -72,3 +72,30 @@ pub fn rhai_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// Stack of the thread a program embedding the engine runs its command on. A configure
+/// script's value may nest as deep as its element limits allow (10,000 arrays and 10,000
+/// map entries); comparing, copying or dropping it recurses once per level. The memory is
+/// only reserved.
+pub const COMMAND_STACK: usize = 256 << 20;
+
+/// Runs `command` on a thread named `program` with [`COMMAND_STACK`] and gives its exit code:
+/// 101 when it panicked (the panic message is printed already), 2 when the thread cannot
+/// start (said on stderr).
+pub fn run_on_command_stack(
+    program: &str,
+    command: fn() -> std::process::ExitCode,
+) -> std::process::ExitCode {
+    let spawned = std::thread::Builder::new()
+        .name(program.into())
+        .stack_size(COMMAND_STACK)
+        .spawn(command);
+    match spawned.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => std::process::ExitCode::from(101),
+        Err(e) => {
+            eprintln!("{program}: cannot start: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

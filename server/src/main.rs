@@ -2,7 +2,7 @@
 //!
 //! Thin: parse the command line, set up logging, run one function per subcommand, turn
 //! the outcome into an exit code (0 ok, 1 no match, 2 error, 3 matching too costly). The
-//! command runs on a thread with a large stack (see [`STACK`]). Invoked as `pxemngr` (a
+//! command runs on a thread with a large stack (`rdeploy_configure::run_on_command_stack`). Invoked as `pxemngr` (a
 //! symlink), it takes PXE Manager's verbs instead ([`pxemngr`]).
 
 mod check;
@@ -21,11 +21,6 @@ mod wire;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Stack of the thread the command runs on. A configure script's value may nest as deep as
-/// its element limits allow (10,000 arrays and 10,000 map entries); comparing, copying or
-/// dropping it recurses once per level. The memory is only reserved.
-const STACK: usize = 256 << 20;
-
 /// The name this program was invoked under (`pxemngr` for the multi-call form).
 fn program_name() -> Option<String> {
     let arg0 = std::env::args_os().next()?;
@@ -42,19 +37,7 @@ fn main() -> ExitCode {
             .collect();
         return pxemngr::main(&args);
     }
-    let spawned = std::thread::Builder::new()
-        .name("rdeploy".into())
-        .stack_size(STACK)
-        .spawn(command);
-    match spawned.map(std::thread::JoinHandle::join) {
-        Ok(Ok(code)) => code,
-        // The panic message is printed already; 101 is Rust's exit status for a panic.
-        Ok(Err(_)) => ExitCode::from(101),
-        Err(e) => {
-            eprintln!("rdeploy: cannot start: {e}");
-            ExitCode::from(2)
-        }
-    }
+    rdeploy_configure::run_on_command_stack("rdeploy", command)
 }
 
 fn command() -> ExitCode {
